@@ -1,0 +1,404 @@
+"""
+Sans-IO codec for the PostgreSQL v3 wire protocol.
+
+Nothing here touches a socket: parsers take bytes and return messages plus the number of
+bytes consumed (or "need more"); builders return bytes.  ``protocol/stream.py`` and the
+session code do the I/O.
+
+Framing::
+
+    startup phase:  int32 length (includes itself) | int32 code | payload
+    normal phase:   byte1 type | int32 length (includes itself, not the type) | payload
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from pgpool_py.errors import ProtocolError
+
+# Precompiled packers (psycopg's _struct.py habit): the relay calls these per message.
+_I32 = struct.Struct("!i")
+_U32 = struct.Struct("!I")
+_I16 = struct.Struct("!h")
+_HDR = struct.Struct("!cI")
+_TWO_I32 = struct.Struct("!ii")
+pack_int32 = _I32.pack
+unpack_int32_from = _I32.unpack_from
+unpack_uint32_from = _U32.unpack_from
+
+PROTOCOL_3_0 = 3 << 16
+PROTOCOL_3_2 = (3 << 16) | 2
+LATEST_MINOR = 0  # we speak 3.0 and offer it back through NegotiateProtocolVersion
+CANCEL_REQUEST_CODE = (1234 << 16) | 5678
+SSL_REQUEST_CODE = (1234 << 16) | 5679
+GSSENC_REQUEST_CODE = (1234 << 16) | 5680
+
+# pgpool-II accepts startup payloads of 4..10000 bytes; PostgreSQL's own limit is 10000 too.
+MAX_STARTUP_PAYLOAD = 10000
+# A regular message may be large (COPY data, big bind parameters) but a length field beyond
+# PostgreSQL's MaxAllocSize (1 GB - 1) can only be garbage or an attack.
+MAX_MESSAGE_LENGTH = 0x3FFFFFFF
+
+# Transaction status bytes in ReadyForQuery.
+TX_IDLE = ord("I")
+TX_IN_BLOCK = ord("T")
+TX_FAILED = ord("E")
+
+
+# ---------------------------------------------------------------- startup phase
+
+
+@dataclass(frozen=True)
+class StartupMessage:
+    major: int
+    minor: int
+    params: dict[str, str]
+    # Options the client asked for that we do not know (``_pq_.*``): answered with
+    # NegotiateProtocolVersion instead of refusing the connection.
+    unsupported_options: tuple[str, ...] = ()
+
+    @property
+    def user(self) -> str:
+        return self.params.get("user", "")
+
+    @property
+    def database(self) -> str:
+        return self.params.get("database") or self.user
+
+    @property
+    def application_name(self) -> str:
+        return self.params.get("application_name", "")
+
+    def pool_key_bytes(self) -> bytes:
+        """The startup options sorted by name, as pgpool-II compares them for pool reuse."""
+        return b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in sorted(self.params.items()))
+
+    def to_backend_bytes(self) -> bytes:
+        """The startup packet we send to a backend: always protocol 3.0, known options only."""
+        return startup_message(PROTOCOL_3_0, self.params)
+
+
+@dataclass(frozen=True)
+class SSLRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class GSSENCRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    pid: int
+    key: bytes
+
+
+StartupPacket = StartupMessage | SSLRequest | GSSENCRequest | CancelRequest
+
+
+def startup_length(header: bytes) -> int:
+    """Validate the int32 length at the start of a startup packet; return the payload size."""
+    (length,) = _I32.unpack_from(header, 0)
+    payload = length - 4
+    if payload < 4 or payload > MAX_STARTUP_PAYLOAD:
+        raise ProtocolError(
+            "invalid length of startup packet",
+            detail=f"length {length} is outside 8..{MAX_STARTUP_PAYLOAD + 4}",
+        )
+    return payload
+
+
+def parse_startup_payload(payload: bytes) -> StartupPacket:
+    """Parse the bytes after the length word of a startup-phase packet."""
+    (code,) = _I32.unpack_from(payload, 0)
+    if code == SSL_REQUEST_CODE and len(payload) == 4:
+        return SSLRequest()
+    if code == GSSENC_REQUEST_CODE and len(payload) == 4:
+        return GSSENCRequest()
+    if code == CANCEL_REQUEST_CODE:
+        if len(payload) < 12 or len(payload) > 4 + 4 + 256:
+            raise ProtocolError("invalid length of cancel request packet")
+        (pid,) = _I32.unpack_from(payload, 4)
+        return CancelRequest(pid, bytes(payload[8:]))
+    major, minor = code >> 16, code & 0xFFFF
+    if major != 3:
+        # PostgreSQL's wording; pgpool-II 4.3 just closed the socket here.
+        raise ProtocolError(
+            f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.{LATEST_MINOR}",
+            sqlstate="0A000",
+        )
+    return _parse_startup_params(major, minor, payload[4:])
+
+
+def _parse_startup_params(major: int, minor: int, data: bytes) -> StartupMessage:
+    data = bytes(data)
+    if not data or data[-1] != 0:
+        raise ProtocolError("invalid startup packet layout: expected terminator as last byte")
+    # name\0value\0 ... \0: drop the list terminator, then the last value's NUL.
+    parts = data[:-2].split(b"\0") if len(data) > 1 else []
+    if len(parts) % 2 or (len(data) > 1 and data[-2] != 0):
+        raise ProtocolError("invalid startup packet layout: expected terminator as last byte")
+    params: dict[str, str] = {}
+    unsupported: list[str] = []
+    try:
+        for i in range(0, len(parts), 2):
+            name, value = parts[i].decode(), parts[i + 1].decode()
+            if name.startswith("_pq_."):
+                unsupported.append(name)
+                continue
+            params[name] = value
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("invalid startup packet: option is not valid UTF-8") from exc
+    if not params.get("user"):
+        raise ProtocolError("no PostgreSQL user name specified in startup packet", sqlstate="28000")
+    return StartupMessage(major, minor, params, tuple(unsupported))
+
+
+# ---------------------------------------------------------------- framing
+
+
+def split_messages(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[list[tuple[int, int, int]], int]:
+    """
+    Find the complete messages in ``buf[pos:]``.
+
+    Returns ``([(type, start, end), ...], next_pos)`` where ``buf[start:end]`` is the whole
+    message including its type byte and ``next_pos`` is where the first incomplete one begins.
+    """
+    out: list[tuple[int, int, int]] = []
+    n = len(buf)
+    unpack = _U32.unpack_from
+    while n - pos >= 5:
+        (length,) = unpack(buf, pos + 1)
+        if length < 4 or length > MAX_MESSAGE_LENGTH:
+            raise ProtocolError(
+                "invalid message length",
+                detail=f"message type 0x{buf[pos]:02x} has length {length}",
+            )
+        end = pos + 1 + length
+        if end > n:
+            break
+        out.append((buf[pos], pos, end))
+        pos = end
+    return out, pos
+
+
+def message_length(buf: bytes | bytearray | memoryview, pos: int) -> int:
+    """Total size (type byte included) of the message starting at ``pos``; needs 5 bytes."""
+    (length,) = _U32.unpack_from(buf, pos + 1)
+    if length < 4 or length > MAX_MESSAGE_LENGTH:
+        raise ProtocolError("invalid message length", detail=f"message type 0x{buf[pos]:02x} has length {length}")
+    return 1 + length
+
+
+def _msg(kind: bytes, body: bytes = b"") -> bytes:
+    return _HDR.pack(kind, len(body) + 4) + body
+
+
+def _cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+# ---------------------------------------------------------------- frontend messages (we send to backends)
+
+
+def startup_message(version: int, params: dict[str, str]) -> bytes:
+    body = _I32.pack(version) + b"".join(_cstr(k) + _cstr(v) for k, v in params.items()) + b"\0"
+    return _I32.pack(len(body) + 4) + body
+
+
+def cancel_request(pid: int, key: bytes) -> bytes:
+    body = _TWO_I32.pack(CANCEL_REQUEST_CODE, pid) + key
+    return _I32.pack(len(body) + 4) + body
+
+
+def ssl_request() -> bytes:
+    return _TWO_I32.pack(8, SSL_REQUEST_CODE)
+
+
+def query(sql: str) -> bytes:
+    return _msg(b"Q", _cstr(sql))
+
+
+def password_message(data: bytes) -> bytes:
+    """PasswordMessage / SASLInitialResponse / SASLResponse all use type 'p'."""
+    return _msg(b"p", data)
+
+
+def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
+    return _msg(b"p", _cstr(mechanism) + _I32.pack(len(data)) + data)
+
+
+TERMINATE = _msg(b"X")
+SYNC = _msg(b"S")
+FLUSH = _msg(b"H")
+
+
+# ---------------------------------------------------------------- backend messages (we send to clients)
+
+AUTH_OK = 0
+AUTH_CLEARTEXT = 3
+AUTH_MD5 = 5
+AUTH_SASL = 10
+AUTH_SASL_CONTINUE = 11
+AUTH_SASL_FINAL = 12
+
+
+def authentication(code: int, data: bytes = b"") -> bytes:
+    return _msg(b"R", _I32.pack(code) + data)
+
+
+AUTHENTICATION_OK = authentication(AUTH_OK)
+
+
+def authentication_sasl(mechanisms: Sequence[str]) -> bytes:
+    return authentication(AUTH_SASL, b"".join(_cstr(m) for m in mechanisms) + b"\0")
+
+
+def parameter_status(name: str, value: str) -> bytes:
+    return _msg(b"S", _cstr(name) + _cstr(value))
+
+
+def backend_key_data(pid: int, key: bytes) -> bytes:
+    return _msg(b"K", _I32.pack(pid) + key)
+
+
+def ready_for_query(status: int = TX_IDLE) -> bytes:
+    return _msg(b"Z", bytes((status,)))
+
+
+def negotiate_protocol_version(newest_minor: int, unsupported: Sequence[str]) -> bytes:
+    body = _I32.pack(PROTOCOL_3_0 | newest_minor) + _I32.pack(len(unsupported))
+    return _msg(b"v", body + b"".join(_cstr(o) for o in unsupported))
+
+
+def _fields(fields: Iterable[tuple[bytes, str | None]]) -> bytes:
+    return b"".join(code + _cstr(value) for code, value in fields if value is not None) + b"\0"
+
+
+def error_response(
+    message: str,
+    sqlstate: str = "XX000",
+    *,
+    severity: str = "ERROR",
+    detail: str | None = None,
+    hint: str | None = None,
+) -> bytes:
+    return _msg(
+        b"E",
+        _fields(
+            [
+                (b"S", severity),
+                (b"V", severity),
+                (b"C", sqlstate),
+                (b"M", message),
+                (b"D", detail),
+                (b"H", hint),
+            ]
+        ),
+    )
+
+
+def notice_response(message: str, *, severity: str = "NOTICE", sqlstate: str = "00000", detail: str | None = None) -> bytes:
+    return _msg(b"N", _fields([(b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", message), (b"D", detail)]))
+
+
+def parse_error_fields(body: bytes | memoryview) -> dict[str, str]:
+    """Fields of an ErrorResponse/NoticeResponse body (after the length word), keyed by code letter."""
+    out: dict[str, str] = {}
+    raw = bytes(body)
+    pos = 0
+    while pos < len(raw) and raw[pos] != 0:
+        code = chr(raw[pos])
+        end = raw.index(b"\0", pos + 1)
+        out[code] = raw[pos + 1 : end].decode(errors="replace")
+        pos = end + 1
+    return out
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_oid: int = 25  # text; pgpool-II sends 0, which some drivers cannot decode
+
+
+def row_description(columns: Sequence[Column | str]) -> bytes:
+    parts = [_I16.pack(len(columns))]
+    for col in columns:
+        c = col if isinstance(col, Column) else Column(col)
+        # table oid 0, column 0, type oid, size -1, typmod -1, text format
+        parts.append(_cstr(c.name) + struct.pack("!ihihih", 0, 0, c.type_oid, -1, -1, 0))
+    return _msg(b"T", b"".join(parts))
+
+
+def data_row(values: Sequence[str | None]) -> bytes:
+    parts = [_I16.pack(len(values))]
+    for v in values:
+        if v is None:
+            parts.append(_I32.pack(-1))
+        else:
+            b = v.encode()
+            parts.append(_I32.pack(len(b)) + b)
+    return _msg(b"D", b"".join(parts))
+
+
+def command_complete(tag: str) -> bytes:
+    return _msg(b"C", _cstr(tag))
+
+
+EMPTY_QUERY_RESPONSE = _msg(b"I")
+PARSE_COMPLETE = _msg(b"1")
+BIND_COMPLETE = _msg(b"2")
+CLOSE_COMPLETE = _msg(b"3")
+NO_DATA = _msg(b"n")
+
+
+def result_set(columns: Sequence[Column | str], rows: Sequence[Sequence[str | None]], tag: str | None = None) -> bytes:
+    """RowDescription + DataRows + CommandComplete: the reply to a pgpool SHOW command."""
+    return (
+        row_description(columns)
+        + b"".join(data_row(r) for r in rows)
+        + command_complete(tag if tag is not None else f"SELECT {len(rows)}")
+    )
+
+
+# ---------------------------------------------------------------- parsing backend replies
+
+
+@dataclass
+class AuthRequest:
+    code: int
+    data: bytes = b""
+
+
+def parse_authentication(body: bytes | memoryview) -> AuthRequest:
+    (code,) = _I32.unpack_from(body, 0)
+    return AuthRequest(code, bytes(body[4:]))
+
+
+def parse_query(body: bytes | memoryview) -> str:
+    """The SQL text of a Query ('Q') message body."""
+    raw = bytes(body)
+    end = raw.find(b"\0")
+    return raw[: end if end >= 0 else len(raw)].decode(errors="replace")
+
+
+def parse_parse(body: bytes | memoryview) -> tuple[str, str]:
+    """(statement name, query text) of a Parse ('P') message body."""
+    raw = bytes(body)
+    e1 = raw.index(b"\0")
+    e2 = raw.index(b"\0", e1 + 1)
+    return raw[:e1].decode(errors="replace"), raw[e1 + 1 : e2].decode(errors="replace")
+
+
+@dataclass
+class ParameterSet:
+    """The ParameterStatus messages a backend sent at startup, replayed to clients on reuse."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return b"".join(parameter_status(k, v) for k, v in self.values.items())

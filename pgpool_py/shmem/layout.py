@@ -1,0 +1,284 @@
+"""
+Shared memory: fixed-size ctypes structures in one anonymous shared mmap.
+
+Created by main after daemonizing and before the first fork, so every process inherits the
+same pages; nothing to unlink, no resource tracker, no pickles, no pointers.  Main is the only
+writer of cluster-wide state (backend status, primary/main node); other processes write only
+their own ProcessInfo/ConnectionInfo slots and ask main for the rest through the request queue.
+
+Locks are ``fcntl.lockf`` byte ranges on an unlinked temporary file: the kernel releases them
+when a holder dies, so a child killed by SIGKILL cannot wedge the server.  Critical sections
+only copy memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+import fcntl
+import mmap
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+MAX_BACKENDS = 128
+REQUEST_QUEUE_SIZE = 10
+MAX_NODE_IDS = 8  # node ids carried per request (pgpool: 128; one request names few nodes)
+
+
+class BackendStatus(enum.IntEnum):
+    UNUSED = 0
+    CONNECT_WAIT = 1
+    UP = 2
+    DOWN = 3
+
+    @property
+    def label(self) -> str:
+        return ("unused", "waiting", "up", "down")[self]
+
+
+class Role(enum.IntEnum):
+    MAIN = 0
+    REPLICA = 1
+    PRIMARY = 2
+    STANDBY = 3
+
+    @property
+    def label(self) -> str:
+        return ("main", "replica", "primary", "standby")[self]
+
+
+class RequestKind(enum.IntEnum):
+    NODE_UP = 0
+    NODE_DOWN = 1
+    NODE_RECOVERY = 2
+    CLOSE_IDLE = 3
+    PROMOTE_NODE = 4
+    NODE_QUARANTINE = 5
+
+
+class RequestDetail(enum.IntFlag):
+    NONE = 0
+    SWITCHOVER = 0x01
+    WATCHDOG = 0x02
+    CONFIRMED = 0x04
+    UPDATE = 0x08
+    PROMOTE = 0x10
+
+
+class ChildStatus(enum.IntEnum):
+    WAIT_FOR_CONNECT = 0
+    COMMAND_EXECUTE = 1
+    IDLE = 2
+    IDLE_IN_TRANS = 3
+    CONNECTING = 4
+
+    @property
+    def label(self) -> str:
+        return ("Wait for connection", "Execute command", "Idle", "Idle in transaction", "Connecting")[self]
+
+
+class Recovery(enum.IntEnum):
+    INIT = 0
+    ONLINE = 1
+
+
+class LockId(enum.IntEnum):
+    """Byte offsets in the lock file, one per critical section (pgpool's semaphore numbers)."""
+
+    CONN_COUNTER = 0
+    REQUEST_INFO = 1
+    PCP_REQUEST = 3
+    ACCEPT = 4
+    FOLLOW_PRIMARY = 6
+
+
+class BackendInfo(ctypes.Structure):
+    _fields_ = [
+        ("hostname", ctypes.c_char * 256),
+        ("port", ctypes.c_int),
+        ("status", ctypes.c_int),
+        ("role", ctypes.c_int),
+        ("weight", ctypes.c_double),  # unnormalized, as configured
+        ("data_directory", ctypes.c_char * 256),
+        ("application_name", ctypes.c_char * 64),
+        ("flag", ctypes.c_int),
+        ("quarantine", ctypes.c_bool),
+        ("status_changed_time", ctypes.c_double),
+        ("standby_delay", ctypes.c_uint64),
+        ("select_cnt", ctypes.c_uint64),
+        ("pg_role", ctypes.c_int),  # live role seen by sr_check: -1 unknown
+    ]
+
+
+class Request(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("details", ctypes.c_int),
+        ("count", ctypes.c_int),
+        ("node_ids", ctypes.c_int * MAX_NODE_IDS),
+    ]
+
+
+class RequestInfo(ctypes.Structure):
+    """pgpool-II's POOL_REQUEST_INFO plus InRecovery and the PCP wakeup flags."""
+
+    _fields_ = [
+        ("request", Request * REQUEST_QUEUE_SIZE),
+        ("request_queue_head", ctypes.c_int),
+        ("request_queue_tail", ctypes.c_int),
+        ("main_node_id", ctypes.c_int),
+        ("primary_node_id", ctypes.c_int),
+        ("conn_counter", ctypes.c_int),
+        ("switching", ctypes.c_bool),
+        ("in_recovery", ctypes.c_int),  # InRecovery
+        ("pcp_wakeup_request", ctypes.c_int),
+        ("pcp_recovery_in_progress", ctypes.c_bool),
+        ("config_generation", ctypes.c_int),  # bumped by main after each accepted reload
+        ("num_backends", ctypes.c_int),
+    ]
+
+
+class ProcessInfo(ctypes.Structure):
+    _fields_ = [
+        ("pid", ctypes.c_int),
+        ("start_time", ctypes.c_double),
+        ("connected", ctypes.c_bool),  # has served at least one client
+        ("client_connection_count", ctypes.c_int),
+        ("status", ctypes.c_int),
+        ("need_to_restart", ctypes.c_bool),
+        ("current_pool", ctypes.c_int),  # pool slot of the session being served, -1 when none
+        ("client_host", ctypes.c_char * 64),
+        ("client_port", ctypes.c_char * 8),
+        ("statement", ctypes.c_char * 256),
+    ]
+
+
+class ConnectionInfo(ctypes.Structure):
+    _fields_ = [
+        ("backend_id", ctypes.c_int),
+        ("database", ctypes.c_char * 64),
+        ("user", ctypes.c_char * 64),
+        ("major", ctypes.c_int),
+        ("minor", ctypes.c_int),
+        ("pid", ctypes.c_int),  # backend pid (host order; PCP renders it)
+        ("key", ctypes.c_uint32),  # cancel key, big-endian int: we speak protocol 3.0 to backends
+        ("counter", ctypes.c_int),
+        ("create_time", ctypes.c_double),
+        ("client_connection_time", ctypes.c_double),
+        ("client_disconnection_time", ctypes.c_double),
+        ("client_idle_duration", ctypes.c_int),
+        ("load_balancing_node", ctypes.c_int),
+        ("connected", ctypes.c_bool),  # a client is using this pooled connection now
+        ("in_use", ctypes.c_bool),  # the slot holds a live backend connection
+    ]
+
+
+@dataclass(frozen=True)
+class NodeRequest:
+    kind: RequestKind
+    node_ids: tuple[int, ...]
+    details: RequestDetail
+
+
+def _align(n: int) -> int:
+    return (n + 15) & ~15
+
+
+class SharedState:
+    """All shared structures; build once in main before forking."""
+
+    def __init__(self, num_children: int, max_pool: int) -> None:
+        self.num_children = num_children
+        self.max_pool = max_pool
+        sizes = [
+            ctypes.sizeof(BackendInfo) * MAX_BACKENDS,
+            ctypes.sizeof(RequestInfo),
+            ctypes.sizeof(ProcessInfo) * num_children,
+            ctypes.sizeof(ConnectionInfo) * num_children * max_pool * MAX_BACKENDS,
+        ]
+        total = sum(_align(s) for s in sizes)
+        self._mem = mmap.mmap(-1, total)  # MAP_SHARED | MAP_ANONYMOUS
+        off = 0
+        self.backends = (BackendInfo * MAX_BACKENDS).from_buffer(self._mem, off)
+        off += _align(sizes[0])
+        self.req = RequestInfo.from_buffer(self._mem, off)
+        off += _align(sizes[1])
+        self.procs = (ProcessInfo * num_children).from_buffer(self._mem, off)
+        off += _align(sizes[2])
+        self.conns = (ConnectionInfo * (num_children * max_pool * MAX_BACKENDS)).from_buffer(self._mem, off)
+        self.size = total
+        self.req.main_node_id = -1
+        self.req.primary_node_id = -1
+        self._lockfile = tempfile.TemporaryFile(prefix="pgpool-py-locks-")
+
+    # ------------------------------------------------------------ addressing
+
+    def conn(self, child: int, pool: int, node: int) -> ConnectionInfo:
+        return self.conns[(child * self.max_pool + pool) * MAX_BACKENDS + node]
+
+    # ------------------------------------------------------------ locks
+
+    @contextlib.contextmanager
+    def lock(self, which: LockId) -> Iterator[None]:
+        fd = self._lockfile.fileno()
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(which))
+        try:
+            yield
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, int(which))
+
+    # ------------------------------------------------------------ connection counter
+
+    def conn_counter_up(self) -> int:
+        with self.lock(LockId.CONN_COUNTER):
+            self.req.conn_counter += 1
+            return int(self.req.conn_counter)
+
+    def conn_counter_down(self) -> None:
+        with self.lock(LockId.CONN_COUNTER):
+            if self.req.conn_counter > 0:
+                self.req.conn_counter -= 1
+
+    # ------------------------------------------------------------ request queue (Req_info)
+
+    def enqueue_request(self, kind: RequestKind, node_ids: tuple[int, ...], details: RequestDetail) -> bool:
+        """Put a request in the ring; False when it is full (the caller reports it)."""
+        with self.lock(LockId.REQUEST_INFO):
+            req = self.req
+            if req.request_queue_tail - req.request_queue_head >= REQUEST_QUEUE_SIZE:
+                return False
+            req.request_queue_tail += 1
+            slot = req.request[req.request_queue_tail % REQUEST_QUEUE_SIZE]
+            slot.kind = int(kind)
+            slot.details = int(details)
+            ids = node_ids[:MAX_NODE_IDS]
+            slot.count = len(ids)
+            for i, node in enumerate(ids):
+                slot.node_ids[i] = node
+            return True
+
+    def dequeue_request(self) -> NodeRequest | None:
+        with self.lock(LockId.REQUEST_INFO):
+            req = self.req
+            if req.request_queue_head == req.request_queue_tail:
+                return None
+            req.request_queue_head += 1
+            slot = req.request[req.request_queue_head % REQUEST_QUEUE_SIZE]
+            return NodeRequest(
+                RequestKind(slot.kind), tuple(slot.node_ids[i] for i in range(slot.count)), RequestDetail(slot.details)
+            )
+
+    def queue_empty(self) -> bool:
+        return bool(self.req.request_queue_head == self.req.request_queue_tail)
+
+    # ------------------------------------------------------------ backend status
+
+    def set_backend_status(self, node: int, status: BackendStatus) -> None:
+        """Main only."""
+        b = self.backends[node]
+        if b.status != status:
+            b.status = int(status)
+            b.status_changed_time = time.time()

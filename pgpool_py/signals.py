@@ -1,0 +1,107 @@
+"""
+Signal handling through a wakeup fd.
+
+A handler only records the signal number; the C-level handler also writes a byte to a
+non-blocking socketpair (``signal.set_wakeup_fd``), so every wait that watches that socket
+ends at once when a signal arrives.  PEP 475 would otherwise resume an interrupted
+``select()``/``poll()`` until its timeout (the "fixed polling tick" anti-pattern).
+All real work — logging, ``waitpid``, locks, forks — happens in the loop that drains
+``pending``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+from collections import deque
+from typing import Iterable
+
+Sig = signal.Signals
+
+
+class SignalQueue:
+    """Per-process signal mailbox and doorbell.  Create one *after* a fork, never before."""
+
+    def __init__(self, handled: Iterable[Sig]) -> None:
+        self.pending: deque[int] = deque()
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+        self.wakeup_fd = self._rsock.fileno()
+        signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
+        for sig in handled:
+            signal.signal(sig, self._record)
+
+    def _record(self, signum: int, frame: object) -> None:
+        """Record only; the loop does the work (gunicorn #2564, pgpool 5872bf0ee)."""
+        self.pending.append(signum)
+
+    def drain(self) -> None:
+        """Empty the doorbell socket after a wakeup."""
+        try:
+            while self._rsock.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def pop_all(self) -> list[int]:
+        self.drain()
+        out: list[int] = []
+        while self.pending:
+            out.append(self.pending.popleft())
+        return out
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(-1)
+        self._rsock.close()
+        self._wsock.close()
+
+    def wait(self, fds: Iterable[int], timeout: float | None) -> list[int]:
+        """
+        Wait until one of ``fds`` is readable, a signal arrives, or ``timeout`` seconds pass.
+
+        Returns the readable fds (never the doorbell).  An empty list means a timeout or a
+        signal: the caller looks at ``pending``.
+        """
+        if self.pending:
+            return []
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.register(self.wakeup_fd, select.POLLIN)
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        events = poller.poll(ms)
+        ready = []
+        for fd, _ev in events:
+            if fd == self.wakeup_fd:
+                self.drain()
+            else:
+                ready.append(fd)
+        return ready
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once on a signal (the seed's ``pause()`` with a bound)."""
+        self.wait((), seconds)
+
+
+def reset_to_default(sigs: Iterable[Sig]) -> None:
+    for sig in sigs:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return Sig(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def send(pid: int, sig: Sig) -> bool:
+    """Send ``sig``; return False when the process is already gone."""
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
