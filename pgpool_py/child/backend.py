@@ -1,0 +1,137 @@
+"""
+One connection from a child to one PostgreSQL node: connect, startup, authentication, and the
+ParameterStatus/BackendKeyData/ReadyForQuery that follow.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pgpool_py.errors import PgError, SessionError
+from pgpool_py.protocol import messages as m
+from pgpool_py.protocol.stream import Stream, Waiter
+
+# Answers one Authentication request of the backend: (code, data) -> bytes to send, or None
+# when nothing is to be sent (SASL final).
+AuthResponder = Callable[[int, bytes], "bytes | None"]
+
+
+@dataclass
+class BackendConnection:
+    node_id: int
+    stream: Stream
+    pid: int = 0
+    key: bytes = b"\0\0\0\0"
+    params: dict[str, str] = field(default_factory=dict)
+    tx_status: int = m.TX_IDLE
+    # The authentication methods the backend asked for (AUTH_* codes); 0 = trust.
+    auth_codes: list[int] = field(default_factory=list)
+    create_time: float = field(default_factory=time.time)
+
+    @property
+    def sock(self) -> socket.socket:
+        return self.stream.sock
+
+    def close(self, terminate: bool = True) -> None:
+        try:
+            if terminate:
+                self.stream.sock.sendall(m.TERMINATE)
+        except OSError:
+            pass
+        self.stream.sock.close()
+
+    def is_broken(self) -> bool:
+        """A pooled connection that is readable while idle has been closed or sent a FATAL."""
+        try:
+            self.stream.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        # EOF, or unsolicited bytes (e.g. a FATAL before the backend exited): not reusable.
+        return True
+
+
+# pgpool-II: an empty backend_hostname means PostgreSQL's Unix socket in /tmp.
+DEFAULT_BACKEND_SOCKET_DIR = "/tmp"
+
+
+def open_socket(hostname: str, port: int, timeout: float) -> socket.socket:
+    """TCP to ``hostname:port``, or the Unix socket when the host is empty or a directory."""
+    if not hostname or hostname.startswith("/"):
+        path = os.path.join(hostname or DEFAULT_BACKEND_SOCKET_DIR, f".s.PGSQL.{port}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(path)
+    else:
+        sock = socket.create_connection((hostname, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)
+    return sock
+
+
+def connect_backend(
+    node_id: int,
+    hostname: str,
+    port: int,
+    startup: m.StartupMessage,
+    respond: AuthResponder,
+    *,
+    wait: Waiter,
+    on_interrupt: Callable[[], None],
+    timeout: float,
+) -> BackendConnection:
+    """Open, start up and authenticate; return once the backend says ReadyForQuery."""
+    deadline = time.monotonic() + timeout
+    try:
+        sock = open_socket(hostname, port, timeout)
+    except OSError as exc:
+        raise SessionError(
+            "failed to create a backend connection",
+            sqlstate="08006",
+            detail=f"connecting to backend node {node_id} ({hostname or DEFAULT_BACKEND_SOCKET_DIR}:{port}) failed: {exc}",
+        ) from exc
+    conn = BackendConnection(node_id, Stream(sock, f"backend node {node_id}", wait, on_interrupt))
+    try:
+        conn.stream.send(startup.to_backend_bytes())
+        while True:
+            typ, body = conn.stream.read_message(deadline, "waiting for the backend's startup reply")
+            if typ == ord("R"):
+                req = m.parse_authentication(body)
+                if req.code == m.AUTH_OK:
+                    continue
+                conn.auth_codes.append(req.code)
+                reply = respond(req.code, req.data)
+                if reply:
+                    conn.stream.send(reply)
+            elif typ == ord("S"):
+                name, _, rest = body.partition(b"\0")
+                conn.params[name.decode()] = rest.rstrip(b"\0").decode(errors="replace")
+            elif typ == ord("K"):
+                conn.pid = m.unpack_int32_from(body, 0)[0]
+                conn.key = bytes(body[4:8])
+            elif typ == ord("Z"):
+                conn.tx_status = body[0]
+                return conn
+            elif typ == ord("E"):
+                f = m.parse_error_fields(body)
+                raise PgError(
+                    f.get("M", "backend error"),
+                    sqlstate=f.get("C", "XX000"),
+                    detail=f.get("D"),
+                    hint=f.get("H"),
+                    severity=f.get("V", f.get("S", "FATAL")),
+                )
+            elif typ == ord("v"):
+                continue  # NegotiateProtocolVersion: we only ever ask for 3.0 and no options
+            elif typ == ord("N"):
+                continue
+            else:
+                raise SessionError(f"unexpected message type {chr(typ)!r} from backend during startup", sqlstate="08P01")
+    except BaseException:
+        conn.close(terminate=False)
+        raise

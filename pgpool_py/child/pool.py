@@ -1,0 +1,147 @@
+"""
+The per-child backend connection cache: ``max_pool`` slots, each a set of connections (one per
+node) keyed by (user, database, protocol major) and the sorted startup options, as pgpool-II
+keys it.  Every change is mirrored to this child's ConnectionInfo block in shared memory, which
+SHOW POOL_POOLS, PCP and cancel routing read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from pgpool_py.child.backend import BackendConnection
+from pgpool_py.shmem.layout import SharedState
+
+# pgpool-II never pools these databases.
+NEVER_POOLED_DATABASES = frozenset({"template0", "template1", "postgres", "regression"})
+
+
+@dataclass
+class PoolSlot:
+    index: int
+    user: str = ""
+    database: str = ""
+    major: int = 3
+    minor: int = 0
+    startup_key: bytes = b""
+    conns: dict[int, BackendConnection] = field(default_factory=dict)
+    main_node: int = 0
+    load_balance_node: int = 0
+    closetime: float = 0.0  # when the last client left (0 while in use)
+    # How the client proved itself when the slot was made: a later client must do the same
+    # before it may reuse it ("trust", "md5", "scram-sha-256", "password" or "passthrough").
+    auth_method: str = ""
+    password: str | None = None
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.conns)
+
+    @property
+    def main(self) -> BackendConnection:
+        return self.conns[self.main_node]
+
+
+class ConnectionPool:
+    def __init__(self, shm: SharedState, child_index: int, max_pool: int) -> None:
+        self.shm = shm
+        self.child_index = child_index
+        self.slots = [PoolSlot(i) for i in range(max_pool)]
+
+    def find(self, user: str, database: str, major: int, startup_key: bytes) -> PoolSlot | None:
+        for slot in self.slots:
+            if slot.in_use and slot.user == user and slot.database == database and slot.major == major:
+                if slot.startup_key == startup_key:
+                    return slot
+                # Same user/db but other options: pgpool-II discards it and connects afresh.
+                self.discard(slot)
+                return None
+        return None
+
+    def allocate(self) -> PoolSlot:
+        """A free slot, evicting the one idle the longest when all are taken."""
+        for slot in self.slots:
+            if not slot.in_use:
+                return slot
+        victim = min(self.slots, key=lambda s: s.closetime)
+        self.discard(victim)
+        return victim
+
+    def register(self, slot: PoolSlot) -> None:
+        """Publish a freshly connected slot to shared memory."""
+        now = time.time()
+        for node_id, conn in slot.conns.items():
+            info = self.shm.conn(self.child_index, slot.index, node_id)
+            info.backend_id = node_id
+            info.database = slot.database.encode()[:63]
+            info.user = slot.user.encode()[:63]
+            info.major, info.minor = slot.major, slot.minor
+            info.pid = conn.pid
+            info.key = int.from_bytes(conn.key, "big")
+            info.counter = 0
+            info.create_time = now
+            info.load_balancing_node = slot.load_balance_node
+            info.in_use = True
+
+    def mark_connected(self, slot: PoolSlot, reused: bool) -> None:
+        now = time.time()
+        slot.closetime = 0.0
+        self.shm.procs[self.child_index].current_pool = slot.index
+        for node_id in slot.conns:
+            info = self.shm.conn(self.child_index, slot.index, node_id)
+            if reused:
+                info.counter += 1
+            info.client_connection_time = now
+            info.connected = True
+
+    def mark_released(self, slot: PoolSlot) -> None:
+        now = time.time()
+        slot.closetime = now
+        self.shm.procs[self.child_index].current_pool = -1
+        for node_id in slot.conns:
+            info = self.shm.conn(self.child_index, slot.index, node_id)
+            info.client_disconnection_time = now
+            info.connected = False
+
+    def discard(self, slot: PoolSlot, terminate: bool = True) -> None:
+        for node_id, conn in slot.conns.items():
+            conn.close(terminate)
+            info = self.shm.conn(self.child_index, slot.index, node_id)
+            info.in_use = False
+            info.connected = False
+            info.pid = 0
+        slot.conns = {}
+        slot.closetime = 0.0
+        if self.shm.procs[self.child_index].current_pool == slot.index:
+            self.shm.procs[self.child_index].current_pool = -1
+
+    def discard_all(self) -> None:
+        for slot in self.slots:
+            if slot.in_use:
+                self.discard(slot)
+
+    def expire(self, connection_life_time: float, now: float | None = None) -> float | None:
+        """
+        Close pooled connections idle longer than ``connection_life_time`` (0 = never).
+        Returns seconds until the next expiry, for the accept loop's timeout.
+        """
+        if connection_life_time <= 0:
+            return None
+        now = time.time() if now is None else now
+        nearest: float | None = None
+        for slot in self.slots:
+            if slot.in_use and slot.closetime:
+                left = slot.closetime + connection_life_time - now
+                if left <= 0:
+                    self.discard(slot)
+                elif nearest is None or left < nearest:
+                    nearest = left
+        return nearest
+
+    def close_idle(self) -> None:
+        """SIGUSR1: close every pooled connection no client is using."""
+        for slot in self.slots:
+            if slot.in_use and slot.closetime:
+                self.discard(slot)
+

@@ -1,0 +1,485 @@
+"""
+One client session in a child: startup packet, authentication, a backend connection set from
+the pool (or a new one), the relay loop, and the reset that makes the connection safe to
+cache for the next client.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from pgpool_py.child import auth as client_auth
+from pgpool_py.child.backend import BackendConnection, connect_backend, open_socket
+from pgpool_py.child.hba import match_hba
+from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
+from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
+from pgpool_py.log import session as log_session
+from pgpool_py.protocol import messages as m
+from pgpool_py.protocol.stream import PeerClosed, Stream
+from pgpool_py.shmem.layout import BackendStatus, ChildStatus
+
+if TYPE_CHECKING:
+    from pgpool_py.child.child import Child
+
+log = logging.getLogger(__name__)
+
+_Q, _X, _S, _Z, _E = ord("Q"), ord("X"), ord("S"), ord("Z"), ord("E")
+RESET_QUERY_TIMEOUT = 10.0  # pgpool-II gives each reset query 10 s
+RECV_SIZE = 65536
+
+
+class FastExit(BaseException):
+    """SIGINT/SIGQUIT arrived: drop the session now and let the child exit."""
+
+
+class Session:
+    def __init__(self, child: Child, sock: socket.socket, addr: str, port: str, conn_type: str) -> None:
+        self.child = child
+        self.cfg = child.cfg
+        self.sock = sock
+        self.client_addr = addr
+        self.client_port = port
+        self.conn_type = conn_type  # "local" (Unix socket) or "host"
+        self.client = Stream(sock, "client", child.sigq.wait, child.on_interrupt)
+        self.slot: PoolSlot | None = None
+        self.ended_by_terminate = False
+        self.unanswered = 0  # Query/Sync replies still due when the client said Terminate
+        self.deadline: float | None = None
+
+    # ------------------------------------------------------------------ entry
+
+    def run(self) -> None:
+        startup: m.StartupMessage | None = None
+        try:
+            startup = self._read_startup()
+            if startup is None:
+                return
+            log_session.user, log_session.database = startup.user, startup.database
+            log_session.application_name = startup.application_name
+            self.child.set_title(f"{startup.user} {startup.database} {self._host_label()} idle")
+            slot = self._open(startup)
+            self.slot = slot
+            self._relay(slot)
+            self._release(slot)
+        except FastExit:
+            self._drop_slot()
+            raise
+        except PeerClosed as exc:
+            log.debug("session ended: %s", exc.message)
+            self._drop_slot()
+        except PgError as exc:
+            self._report(exc)
+            self._drop_slot()
+
+    def _host_label(self) -> str:
+        return "[local]" if self.conn_type == "local" else f"{self.client_addr}({self.client_port})"
+
+    def _report(self, exc: PgError) -> None:
+        severity = exc.severity if exc.severity in ("FATAL", "PANIC") else "FATAL"
+        level = logging.WARNING if isinstance(exc, (AuthError, ProtocolError)) else logging.ERROR
+        log.log(level, "%s", exc.message, extra={"detail": exc.detail, "hint": exc.hint})
+        try:
+            self.client.send(
+                m.error_response(exc.message, exc.sqlstate, severity=severity, detail=exc.detail, hint=exc.hint)
+            )
+        except PeerClosed:
+            pass
+
+    def _drop_slot(self) -> None:
+        if self.slot is not None:
+            self.child.pool.discard(self.slot)
+            self.slot = None
+
+    # ------------------------------------------------------------------ startup
+
+    def _read_startup(self) -> m.StartupMessage | None:
+        deadline = time.monotonic() + self.cfg.authentication_timeout if self.cfg.authentication_timeout > 0 else None
+        answered_ssl = answered_gss = False
+        while True:
+            packet = self.client.read_startup(deadline)
+            if isinstance(packet, m.SSLRequest) and not answered_ssl:
+                answered_ssl = True
+                self.client.send(b"N")  # no TLS yet
+            elif isinstance(packet, m.GSSENCRequest) and not answered_gss:
+                answered_gss = True
+                self.client.send(b"N")
+            elif isinstance(packet, m.CancelRequest):
+                self.child.forward_cancel(packet)
+                return None
+            elif isinstance(packet, m.StartupMessage):
+                self.deadline = deadline
+                return packet
+            else:
+                raise ProtocolError("unexpected repeated SSL or GSSAPI negotiation request")
+
+    # ------------------------------------------------------------------ authentication + backend
+
+    def _open(self, startup: m.StartupMessage) -> PoolSlot:
+        child = self.child
+        if startup.minor > m.LATEST_MINOR or startup.unsupported_options:
+            # Negotiate down instead of refusing (pgpool-II 4.3 refused 3.2 and _pq_ options).
+            self.client.send(m.negotiate_protocol_version(m.LATEST_MINOR, startup.unsupported_options))
+        main_node = child.main_node()
+        if main_node < 0:
+            raise SessionError(
+                "pgpool is not accepting any new connections",
+                sqlstate="08S01",
+                detail="all backend nodes are down, pgpool requires at least one valid node",
+                hint="repair the backend nodes and attach them with pcp_attach_node",
+            )
+        user, database = startup.user, startup.database
+        entry = child.pool_passwd.get(user)
+        method = self._frontend_method(user, database)
+        startup_key = startup.pool_key_bytes()
+        pooled = child.pool.find(user, database, startup.major, startup_key) if self.cfg.connection_cache else None
+        if pooled is not None and pooled.conns.keys() != {main_node}:
+            child.pool.discard(pooled)
+            pooled = None
+        if pooled is not None:
+            if any(c.is_broken() for c in pooled.conns.values()):
+                log.info("connection closed. retry to create new connection pool")
+                child.pool.discard(pooled)
+                pooled = None
+        if pooled is not None and self._can_reauthenticate(pooled, method, entry):
+            self._authenticate_client(method, user, entry)
+            child.pool.mark_connected(pooled, reused=True)
+            self.client.send(self._welcome(pooled))
+            return pooled
+        if pooled is not None:
+            child.pool.discard(pooled)
+
+        password: str | None = None
+        md5_hash: str | None = entry.value if entry is not None and entry.kind == "md5" else None
+        if method != "passthrough":
+            password = self._authenticate_client(method, user, entry)
+            if password is None and entry is not None:
+                password = entry.plaintext()
+        slot = child.pool.allocate()
+        slot.user, slot.database, slot.major, slot.minor = user, database, startup.major, startup.minor
+        slot.startup_key = startup_key
+        slot.main_node = slot.load_balance_node = main_node
+        slot.auth_method = method
+        node = child.shm.backends[main_node]
+        child.set_status(ChildStatus.CONNECTING)
+        if method == "passthrough":
+            respond = self._relay_auth_to_client
+        else:
+            respond = client_auth.BackendAuth(user, password, md5_hash).feed
+        try:
+            conn = connect_backend(
+                main_node,
+                node.hostname.decode(),
+                node.port,
+                startup,
+                respond,
+                wait=child.sigq.wait,
+                on_interrupt=child.on_interrupt,
+                timeout=max(self.cfg.connect_timeout / 1000.0, 1.0) if self.cfg.connect_timeout else 30.0,
+            )
+        except PgError as exc:
+            if exc.sqlstate == "08006":
+                child.backend_failed(main_node, exc)
+            raise
+        if method == "passthrough":
+            slot.auth_method = "trust" if not conn.auth_codes else "passthrough"
+        slot.password = password
+        slot.conns = {main_node: conn}
+        child.pool.register(slot)
+        child.pool.mark_connected(slot, reused=False)
+        child.backend_connected(main_node)
+        self.client.send(self._welcome(slot))
+        return slot
+
+    def _frontend_method(self, user: str, database: str) -> str:
+        """How this client must prove itself: pool_hba.conf, else pgpool-II's rules."""
+        child = self.child
+        if self.cfg.enable_pool_hba:
+            rule = match_hba(
+                child.hba_rules,
+                conn_type="local" if self.conn_type == "local" else "host",
+                ssl=False,
+                database=database,
+                user=user,
+                client_addr=None if self.conn_type == "local" else self.client_addr,
+            )
+            if rule is None:
+                host = "[local]" if self.conn_type == "local" else f'host "{self.client_addr}"'
+                raise AuthError(
+                    f'no pool_hba.conf entry for {host}, user "{user}", database "{database}", no encryption',
+                    sqlstate="28000",
+                )
+            return rule.method
+        # Without pool_hba.conf: a pool_passwd entry lets us authenticate the client ourselves
+        # (so every node can be logged in to); otherwise relay the backend's own request.
+        entry = child.pool_passwd.get(user)
+        if entry is None:
+            return "passthrough"
+        return "md5" if entry.kind == "md5" else "scram-sha-256"
+
+    def _can_reauthenticate(self, slot: PoolSlot, method: str, entry: client_auth.PasswordEntry | None) -> bool:
+        """A cached connection may serve this client only if we can check its credentials."""
+        if method == "passthrough":
+            return slot.auth_method == "trust"
+        return True
+
+    def _authenticate_client(self, method: str, user: str, entry: client_auth.PasswordEntry | None) -> str | None:
+        if method == "passthrough":
+            return None
+        exchange = client_auth.make_frontend_auth(method, user, entry)
+        out = exchange.first()
+        if out:
+            self.client.send(out)
+            done = False
+            while not done:
+                typ, body = self.client.read_message(self.deadline, "authenticating the client")
+                if typ != ord("p"):
+                    raise ProtocolError(f"expected password response, got message type {chr(typ)!r}")
+                out, done = exchange.feed(typ, body)
+                if out:
+                    self.client.send(out)
+        return exchange.password
+
+    def _relay_auth_to_client(self, code: int, data: bytes) -> bytes | None:
+        """Passthrough: the backend's Authentication request goes to the client, its answer back."""
+        self.client.send(m.authentication(code, data))
+        if code == m.AUTH_SASL_FINAL:
+            return None
+        typ, body = self.client.read_message(self.deadline, "authenticating the client")
+        if typ != ord("p"):
+            raise ProtocolError(f"expected password response, got message type {chr(typ)!r}")
+        return m.password_message(body)
+
+    def _welcome(self, slot: PoolSlot) -> bytes:
+        main = slot.main
+        return (
+            m.AUTHENTICATION_OK
+            + b"".join(m.parameter_status(k, v) for k, v in main.params.items())
+            + m.backend_key_data(main.pid, main.key)
+            + m.ready_for_query(main.tx_status)
+        )
+
+    # ------------------------------------------------------------------ relay
+
+    def _relay(self, slot: PoolSlot) -> None:
+        """
+        Forward client → backend and backend → client until the client terminates.
+
+        Only framing is parsed: client messages to find Terminate and pgpool's own commands,
+        backend messages to follow ReadyForQuery (transaction state, outstanding replies).
+        Backend data is forwarded as it arrives, even mid-message, so a huge row or a COPY OUT
+        stream never piles up here.
+        """
+        child = self.child
+        cfg = self.cfg
+        backend = slot.main
+        csock, bsock = self.sock, backend.sock
+        cfd, bfd = csock.fileno(), bsock.fileno()
+        wakeup = child.sigq.wakeup_fd
+        poller = select.poll()
+        poller.register(cfd, select.POLLIN)
+        poller.register(bfd, select.POLLIN)
+        poller.register(wakeup, select.POLLIN)
+        cbuf = bytearray(self.client.buf)
+        self.client.buf.clear()
+        split = m.split_messages
+        recv_b = bsock.recv
+        send_c = csock.sendall
+        send_b = bsock.sendall
+        scanner = BackendScanner(backend.tx_status)
+        outstanding = 0  # Query/Sync messages whose ReadyForQuery has not come back
+        held = False  # a pgpool command waits for earlier replies before we answer it
+        idle_limit = cfg.client_idle_limit
+        set_status = child.set_status
+
+        while True:
+            if cbuf and not held:
+                msgs, consumed = split(cbuf)
+                start = 0
+                for typ, mstart, mend in msgs:
+                    if typ == _Q:
+                        if _is_pool_command(cbuf, mstart + 5):
+                            if start < mstart:
+                                send_b(bytes(cbuf[start:mstart]))
+                            start = mstart
+                            if outstanding:
+                                held = True
+                                break
+                            sql = m.parse_query(memoryview(cbuf)[mstart + 5 : mend])
+                            send_c(child.commands.execute(sql, scanner.tx_status, self))
+                            start = mend
+                            continue
+                        outstanding += 1
+                    elif typ == _S:
+                        outstanding += 1
+                    elif typ == _X:
+                        if start < mstart:
+                            send_b(bytes(cbuf[start:mstart]))
+                        self.ended_by_terminate = True
+                        self.unanswered = outstanding
+                        backend.tx_status = scanner.tx_status
+                        return
+                else:
+                    mstart = consumed
+                end = mstart if held else consumed
+                if start < end:
+                    send_b(bytes(cbuf[start:end]))
+                del cbuf[:end]
+                if outstanding:
+                    set_status(ChildStatus.COMMAND_EXECUTE)
+            timeout = -1 if (idle_limit <= 0 or outstanding) else idle_limit * 1000
+            events = poller.poll(timeout)
+            if not events:
+                raise SessionError(
+                    "unable to read data",
+                    sqlstate="57000",
+                    detail=f"child connection forced to terminate due to client_idle_limit:{idle_limit} is reached",
+                )
+            for fd, _ev in events:
+                if fd == bfd:
+                    try:
+                        data = recv_b(RECV_SIZE)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        raise self._backend_lost(backend)
+                    done = scanner.feed(data)
+                    try:
+                        send_c(data)
+                    except OSError as exc:
+                        raise PeerClosed("client") from exc
+                    if done:
+                        outstanding = max(0, outstanding - done)
+                        if not outstanding:
+                            held = False
+                            set_status(ChildStatus.IDLE if scanner.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
+                elif fd == cfd:
+                    try:
+                        data = csock.recv(RECV_SIZE)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        raise PeerClosed("client")
+                    cbuf += data
+                else:
+                    child.sigq.drain()
+                    child.on_interrupt()
+
+    def _backend_lost(self, backend: BackendConnection) -> SessionError:
+        self.child.backend_failed(backend.node_id, None)
+        return SessionError(
+            "unable to forward message to backend",
+            sqlstate="08006",
+            detail=f"backend node {backend.node_id} closed the connection unexpectedly",
+            hint="the server may have been restarted or the node failed; reconnect and retry",
+        )
+
+    # ------------------------------------------------------------------ release
+
+    def _release(self, slot: PoolSlot) -> None:
+        """Reset the backend session and keep it for the next client, or close it."""
+        child = self.child
+        self.slot = None
+        cacheable = (
+            self.cfg.connection_cache
+            and self.ended_by_terminate
+            and slot.database not in NEVER_POOLED_DATABASES
+            and self.unanswered == 0
+        )
+        if cacheable:
+            try:
+                self._reset(slot)
+            except (PgError, OSError) as exc:
+                log.info("reset of pooled connection failed, closing it: %s", exc)
+                cacheable = False
+        if cacheable:
+            child.pool.mark_released(slot)
+        else:
+            child.pool.discard(slot)
+
+    def _reset(self, slot: PoolSlot) -> None:
+        for conn in slot.conns.values():
+            queries = [q for q in self.cfg.reset_query_list if q.strip()]
+            if conn.tx_status == m.TX_IDLE:
+                queries = [q for q in queries if q.strip().upper() != "ABORT"]
+            elif not any(q.strip().upper() == "ABORT" for q in queries):
+                queries.insert(0, "ABORT")
+            for sql in queries:
+                run_simple(conn, sql, time.monotonic() + RESET_QUERY_TIMEOUT)
+
+
+def run_simple(conn: BackendConnection, sql: str, deadline: float) -> None:
+    """Run one internal query to completion; raise on error.  Keeps ParameterStatus current."""
+    conn.stream.send(m.query(sql))
+    error: dict[str, str] | None = None
+    while True:
+        typ, body = conn.stream.read_message(deadline, f'running "{sql}"')
+        if typ == _E:
+            error = m.parse_error_fields(body)
+        elif typ == _S:
+            name, _, rest = body.partition(b"\0")
+            conn.params[name.decode()] = rest.rstrip(b"\0").decode(errors="replace")
+        elif typ == _Z:
+            conn.tx_status = body[0]
+            break
+    if error is not None:
+        raise PgError(error.get("M", "error"), sqlstate=error.get("C", "XX000"))
+
+
+class BackendScanner:
+    """
+    Follows message boundaries in the backend → client byte stream without buffering it: only
+    ReadyForQuery matters (its count and the transaction status byte).
+    """
+
+    __slots__ = ("skip", "carry", "tx_status", "_pending_z")
+
+    def __init__(self, tx_status: int) -> None:
+        self.skip = 0  # bytes of the current message still to pass
+        self.carry = b""  # an incomplete header (< 6 bytes) from the previous chunk
+        self.tx_status = tx_status
+        self._pending_z = 0
+
+    def feed(self, data: bytes) -> int:
+        """Scan a chunk; return how many ReadyForQuery messages completed in it."""
+        n = len(data)
+        if self.skip >= n:
+            self.skip -= n
+            return 0
+        if self.carry:
+            data = self.carry + data
+            n = len(data)
+            self.carry = b""
+            pos = 0
+        else:
+            pos = self.skip
+            self.skip = 0
+        found = 0
+        unpack = m.unpack_uint32_from
+        while pos < n:
+            if n - pos < 6:
+                # Need the header and, for ReadyForQuery, its status byte.
+                if n - pos < 5 or data[pos] == _Z:
+                    self.carry = data[pos:]
+                    return found
+            typ = data[pos]
+            (length,) = unpack(data, pos + 1)
+            if typ == _Z:
+                self.tx_status = data[pos + 5]
+                found += 1
+            end = pos + 1 + length
+            if end > n:
+                self.skip = end - n
+                return found
+            pos = end
+        return found
+
+
+def _is_pool_command(buf: bytearray, pos: int) -> bool:
+    """Cheap test on a Query body for SHOW POOL_* / PGPOOL ... (pgpool's own commands)."""
+    head = bytes(buf[pos : pos + 24]).lstrip().lower()
+    return head.startswith(b"show pool_") or head.startswith(b"pgpool ")
+

@@ -1,0 +1,386 @@
+"""
+The main process: owns the listen sockets, the shared memory and the children; never serves a
+client.  One loop: wait on the signal doorbell, dispatch each recorded signal to a
+``handle_<name>`` method, respawn what died.
+
+Main is the only writer of cluster-wide state (backend status, primary/main node); other
+processes ask through the request queue in shared memory and SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+from pgpool_py import pidfile
+from pgpool_py import log as pglog
+from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files
+from pgpool_py.config import Config, reload_config
+from pgpool_py.errors import ConfigError, ServerHalt
+from pgpool_py.process import ExitCode, ProcessKind, describe_status, spawn
+from pgpool_py.shmem.layout import BackendStatus, RequestKind, Role, SharedState
+from pgpool_py.signals import SignalQueue, send, signal_name
+
+log = logging.getLogger(__name__)
+
+MAIN_SIGNALS = (
+    signal.SIGCHLD,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+STATUS_FILE = "pgpool_status"
+# A child that dies this soon after its start, this many times in a row, means something is
+# broken at boot (bad config, missing module): stop instead of forking forever.
+QUICK_DEATH_SECONDS = 1.0
+QUICK_DEATH_LIMIT = 10
+SMART_STOP_ESCALATE = signal.SIGINT
+
+
+@dataclass
+class ChildSlot:
+    pid: int = 0
+    started: float = 0.0
+
+
+def create_listeners(cfg: Config) -> list[socket.socket]:
+    """TCP sockets on listen_addresses:port and the Unix socket in each socket directory."""
+    backlog = min(cfg.listen_backlog_multiplier * cfg.num_init_children, 10000)
+    out: list[socket.socket] = []
+    addresses = [a.strip() for a in cfg.listen_addresses.split(",") if a.strip()]
+    for addr in addresses:
+        hosts = ["0.0.0.0", "::"] if addr == "*" else [addr]
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            try:
+                infos = socket.getaddrinfo(host, cfg.port, family if addr == "*" else 0, socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise ServerHalt(f'invalid listen_addresses entry "{addr}": {exc.strerror}') from exc
+            for fam, _type, _proto, _canon, sockaddr in infos[:1]:
+                sock = socket.socket(fam, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if fam == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(sockaddr)
+                except OSError as exc:
+                    sock.close()
+                    raise ServerHalt(f"could not bind to {host}:{cfg.port}: {exc.strerror}") from exc
+                sock.listen(backlog)
+                sock.setblocking(False)
+                out.append(sock)
+    for directory in cfg.unix_socket_directories:
+        path = os.path.join(directory, f".s.PGSQL.{cfg.port}")
+        _remove_stale_socket(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ServerHalt(f'could not bind Unix socket "{path}": {exc.strerror}') from exc
+        os.chmod(path, cfg.unix_socket_permissions)
+        sock.listen(backlog)
+        sock.setblocking(False)
+        out.append(sock)
+    if not out:
+        raise ServerHalt("no listen socket: set listen_addresses or unix_socket_directories")
+    return out
+
+
+def _remove_stale_socket(path: str) -> None:
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: left over by a crash
+        return
+    finally:
+        probe.close()
+    raise ServerHalt(f'Unix socket "{path}" is in use by another server')
+
+
+class Main:
+    def __init__(self, cfg: Config, paths: RuntimePaths, discard_status: bool = False) -> None:
+        self.cfg = cfg
+        self.paths = paths
+        self.discard_status = discard_status
+        self.children: list[ChildSlot] = []
+        self.pid_to_child: dict[int, int] = {}
+        self.stopping: signal.Signals | None = None
+        self.quick_deaths = 0
+        self.listeners: list[socket.socket] = []
+
+    # ------------------------------------------------------------------ start
+
+    def run(self) -> int:
+        cfg = self.cfg
+        pidfile.create(cfg.pid_file_name)
+        try:
+            self.listeners = create_listeners(cfg)
+            self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
+            self._init_backends()
+            self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
+            self.sigq = SignalQueue(MAIN_SIGNALS)
+            self.children = [ChildSlot() for _ in range(cfg.num_init_children)]
+            # Children share the parent's pages as long as nothing writes to them: keep the
+            # collector from touching every object's header after the fork.
+            gc.freeze()
+            for index in range(cfg.num_init_children):
+                self._spawn_child(index)
+            log.info("pgpool-py successfully started. listening on port %d", cfg.port)
+            return self._loop()
+        finally:
+            self._close_listeners()
+            pidfile.remove(cfg.pid_file_name)
+
+    def _init_backends(self) -> None:
+        """Copy backend_* into shared memory and apply the pgpool_status file."""
+        shm, cfg = self.shm, self.cfg
+        saved = [] if self.discard_status else self._read_status_file()
+        if self.discard_status:
+            try:
+                os.unlink(self._status_path())
+            except FileNotFoundError:
+                pass
+        for b in cfg.backends:
+            info = shm.backends[b.node_id]
+            info.hostname = b.hostname.encode()[:255]
+            info.port = b.port
+            info.weight = b.weight
+            info.data_directory = b.data_directory.encode()[:255]
+            info.application_name = b.application_name.encode()[:63]
+            info.flag = b.flag
+            info.pg_role = -1
+            info.status = BackendStatus.CONNECT_WAIT if b.port else BackendStatus.UNUSED
+            info.status_changed_time = time.time()
+        shm.req.num_backends = len(cfg.backends)
+        if saved and "up" in saved:
+            for node, word in enumerate(saved[: len(cfg.backends)]):
+                if shm.backends[node].status == BackendStatus.UNUSED:
+                    continue
+                shm.backends[node].status = BackendStatus.DOWN if word == "down" else BackendStatus.CONNECT_WAIT
+        self._update_main_and_primary()
+
+    def _update_main_and_primary(self) -> None:
+        shm = self.shm
+        main = -1
+        for node in range(shm.req.num_backends):
+            if shm.backends[node].status in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+                main = node
+                break
+        shm.req.main_node_id = main
+        # Primary detection with pg_is_in_recovery() belongs to the sr_check worker; until
+        # it reports, the main node stands for the primary.
+        if self.cfg.clustering_mode == "streaming_replication":
+            primary = shm.req.primary_node_id
+            if primary < 0 or shm.backends[primary].status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+                shm.req.primary_node_id = main
+            for node in range(shm.req.num_backends):
+                shm.backends[node].role = Role.PRIMARY if node == shm.req.primary_node_id else Role.STANDBY
+        else:
+            for node in range(shm.req.num_backends):
+                shm.backends[node].role = Role.MAIN if node == main else Role.REPLICA
+
+    # ------------------------------------------------------------------ status file
+
+    def _status_path(self) -> str:
+        return os.path.join(self.cfg.work_dir, STATUS_FILE)
+
+    def _read_status_file(self) -> list[str]:
+        try:
+            with open(self._status_path()) as f:
+                return [line.strip() for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            log.warning('could not read status file "%s": %s', self._status_path(), exc.strerror)
+            return []
+
+    def write_status_file(self) -> None:
+        shm = self.shm
+        words = []
+        for node in range(shm.req.num_backends):
+            st = shm.backends[node].status
+            words.append("down" if st == BackendStatus.DOWN else "unused" if st == BackendStatus.UNUSED else "up")
+        if "up" not in words:
+            return  # pgpool-II keeps the last file when every node is down
+        path = self._status_path()
+        try:
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write("\n".join(words) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning('could not write status file "%s": %s', path, exc.strerror)
+
+    # ------------------------------------------------------------------ children
+
+    def _spawn_child(self, index: int) -> None:
+        listeners = self.listeners
+        child = Child(index, self.cfg, self.shm, listeners, os.getpid(), self.paths, self.auth_files)
+        pid = spawn(
+            ProcessKind.CHILD,
+            child.run,
+            title="wait for connection request",
+            slot=index,
+            before_run=self.sigq.close,
+        )
+        self.children[index] = ChildSlot(pid, time.monotonic())
+        self.pid_to_child[pid] = index
+        self.shm.procs[index].pid = pid
+
+    def _child_pids(self) -> list[int]:
+        return [c.pid for c in self.children if c.pid]
+
+    def _signal_children(self, sig: signal.Signals) -> None:
+        for pid in self._child_pids():
+            send(pid, sig)
+
+    # ------------------------------------------------------------------ loop
+
+    def _loop(self) -> int:
+        while True:
+            self.sigq.wait((), None if self.stopping is None else 1.0)
+            for signum in self.sigq.pop_all():
+                handler = getattr(self, f"handle_{signal_name(signum).lower()}", None)
+                if handler is not None:
+                    handler()
+            if self.stopping is not None and not self._child_pids():
+                log.info("all children exited; pgpool-py is shut down")
+                return 0
+
+    def handle_sigchld(self) -> None:
+        """SIGCHLD: reap every exited process; respawn children by their exit code."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code, sig = describe_status(status)
+            index = self.pid_to_child.pop(pid, None)
+            if index is None:
+                continue
+            slot = self.children[index]
+            lived = time.monotonic() - slot.started
+            self.children[index] = ChildSlot()
+            self.shm.procs[index].pid = 0
+            if sig is not None:
+                how = f"was terminated by signal {signal_name(sig)}"
+                if sig == signal.SIGKILL:
+                    how += " (perhaps out of memory?)"
+            else:
+                how = f"exited with status {code}"
+            if self.stopping is not None:
+                log.debug("child process %d %s", pid, how)
+                continue
+            if code == ExitCode.FATAL:
+                raise ServerHalt(f"child process {pid} exited with a fatal error; shutting down")
+            if code == ExitCode.NO_RESTART and sig is None:
+                log.debug("child process %d %s; not restarting it", pid, how)
+                continue
+            if sig is not None:
+                log.warning("child process with pid: %d %s", pid, how)
+            self.quick_deaths = self.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS and sig is None else 0
+            if self.quick_deaths >= QUICK_DEATH_LIMIT:
+                raise ServerHalt(
+                    f"child processes keep exiting right after they start ({self.quick_deaths} in a row); "
+                    "shutting down instead of forking forever"
+                )
+            self._spawn_child(index)
+            log.debug("fork a new child process with pid: %d", self.children[index].pid)
+
+    def handle_sighup(self) -> None:
+        """SIGHUP: reload pgpool.conf; children re-read it when idle."""
+        log.info("reload config files.")
+        try:
+            new_cfg, warnings = reload_config(self.cfg, self.paths.config_file)
+            auth = load_auth_files(new_cfg, self.paths)
+        except (ConfigError, OSError) as exc:
+            log.error("reload rejected; the running configuration stays", extra={"detail": str(exc)})
+            return
+        for text in warnings:
+            log.warning("%s", text)
+        self.cfg = new_cfg
+        self.auth_files = auth
+        pglog.setup(new_cfg.log_min_messages, new_cfg.log_line_prefix)
+        for b in new_cfg.backends:
+            info = self.shm.backends[b.node_id]
+            info.weight = b.weight
+            info.data_directory = b.data_directory.encode()[:255]
+            info.flag = b.flag
+        self.shm.req.config_generation += 1
+        self._signal_children(signal.SIGHUP)
+
+    def handle_sigusr1(self) -> None:
+        """SIGUSR1: process the node requests queued in shared memory."""
+        changed = False
+        self.shm.req.switching = True
+        try:
+            while (request := self.shm.dequeue_request()) is not None:
+                for node in request.node_ids:
+                    if not 0 <= node < self.shm.req.num_backends:
+                        log.warning("invalid node id %d in request %s", node, request.kind.name)
+                        continue
+                    if request.kind in (RequestKind.NODE_DOWN, RequestKind.NODE_QUARANTINE):
+                        self.shm.set_backend_status(node, BackendStatus.DOWN)
+                        log.info("starting degeneration. shutdown host %s(%d)",
+                                 self.shm.backends[node].hostname.decode(), self.shm.backends[node].port)
+                        changed = True
+                    elif request.kind == RequestKind.NODE_UP:
+                        self.shm.set_backend_status(node, BackendStatus.CONNECT_WAIT)
+                        changed = True
+                    elif request.kind == RequestKind.CLOSE_IDLE:
+                        self._signal_children(signal.SIGUSR1)
+        finally:
+            self.shm.req.switching = False
+        if changed:
+            self._update_main_and_primary()
+            self.write_status_file()
+            for index in range(len(self.children)):
+                self.shm.procs[index].need_to_restart = True
+        self._signal_children(signal.SIGUSR2)
+
+    def handle_sigusr2(self) -> None:
+        """SIGUSR2: wake every child out of its pause()."""
+        self._signal_children(signal.SIGUSR2)
+
+    def handle_sigterm(self) -> None:
+        self._stop(signal.SIGTERM, "smart")
+
+    def handle_sigint(self) -> None:
+        self._stop(signal.SIGINT, "fast")
+
+    def handle_sigquit(self) -> None:
+        self._stop(signal.SIGQUIT, "immediate")
+
+    def _stop(self, sig: signal.Signals, mode: str) -> None:
+        if self.stopping is not None and sig == self.stopping:
+            return
+        log.info("received %s shutdown request", mode)
+        self.stopping = sig
+        self._close_listeners()
+        self._signal_children(sig)
+
+    def _close_listeners(self) -> None:
+        for sock in self.listeners:
+            if sock.family == socket.AF_UNIX:
+                try:
+                    path = sock.getsockname()
+                    if isinstance(path, str) and path:
+                        os.unlink(path)
+                except OSError:
+                    pass
+            sock.close()
+        self.listeners = []
