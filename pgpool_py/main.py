@@ -42,7 +42,7 @@ STATUS_FILE = "pgpool_status"
 # broken at boot (bad config, missing module): stop instead of forking forever.
 QUICK_DEATH_SECONDS = 1.0
 QUICK_DEATH_LIMIT = 10
-SMART_STOP_ESCALATE = signal.SIGINT
+MIN_BACKLOG = 128
 
 
 @dataclass
@@ -53,7 +53,9 @@ class ChildSlot:
 
 def create_listeners(cfg: Config) -> list[socket.socket]:
     """TCP sockets on listen_addresses:port and the Unix socket in each socket directory."""
-    backlog = min(cfg.listen_backlog_multiplier * cfg.num_init_children, 10000)
+    # pgpool-II's backlog, but never tiny: connections held back by TCP_DEFER_ACCEPT count
+    # against it, and a full queue drops the SYNs of well-behaved clients.
+    backlog = min(max(cfg.listen_backlog_multiplier * cfg.num_init_children, MIN_BACKLOG), 10000)
     out: list[socket.socket] = []
     addresses = [a.strip() for a in cfg.listen_addresses.split(",") if a.strip()]
     for addr in addresses:
@@ -74,6 +76,10 @@ def create_listeners(cfg: Config) -> list[socket.socket]:
                 except OSError as exc:
                     sock.close()
                     raise ServerHalt(f"could not bind to {host}:{cfg.port}: {exc.strerror}") from exc
+                # Clients speak first in this protocol: the kernel holds a connection until
+                # its first bytes arrive, so clients that connect and say nothing never take a
+                # child (pgpool-II 4.3 let them tie up every child).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(cfg.authentication_timeout, 1))
                 sock.listen(backlog)
                 sock.setblocking(False)
                 out.append(sock)

@@ -102,9 +102,10 @@ def connect_backend(
             typ, body = conn.stream.read_message(deadline, "waiting for the backend's startup reply")
             if typ == ord("R"):
                 req = m.parse_authentication(body)
-                if req.code == m.AUTH_OK:
-                    continue
-                conn.auth_codes.append(req.code)
+                if req.code != m.AUTH_OK:
+                    conn.auth_codes.append(req.code)
+                # AuthenticationOk goes to the responder too: a SCRAM client must check that
+                # the server finished the exchange.
                 reply = respond(req.code, req.data)
                 if reply:
                     conn.stream.send(reply)

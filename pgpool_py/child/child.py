@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -249,6 +250,11 @@ class Child:
         sock.setblocking(True)
         if sock.family == socket.AF_UNIX:
             return sock, "", "", "local"
+        # TCP_DEFER_ACCEPT hands us a connection when its first bytes arrive, or when the
+        # kernel gives up waiting: one with nothing to read has been silent all along.
+        if not select.select([sock], [], [], 0)[0]:
+            sock.close()
+            return None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return sock, str(addr[0]), str(addr[1]), "host"

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from pgpool_py.child import auth as client_auth
 from pgpool_py.child.backend import BackendConnection, connect_backend, open_socket
-from pgpool_py.child.hba import match_hba
+from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
+from pgpool_py.child.passwd import PasswordEntry
 from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
 from pgpool_py.log import session as log_session
@@ -81,7 +82,9 @@ class Session:
     def _report(self, exc: PgError) -> None:
         severity = exc.severity if exc.severity in ("FATAL", "PANIC") else "FATAL"
         level = logging.WARNING if isinstance(exc, (AuthError, ProtocolError)) else logging.ERROR
-        log.log(level, "%s", exc.message, extra={"detail": exc.detail, "hint": exc.hint})
+        # The server log may say why a login failed; the client is told no more than by PostgreSQL.
+        detail = getattr(exc, "log_detail", None) or exc.detail
+        log.log(level, "%s", exc.message, extra={"detail": detail, "hint": exc.hint})
         try:
             self.client.send(
                 m.error_response(exc.message, exc.sqlstate, severity=severity, detail=exc.detail, hint=exc.hint)
@@ -132,6 +135,7 @@ class Session:
                 hint="repair the backend nodes and attach them with pcp_attach_node",
             )
         user, database = startup.user, startup.database
+        self.database = database
         entry = child.pool_passwd.get(user)
         method = self._frontend_method(user, database)
         startup_key = startup.pool_key_bytes()
@@ -194,24 +198,23 @@ class Session:
         self.client.send(self._welcome(slot))
         return slot
 
+    def _connection_facts(self, user: str, database: str) -> dict[str, object]:
+        return {
+            "conn_type": self.conn_type,
+            "ssl": False,
+            "database": database,
+            "user": user,
+            "client_addr": None if self.conn_type == "local" else self.client_addr,
+        }
+
     def _frontend_method(self, user: str, database: str) -> str:
         """How this client must prove itself: pool_hba.conf, else pgpool-II's rules."""
         child = self.child
         if self.cfg.enable_pool_hba:
-            rule = match_hba(
-                child.hba_rules,
-                conn_type="local" if self.conn_type == "local" else "host",
-                ssl=False,
-                database=database,
-                user=user,
-                client_addr=None if self.conn_type == "local" else self.client_addr,
-            )
+            facts = self._connection_facts(user, database)
+            rule = match_hba(child.hba_rules, **facts)  # type: ignore[arg-type]
             if rule is None:
-                host = "[local]" if self.conn_type == "local" else f'host "{self.client_addr}"'
-                raise AuthError(
-                    f'no pool_hba.conf entry for {host}, user "{user}", database "{database}", no encryption',
-                    sqlstate="28000",
-                )
+                raise no_entry_error(**facts)  # type: ignore[arg-type]
             return rule.method
         # Without pool_hba.conf: a pool_passwd entry lets us authenticate the client ourselves
         # (so every node can be logged in to); otherwise relay the backend's own request.
@@ -220,16 +223,17 @@ class Session:
             return "passthrough"
         return "md5" if entry.kind == "md5" else "scram-sha-256"
 
-    def _can_reauthenticate(self, slot: PoolSlot, method: str, entry: client_auth.PasswordEntry | None) -> bool:
+    def _can_reauthenticate(self, slot: PoolSlot, method: str, entry: PasswordEntry | None) -> bool:
         """A cached connection may serve this client only if we can check its credentials."""
         if method == "passthrough":
             return slot.auth_method == "trust"
         return True
 
-    def _authenticate_client(self, method: str, user: str, entry: client_auth.PasswordEntry | None) -> str | None:
+    def _authenticate_client(self, method: str, user: str, entry: PasswordEntry | None) -> str | None:
         if method == "passthrough":
             return None
-        exchange = client_auth.make_frontend_auth(method, user, entry)
+        where = describe_connection(**self._connection_facts(user, self.database))  # type: ignore[arg-type]
+        exchange = client_auth.make_frontend_auth(method, user, entry, connection=where)
         out = exchange.first()
         if out:
             self.client.send(out)
@@ -245,6 +249,8 @@ class Session:
 
     def _relay_auth_to_client(self, code: int, data: bytes) -> bytes | None:
         """Passthrough: the backend's Authentication request goes to the client, its answer back."""
+        if code == m.AUTH_OK:
+            return None  # the client gets AuthenticationOk with the rest of the welcome
         self.client.send(m.authentication(code, data))
         if code == m.AUTH_SASL_FINAL:
             return None
