@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from pgpool_py import pidfile
 from pgpool_py import log as pglog
@@ -47,6 +48,19 @@ MIN_BACKLOG = 128
 
 @dataclass
 class ChildSlot:
+    pid: int = 0
+    started: float = 0.0
+
+
+@dataclass
+class AuxProcess:
+    """A process other than the pre-forked children: PCP, health checks, sr_check worker."""
+
+    name: str
+    kind: ProcessKind
+    slot: int
+    title: str
+    target: Callable[[], int | None]
     pid: int = 0
     started: float = 0.0
 
@@ -125,6 +139,7 @@ class Main:
         self.stopping: signal.Signals | None = None
         self.quick_deaths = 0
         self.listeners: list[socket.socket] = []
+        self.aux: dict[str, AuxProcess] = {}
 
     # ------------------------------------------------------------------ start
 
@@ -143,6 +158,9 @@ class Main:
             gc.freeze()
             for index in range(cfg.num_init_children):
                 self._spawn_child(index)
+            for aux in self._aux_processes():
+                self.aux[aux.name] = aux
+                self._spawn_aux(aux)
             log.info("pgpool-py successfully started. listening on port %d", cfg.port)
             return self._loop()
         finally:
@@ -245,8 +263,39 @@ class Main:
         self.pid_to_child[pid] = index
         self.shm.procs[index].pid = pid
 
+    def _aux_processes(self) -> list[AuxProcess]:
+        """The helper processes this configuration needs, made afresh on each respawn."""
+        from pgpool_py.pcp_server.server import run_pcp_server
+
+        main_pid = os.getpid()
+        out = [
+            AuxProcess(
+                "pcp", ProcessKind.PCP, -1, "PCP: wait for connection request",
+                lambda: run_pcp_server(self.cfg, self.shm, self.paths, main_pid),
+            )
+        ]
+        return out
+
+    def _spawn_aux(self, aux: AuxProcess) -> None:
+        aux.pid = spawn(aux.kind, aux.target, title=aux.title, slot=aux.slot, before_run=self._in_aux_child)
+        aux.started = time.monotonic()
+
+    def _in_aux_child(self) -> None:
+        """Helpers never accept clients: drop the inherited listen sockets and doorbell."""
+        self.sigq.close()
+        for sock in self.listeners:
+            sock.close()
+
+    def _aux_by_pid(self, pid: int) -> AuxProcess | None:
+        return next((a for a in self.aux.values() if a.pid == pid), None)
+
+    def signal_aux(self, name: str, sig: signal.Signals) -> None:
+        aux = self.aux.get(name)
+        if aux is not None and aux.pid:
+            send(aux.pid, sig)
+
     def _child_pids(self) -> list[int]:
-        return [c.pid for c in self.children if c.pid]
+        return [c.pid for c in self.children if c.pid] + [a.pid for a in self.aux.values() if a.pid]
 
     def _signal_children(self, sig: signal.Signals) -> None:
         for pid in self._child_pids():
@@ -277,6 +326,9 @@ class Main:
             code, sig = describe_status(status)
             index = self.pid_to_child.pop(pid, None)
             if index is None:
+                aux = self._aux_by_pid(pid)
+                if aux is not None:
+                    self._reap_aux(aux, code, sig)
                 continue
             slot = self.children[index]
             lived = time.monotonic() - slot.started
@@ -306,6 +358,23 @@ class Main:
                 )
             self._spawn_child(index)
             log.debug("fork a new child process with pid: %d", self.children[index].pid)
+
+    def _reap_aux(self, aux: AuxProcess, code: int | None, sig: int | None) -> None:
+        aux.pid = 0
+        if self.stopping is not None:
+            return
+        if code == ExitCode.FATAL:
+            raise ServerHalt(f"{aux.name} process exited with a fatal error; shutting down")
+        if code == ExitCode.NO_RESTART and sig is None:
+            log.debug("%s process exited; not restarting it", aux.name)
+            return
+        if sig is not None or code:
+            log.warning("%s process exited (%s); restarting it", aux.name,
+                        f"signal {signal_name(sig)}" if sig is not None else f"status {code}")
+        if time.monotonic() - aux.started < QUICK_DEATH_SECONDS:
+            # Do not spin: a helper that dies at once is retried on the next loop tick.
+            self.sigq.sleep(QUICK_DEATH_SECONDS)
+        self._spawn_aux(aux)
 
     def handle_sighup(self) -> None:
         """SIGHUP: reload pgpool.conf; children re-read it when idle."""
