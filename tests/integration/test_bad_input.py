@@ -1,0 +1,159 @@
+"""
+Hostile and broken clients: each gets an ErrorResponse where the protocol allows one, only its
+own session ends, and the next client is served.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import struct
+import time
+from typing import Any
+
+import pytest
+
+from pgpool_py.cluster import HOST
+from pgpool_py.protocol import messages as m
+
+RAW = {"backend_clustering_mode": "raw", "num_init_children": 2}
+
+
+@pytest.fixture
+def server(pgpool_factory: Any, pg_cluster: Any) -> Any:
+    return pgpool_factory(pg_cluster, extra=RAW)
+
+
+def _talk(server: Any, payload: bytes, *, close_after_send: bool = False, timeout: float = 5) -> bytes:
+    """Send raw bytes, return everything the server sends until it closes."""
+    with socket.create_connection((HOST, server.port), timeout=timeout) as s:
+        s.sendall(payload)
+        if close_after_send:
+            return b""
+        s.shutdown(socket.SHUT_WR)  # a half-sent packet then ends in EOF, not a wait
+        chunks = []
+        while True:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def _error_fields(reply: bytes) -> dict[str, str]:
+    assert reply[:1] == b"E", f"expected an ErrorResponse, got {reply[:40]!r}"
+    length = struct.unpack("!I", reply[1:5])[0]
+    return m.parse_error_fields(reply[5 : 1 + length])
+
+
+def _served(server: Any) -> None:
+    assert server.psql("SELECT 42") == "42"
+
+
+def _startup(user: str = "postgres", database: str = "test") -> bytes:
+    return m.startup_message(m.PROTOCOL_3_0, {"user": user, "database": database})
+
+
+def test_random_bytes(server: Any) -> None:
+    rng = random.Random(1234)
+    for _ in range(20):
+        junk = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300)))
+        reply = _talk(server, junk)
+        if reply:
+            assert reply[:1] in (b"E", b"N", b"R", b"v"), reply[:20]
+    _served(server)
+
+
+@pytest.mark.parametrize("length", [4, 7, 20000, 0x7FFFFFFF])
+def test_startup_length_out_of_range(server: Any, length: int) -> None:
+    fields = _error_fields(_talk(server, struct.pack("!ii", length, m.PROTOCOL_3_0)))
+    assert fields["C"] == "08P01"
+    assert "length" in fields["M"]
+    _served(server)
+
+
+def test_truncated_startup_packet(server: Any) -> None:
+    packet = _startup()
+    _talk(server, packet[: len(packet) // 2], close_after_send=True)
+    _served(server)
+
+
+@pytest.mark.parametrize("version", [(2, 0), (4, 0), (1, 99)])
+def test_unknown_protocol_version_gets_postgres_error(server: Any, version: tuple[int, int]) -> None:
+    code = (version[0] << 16) | version[1]
+    body = struct.pack("!i", code) + b"user\0postgres\0\0"
+    fields = _error_fields(_talk(server, struct.pack("!i", len(body) + 4) + body))
+    assert fields["C"] == "0A000"
+    assert fields["M"].startswith(f"unsupported frontend protocol {version[0]}.{version[1]}")
+    _served(server)
+
+
+def test_protocol_3_2_and_pq_options_are_negotiated(server: Any) -> None:
+    params = {"user": "postgres", "database": "test", "_pq_.future_option": "1"}
+    body = struct.pack("!i", (3 << 16) | 2) + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items()) + b"\0"
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        s.sendall(struct.pack("!i", len(body) + 4) + body)
+        data = b""
+        while b"Z\x00\x00\x00\x05" not in data:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data[:1] == b"v"
+    (newest,) = struct.unpack("!i", data[5:9])
+    assert newest == m.PROTOCOL_3_0
+    assert b"_pq_.future_option" in data[:100]
+
+
+def test_missing_user(server: Any) -> None:
+    body = struct.pack("!i", m.PROTOCOL_3_0) + b"database\0test\0\0"
+    fields = _error_fields(_talk(server, struct.pack("!i", len(body) + 4) + body))
+    assert fields["C"] == "28000"
+    _served(server)
+
+
+def _logged_in(s: socket.socket) -> None:
+    s.sendall(_startup())
+    data = b""
+    while not data.endswith(b"Z\x00\x00\x00\x05I"):
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+
+
+def test_message_length_of_two_gigabytes(server: Any) -> None:
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        _logged_in(s)
+        s.sendall(b"Q" + struct.pack("!I", 0x80000000) + b"SELECT 1")
+        reply = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    fields = _error_fields(reply)
+    assert fields["C"] == "08P01"
+    _served(server)
+
+
+def test_client_vanishes_mid_query(server: Any) -> None:
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        _logged_in(s)
+        s.sendall(m.query("SELECT pg_sleep(1)"))
+    for _ in range(3):
+        _served(server)
+
+
+def test_silent_clients_do_not_tie_up_children(server: Any) -> None:
+    """Connections that never send a startup packet must not block real clients (2 children)."""
+    silent = [socket.create_connection((HOST, server.port), timeout=5) for _ in range(10)]
+    try:
+        started = time.monotonic()
+        _served(server)
+        assert time.monotonic() - started < 3
+    finally:
+        for s in silent:
+            s.close()
