@@ -174,6 +174,7 @@ def pgpool_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
         extra: Mapping[str, str | int | bool] | None = None,
         program: list[str] | None = None,
         wait_ready: bool = True,
+        hba_text: str | None = None,
     ) -> PgpoolServer:
         if nodes is None:
             nodes = request.getfixturevalue(_CLUSTER_FIXTURES[mode])
@@ -183,7 +184,10 @@ def pgpool_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
         port, pcp_port = free_port(), free_port()
         write_pgpool_conf(str(conf), nodes, port=port, pcp_port=pcp_port, mode=mode, extra=extra)
         write_pcp_conf(str(pcp_conf))
-        write_pool_hba_conf(str(hba_conf))
+        if hba_text is None:
+            write_pool_hba_conf(str(hba_conf))
+        else:
+            hba_conf.write_text(hba_text)
         pcppass = directory / "pcppass"
         write_pcppass(str(pcppass))
         log_path = directory / "pgpool.log"
