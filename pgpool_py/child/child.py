@@ -15,23 +15,29 @@ import os
 import select
 import signal
 import socket
+import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pgpool_py import log as pglog
 from pgpool_py import proctitle
-from pgpool_py.child.backend import open_socket
+from pgpool_py.child.backend import BackendConnection, open_socket
 from pgpool_py.child.commands import PoolCommands
 from pgpool_py.child.hba import load_hba
 from pgpool_py.child.passwd import load_pool_passwd
 from pgpool_py.child.pool import ConnectionPool
-from pgpool_py.child.session import FastExit, Session
+from pgpool_py.child.pool import PoolSlot
+from pgpool_py.child.router import parse_redirect_list, weighted_choice
+from pgpool_py.child.session import FastExit, Session, query_rows
+from pgpool_py.routing import Classifier, RoutingSettings
 from pgpool_py.config import reload_config
 from pgpool_py.errors import ConfigError, PgError
+from pgpool_py.failover import failover_allowed
 from pgpool_py.process import ExitCode
 from pgpool_py.protocol import messages as m
-from pgpool_py.shmem.layout import BackendStatus, ChildStatus, SharedState
+from pgpool_py.requests import register_node_operation_request
+from pgpool_py.shmem.layout import BackendStatus, ChildStatus, RequestDetail, RequestKind, SharedState
 from pgpool_py.signals import SignalQueue
 
 if TYPE_CHECKING:
@@ -52,6 +58,11 @@ CHILD_SIGNALS = (
 PR_SET_PDEATHSIG = 1
 SWITCHING_POLL = 1.0  # seconds between checks while main runs a failover
 SWITCHING_MAX_WAIT = 30.0  # pgpool-II gives up (and exits) after 30 s
+VOLATILITY_QUERY_TIMEOUT = 10.0
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -108,6 +119,12 @@ class Child:
         self.close_idle_requested = False
         self.in_session = False
         self.proc = shm.procs[index]
+        self._classifier: Classifier | None = None
+        self._volatility: dict[tuple[str, str], str | None] = {}
+        self._rng = random.Random()
+        # Set by the router for the session being served.
+        self.session_temp_tables: set[str] = set()
+        self.volatility_lookup: Callable[[str], str | None] | None = None
 
     # ------------------------------------------------------------------ signals
 
@@ -138,13 +155,104 @@ class Child:
     def set_title(self, title: str) -> None:
         proctitle.set_title(title)
 
+    def _valid(self, node: int) -> bool:
+        return bool(0 <= node < self.shm.req.num_backends
+                    and self.shm.backends[node].status in (BackendStatus.UP, BackendStatus.CONNECT_WAIT))
+
     def main_node(self) -> int:
-        """Lowest node id that is up or waiting (pgpool-II's REAL_MAIN_NODE_ID)."""
-        backends = self.shm.backends
+        """The node whose replies a session's client sees: the primary in streaming mode,
+        else the lowest node id that is up or waiting (pgpool-II's MAIN_NODE_ID)."""
+        if self.cfg.clustering_mode == "streaming_replication" and self._valid(self.shm.req.primary_node_id):
+            return int(self.shm.req.primary_node_id)
         for node in range(self.shm.req.num_backends):
-            if backends[node].status in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+            if self._valid(node):
                 return node
         return -1
+
+    def session_nodes(self, main_node: int) -> list[int]:
+        """The nodes a new session connects to: just the main node in raw mode, else every valid one."""
+        if self.cfg.clustering_mode == "raw":
+            return [main_node]
+        return [n for n in range(self.shm.req.num_backends) if self._valid(n)]
+
+    # ------------------------------------------------------------------ routing helpers
+
+    def get_classifier(self) -> Classifier:
+        if self._classifier is None:
+            cfg = self.cfg
+            settings = RoutingSettings(
+                write_function_list=cfg.write_function_list,
+                read_only_function_list=cfg.read_only_function_list,
+                primary_routing_query_pattern_list=cfg.primary_routing_query_pattern_list,
+                allow_sql_comments=cfg.allow_sql_comments,
+                ignore_leading_white_space=cfg.ignore_leading_white_space,
+            )
+            self._classifier = Classifier(
+                settings,
+                function_volatility=lambda name: self.volatility_lookup(name) if self.volatility_lookup else "v",
+                temp_tables=lambda: self.session_temp_tables,
+            )
+        return self._classifier
+
+    def function_volatility(self, conn: BackendConnection, database: str, name: str) -> str | None:
+        """pg_proc.provolatile, asked on the session's primary connection and kept per database."""
+        key = (database, name)
+        if key in self._volatility:
+            return self._volatility[key]
+        schema, _, func = name.rpartition(".")
+        where = "p.proname = " + _literal(func)
+        if schema:
+            where += " AND n.nspname = " + _literal(schema)
+        sql = ("SELECT p.provolatile FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
+               f"ON n.oid = p.pronamespace WHERE {where}")
+        try:
+            rows = query_rows(conn, sql, time.monotonic() + VOLATILITY_QUERY_TIMEOUT)
+        except PgError:
+            return "v"
+        kinds = {r[0] for r in rows}
+        # Overloads may differ: the most volatile wins.
+        value = "v" if "v" in kinds else "s" if "s" in kinds else "i" if kinds else None
+        self._volatility[key] = value
+        return value
+
+    def choose_load_balance_node(self, slot: PoolSlot, session: Session, startup: m.StartupMessage | None = None) -> int:
+        """Weighted random pick among the session's nodes, with the redirect lists and delay threshold."""
+        cfg, shm = self.cfg, self.shm
+        nodes = sorted(slot.conns)
+        primary = slot.main_node
+        if len(nodes) == 1 or not cfg.load_balance_mode:
+            return primary
+        weights = {n: shm.backends[n].weight for n in nodes}
+        app = startup.application_name if startup is not None else ""
+        preferred = None
+        for items, subject in ((cfg.app_name_redirect_preference_list, app),
+                               (cfg.database_redirect_preference_list, slot.database)):
+            for pattern, node, weight in parse_redirect_list(items):
+                if subject and pattern.match(subject):
+                    preferred = (node, weight)
+                    break
+            if preferred is not None:
+                break
+        if preferred is not None:
+            node, weight = preferred
+            standbys = [n for n in nodes if n != primary]
+            if node == "primary":
+                candidates = [primary]
+            elif node == "standby":
+                candidates = standbys or [primary]
+            else:
+                candidates = [int(node)] if int(node) in nodes else nodes
+            if self._rng.random() < weight:
+                weights = {n: (weights[n] or 1.0) for n in candidates}
+        chosen = weighted_choice(weights, self._rng)
+        if chosen != primary and cfg.delay_threshold > 0 and shm.backends[chosen].standby_delay > cfg.delay_threshold:
+            if cfg.prefer_lower_delay_standby:
+                standbys = [n for n in nodes if n != primary]
+                best = min(standbys, key=lambda n: shm.backends[n].standby_delay)
+                if shm.backends[best].standby_delay <= cfg.delay_threshold:
+                    return best
+            return primary
+        return chosen
 
     def backend_connected(self, node: int) -> None:
         # pgpool-II: the first child that reaches a "waiting" node marks it up.
@@ -153,9 +261,23 @@ class Child:
             self.shm.set_backend_status(node, BackendStatus.UP)
 
     def backend_failed(self, node: int, exc: PgError | None) -> None:
+        """A backend could not be reached or went away: ask main to degenerate it when
+        failover_on_backend_error (or, for a shutdown message, failover_on_backend_shutdown)
+        and the node's backend_flag allow it."""
         log.warning(
             "backend node %d is not reachable", node, extra={"detail": exc.detail if exc else None}
         )
+        shutdown = exc is not None and exc.sqlstate in ("57P01", "57P02")  # admin/crash shutdown
+        wanted = self.cfg.failover_on_backend_shutdown if shutdown else self.cfg.failover_on_backend_error
+        b = self.shm.backends[node]
+        if not wanted or b.status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+            return
+        if not failover_allowed(self.shm, node):
+            log.info("failover of node %d is disallowed by backend_flag%d", node, node)
+            return
+        log.info("executing failover on backend %d", node)
+        register_node_operation_request(self.shm, self.main_pid, RequestKind.NODE_DOWN, (node,),
+                                        RequestDetail.SWITCHOVER)
 
     # ------------------------------------------------------------------ main loop
 
@@ -306,6 +428,7 @@ class Child:
             return
         self.cfg = new_cfg
         self.hba_rules, self.pool_passwd = auth
+        self._classifier = None  # routing lists may have changed
 
     # ------------------------------------------------------------------ cancel
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import struct
 import time
 from typing import TYPE_CHECKING
 
 from pgpool_py.child import auth as client_auth
-from pgpool_py.child.backend import BackendConnection, connect_backend, open_socket
+from pgpool_py.child.backend import BackendConnection, connect_backend
 from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
 from pgpool_py.child.passwd import PasswordEntry
 from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
+from pgpool_py.child.router import Router
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
 from pgpool_py.log import session as log_session
 from pgpool_py.protocol import messages as m
@@ -136,28 +138,28 @@ class Session:
             )
         user, database = startup.user, startup.database
         self.database = database
+        nodes = child.session_nodes(main_node)
         entry = child.pool_passwd.get(user)
         method = self._frontend_method(user, database)
         startup_key = startup.pool_key_bytes()
         pooled = child.pool.find(user, database, startup.major, startup_key) if self.cfg.connection_cache else None
-        if pooled is not None and pooled.conns.keys() != {main_node}:
+        if pooled is not None and (
+            set(pooled.conns) != set(nodes)
+            or any(c.is_broken() for c in pooled.conns.values())
+            or not self._can_reauthenticate(pooled, method, entry)
+        ):
+            log.debug("cached connection cannot serve this session; connecting afresh")
             child.pool.discard(pooled)
             pooled = None
         if pooled is not None:
-            if any(c.is_broken() for c in pooled.conns.values()):
-                log.info("connection closed. retry to create new connection pool")
-                child.pool.discard(pooled)
-                pooled = None
-        if pooled is not None and self._can_reauthenticate(pooled, method, entry):
             self._authenticate_client(method, user, entry)
+            pooled.load_balance_node = child.choose_load_balance_node(pooled, self, startup)
             child.pool.mark_connected(pooled, reused=True)
             self.client.send(self._welcome(pooled))
             return pooled
-        if pooled is not None:
-            child.pool.discard(pooled)
 
         password: str | None = None
-        md5_hash: str | None = entry.value if entry is not None and entry.kind == "md5" else None
+        md5_hash: str | None = entry.md5_hash if entry is not None else None
         if method != "passthrough":
             password = self._authenticate_client(method, user, entry)
             if password is None and entry is not None:
@@ -165,38 +167,64 @@ class Session:
         slot = child.pool.allocate()
         slot.user, slot.database, slot.major, slot.minor = user, database, startup.major, startup.minor
         slot.startup_key = startup_key
-        slot.main_node = slot.load_balance_node = main_node
+        slot.main_node = main_node
         slot.auth_method = method
-        node = child.shm.backends[main_node]
         child.set_status(ChildStatus.CONNECTING)
-        if method == "passthrough":
-            respond = self._relay_auth_to_client
-        else:
-            respond = client_auth.BackendAuth(user, password, md5_hash).feed
+        conns: dict[int, BackendConnection] = {}
         try:
-            conn = connect_backend(
-                main_node,
+            for node_id in nodes:
+                if method == "passthrough" and node_id == main_node:
+                    respond = self._relay_auth_to_client
+                else:
+                    # Passthrough taught us nothing to answer other nodes with unless the
+                    # client sent its password in clear; md5/SCRAM need pool_passwd.
+                    respond = client_auth.BackendAuth(user, password, md5_hash).feed
+                try:
+                    conns[node_id] = self._connect(node_id, startup, respond)
+                except PgError as exc:
+                    if node_id == main_node or exc.sqlstate != "08006":
+                        raise
+                    # A standby we cannot reach is left out of this session (and reported).
+                    log.warning("backend node %d is left out of this session", node_id,
+                                extra={"detail": exc.detail})
+        except BaseException:
+            for conn in conns.values():
+                conn.close()
+            raise
+        if method == "passthrough":
+            slot.auth_method = "trust" if not conns[main_node].auth_codes else "passthrough"
+        slot.password = password
+        slot.conns = conns
+        slot.load_balance_node = child.choose_load_balance_node(slot, self, startup)
+        child.pool.register(slot)
+        child.pool.mark_connected(slot, reused=False)
+        for node_id in conns:
+            child.backend_connected(node_id)
+        self.client.send(self._welcome(slot))
+        return slot
+
+    def _connect(self, node_id: int, startup: m.StartupMessage, respond: object) -> BackendConnection:
+        child = self.child
+        node = child.shm.backends[node_id]
+        try:
+            return connect_backend(
+                node_id,
                 node.hostname.decode(),
                 node.port,
                 startup,
-                respond,
+                respond,  # type: ignore[arg-type]
                 wait=child.sigq.wait,
                 on_interrupt=child.on_interrupt,
                 timeout=max(self.cfg.connect_timeout / 1000.0, 1.0) if self.cfg.connect_timeout else 30.0,
             )
         except PgError as exc:
             if exc.sqlstate == "08006":
-                child.backend_failed(main_node, exc)
+                child.backend_failed(node_id, exc)
             raise
-        if method == "passthrough":
-            slot.auth_method = "trust" if not conn.auth_codes else "passthrough"
-        slot.password = password
-        slot.conns = {main_node: conn}
-        child.pool.register(slot)
-        child.pool.mark_connected(slot, reused=False)
-        child.backend_connected(main_node)
-        self.client.send(self._welcome(slot))
-        return slot
+
+    def is_pool_command(self, sql: str) -> bool:
+        head = sql[:32].lstrip().lower()
+        return head.startswith("show pool_") or head.startswith("pgpool ")
 
     def _connection_facts(self, user: str, database: str) -> dict[str, object]:
         return {
@@ -271,6 +299,12 @@ class Session:
     # ------------------------------------------------------------------ relay
 
     def _relay(self, slot: PoolSlot) -> None:
+        if self.cfg.clustering_mode != "raw":
+            Router(self, slot).run()
+        else:
+            self._relay_raw(slot)
+
+    def _relay_raw(self, slot: PoolSlot) -> None:
         """
         Forward client → backend and backend → client until the client terminates.
 
@@ -433,6 +467,35 @@ def run_simple(conn: BackendConnection, sql: str, deadline: float) -> None:
             break
     if error is not None:
         raise PgError(error.get("M", "error"), sqlstate=error.get("C", "XX000"))
+
+
+def query_rows(conn: BackendConnection, sql: str, deadline: float) -> list[list[str | None]]:
+    """Run one internal query and return its rows as text (e.g. a pg_proc lookup)."""
+    conn.stream.send(m.query(sql))
+    rows: list[list[str | None]] = []
+    error: dict[str, str] | None = None
+    while True:
+        typ, body = conn.stream.read_message(deadline, f'running "{sql}"')
+        if typ == ord("D"):
+            (count,) = struct.unpack_from("!h", body, 0)
+            pos, row = 2, []
+            for _ in range(count):
+                (size,) = struct.unpack_from("!i", body, pos)
+                pos += 4
+                if size < 0:
+                    row.append(None)
+                else:
+                    row.append(body[pos : pos + size].decode(errors="replace"))
+                    pos += size
+            rows.append(row)
+        elif typ == _E:
+            error = m.parse_error_fields(body)
+        elif typ == _Z:
+            conn.tx_status = body[0]
+            break
+    if error is not None:
+        raise PgError(error.get("M", "error"), sqlstate=error.get("C", "XX000"))
+    return rows
 
 
 class BackendScanner:

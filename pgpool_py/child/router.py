@@ -1,0 +1,609 @@
+"""
+The relay for sessions with several backends (streaming and native replication modes).
+
+Client messages are cut into *batches*: one Query, or the extended-protocol messages up to a
+Sync or Flush.  Each batch is classified (``routing.classify``) and sent to a set of nodes
+with one of them chosen to answer the client:
+
+- a load-balanceable read goes to the session's load-balance node (or the primary, per
+  ``disable_load_balance_on_write`` and the transaction's state);
+- a write goes to the primary (streaming) or to every node (native replication);
+- BEGIN/COMMIT/SET and friends go to every node of the session, so their states stay alike.
+
+The answering node's replies are forwarded as they arrive; the others' are read and dropped
+(native replication compares their command tags and detaches a node that disagrees).  A batch
+for other nodes than the ones still answering waits, so replies never interleave.
+
+Named prepared statements remember their Parse: when a later Bind needs one on a node where it
+was not prepared (a SELECT prepared on a standby, bound after a write in the transaction), the
+Parse is sent there first and its ParseComplete swallowed — pgpool-II's "re-parse on primary".
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import select
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pgpool_py.errors import ProtocolError, SessionError
+from pgpool_py.protocol import messages as m
+from pgpool_py.protocol.stream import PeerClosed
+from pgpool_py.requests import register_node_operation_request
+from pgpool_py.routing.classify import Dest, StatementKind, Verdict
+from pgpool_py.shmem.layout import ChildStatus, RequestDetail, RequestKind
+
+if TYPE_CHECKING:
+    from pgpool_py.child.pool import PoolSlot
+    from pgpool_py.child.session import Session
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 65536
+_Q, _X, _S, _H, _P, _B, _D, _E, _C, _F = (ord(c) for c in "QXSHPBDECF")
+_COPY_MESSAGES = frozenset(ord(c) for c in "dcf")
+_EXTENDED = frozenset(ord(c) for c in "PBDEC")
+_PARSE_COMPLETE = b"1\x00\x00\x00\x04"
+_SQL_PREPARED = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
+_DEST_RANK = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
+
+
+@dataclass
+class Prepared:
+    """A named (or the unnamed) prepared statement of this session."""
+
+    parse: bytes  # the client's Parse message, replayed on another node when needed
+    verdict: Verdict
+    nodes: set[int]
+
+
+@dataclass
+class NodeChannel:
+    node_id: int
+    fd: int
+    sock: object
+    pending: int = 0  # ReadyForQuery still due from this node
+    drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
+    skip: int = 0  # bytes of the current message still to pass
+    carry: bytes = b""
+    tx_status: int = m.TX_IDLE
+    collect: bytearray | None = None  # native replication: the batch's replies, to compare
+    tags: list[str] = field(default_factory=list)
+
+
+# Earlier Parses to send again, each to a node where the statement is not prepared yet.
+Replay = list[tuple[Prepared, int]] | tuple[()]
+
+
+@dataclass(frozen=True)
+class Target:
+    nodes: tuple[int, ...]
+    answer: int  # the node whose replies the client sees
+
+
+class Router:
+    def __init__(self, session: Session, slot: PoolSlot) -> None:
+        self.session = session
+        self.child = session.child
+        self.cfg = session.cfg
+        self.slot = slot
+        self.native = self.cfg.clustering_mode != "streaming_replication"
+        shm = self.child.shm
+        primary = shm.req.primary_node_id if not self.native else slot.main_node
+        self.primary = primary if primary in slot.conns else slot.main_node
+        self.lb_node = slot.load_balance_node
+        self.channels = {
+            node: NodeChannel(node, conn.sock.fileno(), conn.sock, tx_status=conn.tx_status)
+            for node, conn in slot.conns.items()
+        }
+        self.by_fd = {ch.fd: ch for ch in self.channels.values()}
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, set[int]] = {}
+        self.sql_prepared: dict[str, int] = {}  # SQL-level PREPARE name -> node
+        self.in_tx = slot.main.tx_status != m.TX_IDLE
+        self.tx_failed = False
+        self.tx_written = False
+        self.tx_serializable = False
+        self.session_written = False  # for disable_load_balance_on_write = always / trans_transaction
+        self.temp_tables: set[str] = set()
+        self.in_flight: Target | None = None
+        self.open_target: Target | None = None  # extended batch sent up to a Flush, not yet Synced
+        self.classifier = self.child.get_classifier()
+        self.child.session_temp_tables = self.temp_tables
+        self.child.volatility_lookup = self._function_volatility
+
+    # ------------------------------------------------------------------ routing decisions
+
+    def _function_volatility(self, name: str) -> str | None:
+        """pg_proc.provolatile of ``name`` ('v', 's', 'i'; None: no such function)."""
+        if self.in_flight is not None:
+            return "v"  # the primary connection is busy: assume the worst
+        return self.child.function_volatility(self.slot.conns[self.primary], self.slot.database, name)
+
+    def _read_target(self, verdict: Verdict | None) -> int:
+        cfg = self.cfg
+        if not cfg.load_balance_mode or self.lb_node not in self.channels:
+            return self.primary
+        mode = cfg.disable_load_balance_on_write
+        if self.in_tx and (self.tx_failed or self.tx_serializable):
+            return self.primary
+        if mode != "off":
+            if self.in_tx and self.tx_written:
+                return self.primary
+            if mode == "always" and self.session_written:
+                return self.primary
+            if mode == "trans_transaction" and self.in_tx and self.session_written:
+                return self.primary
+        if cfg.statement_level_load_balance:
+            return self.child.choose_load_balance_node(self.slot, self.session)
+        return self.lb_node
+
+    def _target(self, dest: Dest, verdict: Verdict | None) -> Target:
+        everyone = tuple(sorted(self.channels))
+        if self.native:
+            if dest is Dest.EITHER and (verdict is None or verdict.is_read):
+                return Target((self._read_target(verdict),), self._read_target(verdict))
+            return Target(everyone, self.primary)
+        if dest is Dest.PRIMARY:
+            return Target((self.primary,), self.primary)
+        if dest is Dest.BOTH:
+            return Target(everyone, self.primary)
+        node = self._read_target(verdict)
+        return Target((node,), node)
+
+    def _note_verdict(self, verdict: Verdict, target: Target) -> None:
+        """Predict the transaction state a batch leaves (ReadyForQuery corrects it)."""
+        if verdict.tx_start:
+            self.in_tx, self.tx_written, self.tx_failed = True, False, False
+            self.tx_serializable = verdict.serializable
+        if verdict.is_write and not verdict.tx_start and not verdict.tx_end and verdict.dest is Dest.PRIMARY:
+            if self.in_tx:
+                self.tx_written = True
+            self.session_written = True
+        if verdict.tx_end:
+            self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
+        if verdict.created_temp_tables:
+            self.temp_tables.update(verdict.created_temp_tables)
+        for name in verdict.dropped_tables:
+            self.temp_tables.discard(name)
+        if verdict.kind is StatementKind.SELECT:
+            backends = self.child.shm.backends
+            for node in target.nodes:
+                backends[node].select_cnt += 1
+
+    def _route_query(self, sql: str) -> tuple[Target, Verdict]:
+        verdict = self.classifier.classify(sql)
+        if verdict.kind in _SQL_PREPARED:
+            # SQL-level EXECUTE/DEALLOCATE follow their PREPARE (regression 121).
+            name = verdict.prepared_name
+            if verdict.kind is StatementKind.PREPARE:
+                target = self._target(verdict.dest, verdict)
+                if name is not None:
+                    self.sql_prepared[name] = target.answer
+                return target, verdict
+            node = self.sql_prepared.get(name or "", self.primary)
+            if verdict.kind is StatementKind.DEALLOCATE:
+                if name is None:
+                    self.sql_prepared.clear()
+                    return Target(tuple(sorted(self.channels)), self.primary), verdict
+                self.sql_prepared.pop(name, None)
+            return Target((node,), node), verdict
+        return self._target(verdict.dest, verdict), verdict
+
+    def _route_batch(self, batch: list[tuple[int, bytes]]) -> tuple[Target, Replay, list[tuple[str, Prepared]], Verdict | None]:
+        """Decide where an extended-protocol batch goes, and which earlier Parses to replay where."""
+        dest = Dest.EITHER
+        verdict: Verdict | None = None
+        new_statements: list[tuple[str, Prepared]] = []
+        needed: list[str] = []  # statements the batch uses that were prepared earlier
+        pinned: set[int] | None = None
+        pending: dict[str, Prepared] = {}
+        for typ, msg in batch:
+            if typ == _P:
+                name, sql = m.parse_parse(memoryview(msg)[5:])
+                v = self.classifier.classify(sql)
+                prepared = Prepared(msg, v, set())
+                pending[name] = prepared
+                new_statements.append((name, prepared))
+                dest = max(dest, v.dest, key=_DEST_RANK.__getitem__)
+                verdict = v if verdict is None or _DEST_RANK[v.dest] >= _DEST_RANK[verdict.dest] else verdict
+            elif typ == _B:
+                portal, stmt = _two_names(msg)
+                info = pending.get(stmt) or self.statements.get(stmt)
+                if info is None:
+                    dest = Dest.PRIMARY
+                else:
+                    if stmt not in pending:
+                        needed.append(stmt)
+                    dest = max(dest, info.verdict.dest, key=_DEST_RANK.__getitem__)
+                    if verdict is None or _DEST_RANK[info.verdict.dest] >= _DEST_RANK[verdict.dest]:
+                        verdict = info.verdict
+            elif typ in (_E, _D, _C):
+                kind, name = _target_name(msg, typ)
+                if kind == "P" and name in self.portals and typ != _C:
+                    pinned = self.portals[name]
+                elif kind == "S" and typ == _D and name not in pending and name in self.statements:
+                    needed.append(name)
+        if pinned is not None:
+            node = min(pinned)
+            target = Target(tuple(sorted(pinned)), self.primary if self.primary in pinned else node)
+        else:
+            target = self._target(dest, verdict)
+        replay: Replay = []
+        for stmt in dict.fromkeys(needed):
+            info = self.statements[stmt]
+            replay.extend((info, node) for node in target.nodes if node not in info.nodes)
+        return target, replay, new_statements, verdict
+
+    # ------------------------------------------------------------------ sending
+
+    def _send(self, target: Target, payload: bytes, expect_ready: bool, replay: Replay = ()) -> None:
+        for node in target.nodes:
+            ch = self.channels[node]
+            data = payload
+            parses = [info.parse for info, at in replay if at == node]
+            if parses:
+                data = b"".join(parses) + payload
+                if node == target.answer:
+                    ch.drop_parse_complete += len(parses)
+            try:
+                ch.sock.sendall(data)  # type: ignore[attr-defined]
+            except OSError:
+                raise self.session._backend_lost(self.slot.conns[node]) from None
+            if expect_ready:
+                ch.pending += 1
+            if self.native and len(target.nodes) > 1 and ch.collect is None:
+                ch.collect = bytearray()
+        if self.cfg.log_per_node_statement:
+            for node in target.nodes:
+                log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
+                         _describe(payload))
+        self.in_flight = target
+
+    def _can_send(self, target: Target) -> bool:
+        return self.in_flight is None or self.in_flight == target
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        session = self.session
+        child = self.child
+        csock = session.sock
+        cfd = csock.fileno()
+        poller = select.poll()
+        poller.register(cfd, select.POLLIN)
+        for ch in self.channels.values():
+            poller.register(ch.fd, select.POLLIN)
+        poller.register(child.sigq.wakeup_fd, select.POLLIN)
+        cbuf = bytearray(session.client.buf)
+        session.client.buf.clear()
+        held = False
+        idle_limit = self.cfg.client_idle_limit
+        send_c = csock.sendall
+
+        while True:
+            if cbuf and not held:
+                held, cut = self._process_client(cbuf, send_c)
+                if cut < 0:
+                    return  # Terminate
+                del cbuf[:cut]
+                if self.in_flight is not None:
+                    child.set_status(ChildStatus.COMMAND_EXECUTE)
+            timeout = -1 if (idle_limit <= 0 or self.in_flight is not None) else idle_limit * 1000
+            events = poller.poll(timeout)
+            if not events:
+                raise SessionError(
+                    "unable to read data",
+                    sqlstate="57000",
+                    detail=f"child connection forced to terminate due to client_idle_limit:{idle_limit} is reached",
+                )
+            for fd, _ev in events:
+                ch = self.by_fd.get(fd)
+                if ch is not None:
+                    data = self._recv(ch)
+                    if self._on_backend_data(ch, data, send_c):
+                        held = False
+                elif fd == cfd:
+                    try:
+                        data = csock.recv(RECV_SIZE)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        raise PeerClosed("client")
+                    cbuf += data
+                else:
+                    child.sigq.drain()
+                    child.on_interrupt()
+
+    def _process_client(self, cbuf: bytearray, send_c: object) -> tuple[bool, int]:
+        """
+        Route the complete messages in ``cbuf``.  Returns (held, cut): ``held`` when a batch must
+        wait for the one in flight, ``cut`` the bytes handled (-1 after Terminate).  An extended
+        batch whose Sync/Flush has not arrived stays in the buffer and is read again later.
+        """
+        session = self.session
+        msgs, consumed = m.split_messages(cbuf)
+        batch: list[tuple[int, bytes]] = []
+        batch_start = -1
+        for typ, start, end in msgs:
+            msg = bytes(cbuf[start:end])
+            if typ in _EXTENDED:
+                if batch_start < 0:
+                    batch_start = start
+                batch.append((typ, msg))
+                continue
+            if typ in (_S, _H):
+                batch.append((typ, msg))
+                if not self._flush_batch(batch, sync=typ == _S):
+                    return True, (start if batch_start < 0 else batch_start)
+                batch, batch_start = [], -1
+                continue
+            if typ in _COPY_MESSAGES:
+                target = self.in_flight or Target((self.primary,), self.primary)
+                for node in target.nodes:
+                    self.channels[node].sock.sendall(msg)  # type: ignore[attr-defined]
+                continue
+            if typ == _X:
+                session.ended_by_terminate = True
+                session.unanswered = sum(ch.pending for ch in self.channels.values()) + len(batch)
+                self._save_tx_status()
+                return False, -1
+            if typ not in (_Q, _F):
+                raise ProtocolError(f"invalid frontend message type {typ}")
+            if batch:
+                raise ProtocolError(
+                    "simple query arrived before ending an extended query message",
+                    hint="send Sync before a simple Query",
+                )
+            if typ == _F:
+                target, verdict = Target((self.primary,), self.primary), None
+            else:
+                sql = m.parse_query(memoryview(msg)[5:])
+                if session.is_pool_command(sql):
+                    if self.in_flight is not None:
+                        return True, start
+                    send_c(self.child.commands.execute(sql, self._client_tx_status(), session))  # type: ignore[operator]
+                    continue
+                target, verdict = self._route_query(sql)
+            if not self._can_send(target):
+                return True, start
+            if verdict is None:
+                self._send(target, msg, expect_ready=True)
+            else:
+                self._note_verdict(verdict, target)
+                self._send_query(target, verdict, msg)
+        return False, (consumed if batch_start < 0 else batch_start)
+
+    def _send_query(self, target: Target, verdict: Verdict, payload: bytes) -> None:
+        if verdict.begin_default_on_standby and len(target.nodes) > 1:
+            # A standby refuses BEGIN READ WRITE / SERIALIZABLE: it gets a plain BEGIN.
+            for node in target.nodes:
+                data = payload if node == self.primary else m.query("BEGIN")
+                self._send(Target((node,), target.answer), data, expect_ready=True)
+            self.in_flight = target
+            return
+        self._send(target, payload, expect_ready=True)
+
+    def _flush_batch(self, batch: list[tuple[int, bytes]], sync: bool) -> bool:
+        """Send an extended batch (ending in Sync or Flush); False when it must wait."""
+        if self.open_target is not None:
+            target, replay, new_statements, verdict = self.open_target, [], [], None
+            for typ, msg in batch:
+                if typ == _P:
+                    name, sql = m.parse_parse(memoryview(msg)[5:])
+                    new_statements.append((name, Prepared(msg, self.classifier.classify(sql), set())))
+        else:
+            target, replay, new_statements, verdict = self._route_batch(batch)
+        if not self._can_send(target):
+            return False
+        if verdict is not None:
+            self._note_verdict(verdict, target)
+        payload = b"".join(msg for _typ, msg in batch)
+        self._send(target, payload, expect_ready=sync, replay=replay)
+        for info, node in replay:
+            info.nodes.add(node)
+        for name, prepared in new_statements:
+            prepared.nodes = set(target.nodes)
+            self.statements[name] = prepared
+        for typ, msg in batch:
+            if typ == _B:
+                portal, _stmt = _two_names(msg)
+                self.portals[portal] = set(target.nodes)
+            elif typ == _C:
+                kind, name = _target_name(msg, typ)
+                if kind == "S":
+                    self.statements.pop(name, None)
+                else:
+                    self.portals.pop(name, None)
+        self.open_target = None if sync else target
+        return True
+
+    # ------------------------------------------------------------------ replies
+
+    def _recv(self, ch: NodeChannel) -> bytes:
+        try:
+            data = ch.sock.recv(RECV_SIZE)  # type: ignore[attr-defined]
+        except OSError:
+            data = b""
+        if not data:
+            raise self.session._backend_lost(self.slot.conns[ch.node_id])
+        return data
+
+    def _on_backend_data(self, ch: NodeChannel, data: bytes, send_c: object) -> bool:
+        """Forward or drop a chunk; True when the batch in flight has completed everywhere."""
+        target = self.in_flight
+        if ch.drop_parse_complete:
+            while ch.drop_parse_complete and data.startswith(_PARSE_COMPLETE):
+                data = data[len(_PARSE_COMPLETE):]
+                ch.drop_parse_complete -= 1
+            if data and not data.startswith(b"1"):
+                ch.drop_parse_complete = 0  # an error instead: the client must see it
+        if ch.collect is not None:
+            ch.collect += data
+        completed = _scan(ch, data)
+        if target is not None and ch.node_id == target.answer and data:
+            try:
+                send_c(data)  # type: ignore[operator]
+            except OSError as exc:
+                raise PeerClosed("client") from exc
+        elif target is None and data:
+            # Unsolicited: NotificationResponse/ParameterStatus from the answering node.
+            if ch.node_id == self.primary:
+                send_c(data)  # type: ignore[operator]
+        if not completed:
+            return False
+        ch.pending = max(0, ch.pending - completed)
+        if any(c.pending for c in self.channels.values()):
+            return False
+        if self.native:
+            self._compare_results(target)
+        answer = self.channels[target.answer] if target is not None else ch
+        self._after_ready(answer.tx_status)
+        if self.open_target is None:
+            self.in_flight = None
+        self.child.set_status(ChildStatus.IDLE if answer.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
+        return True
+
+    def _after_ready(self, status: int) -> None:
+        if status == m.TX_IDLE:
+            self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
+            self.portals.clear()
+        else:
+            self.in_tx = True
+            self.tx_failed = status == m.TX_FAILED
+
+    def _client_tx_status(self) -> int:
+        return self.channels[self.primary].tx_status
+
+    def _save_tx_status(self) -> None:
+        for node, ch in self.channels.items():
+            self.slot.conns[node].tx_status = ch.tx_status
+
+    # ------------------------------------------------------------------ native replication
+
+    def _compare_results(self, target: Target | None) -> None:
+        if target is None or len(target.nodes) < 2:
+            for ch in self.channels.values():
+                ch.collect = None
+            return
+        results: dict[int, tuple[str, ...]] = {}
+        for node in target.nodes:
+            ch = self.channels[node]
+            results[node] = _outcome(bytes(ch.collect or b""))
+            ch.collect = None
+        expected = results[target.answer]
+        for node, outcome in results.items():
+            if outcome != expected:
+                detail = " ".join(f"{n}[{', '.join(o)}]" for n, o in sorted(results.items()))
+                log.warning(
+                    "pgpool-py detected a difference in the results of node %d and node %d; detaching node %d",
+                    node, target.answer, node, extra={"detail": detail},
+                )
+                register_node_operation_request(
+                    self.child.shm, self.child.main_pid, RequestKind.NODE_DOWN, (node,), RequestDetail.SWITCHOVER
+                )
+
+
+def _outcome(data: bytes) -> tuple[str, ...]:
+    """CommandComplete tags and error codes of a batch's replies (native-mode comparison)."""
+    out: list[str] = []
+    msgs, _ = m.split_messages(data)
+    for typ, start, end in msgs:
+        if typ == _C:
+            out.append(m.parse_query(data[start + 5 : end]))
+        elif typ == _E:
+            out.append("ERROR " + m.parse_error_fields(data[start + 5 : end]).get("C", ""))
+    return tuple(out)
+
+
+def _scan(ch: NodeChannel, data: bytes) -> int:
+    """Follow message boundaries in a node's reply stream; count ReadyForQuery messages."""
+    n = len(data)
+    if ch.skip >= n:
+        ch.skip -= n
+        return 0
+    if ch.carry:
+        data = ch.carry + data
+        n = len(data)
+        ch.carry = b""
+        pos = 0
+    else:
+        pos = ch.skip
+        ch.skip = 0
+    found = 0
+    unpack = m.unpack_uint32_from
+    while pos < n:
+        if n - pos < 6 and (n - pos < 5 or data[pos] == 90):
+            ch.carry = data[pos:]
+            return found
+        typ = data[pos]
+        (length,) = unpack(data, pos + 1)
+        if typ == 90:  # 'Z'
+            ch.tx_status = data[pos + 5]
+            found += 1
+        end = pos + 1 + length
+        if end > n:
+            ch.skip = end - n
+            return found
+        pos = end
+    return found
+
+
+def _two_names(msg: bytes) -> tuple[str, str]:
+    """Bind: (portal, statement)."""
+    body = msg[5:]
+    e1 = body.index(b"\0")
+    e2 = body.index(b"\0", e1 + 1)
+    return body[:e1].decode(errors="replace"), body[e1 + 1 : e2].decode(errors="replace")
+
+
+def _target_name(msg: bytes, typ: int) -> tuple[str, str]:
+    """Describe/Close: ('S' or 'P', name); Execute: ('P', portal)."""
+    body = msg[5:]
+    if typ == _E:
+        return "P", body[: body.index(b"\0")].decode(errors="replace")
+    return chr(body[0]), body[1 : body.index(b"\0", 1)].decode(errors="replace")
+
+
+def _describe(payload: bytes) -> str:
+    if payload[:1] == b"Q":
+        return m.parse_query(memoryview(payload)[5:])
+    kinds = {"P": "Parse", "B": "Bind", "D": "Describe", "E": "Execute", "C": "Close", "S": "Sync", "H": "Flush"}
+    msgs, _ = m.split_messages(payload)
+    return " ".join(kinds.get(chr(t), chr(t)) for t, _s, _e in msgs)
+
+
+def weighted_choice(weights: dict[int, float], rng: random.Random) -> int:
+    """pgpool-II's weighted random pick of the load-balance node."""
+    total = sum(weights.values())
+    if total <= 0:
+        return min(weights)
+    point = rng.random() * total
+    for node, weight in sorted(weights.items()):
+        point -= weight
+        if point < 0:
+            return node
+    return max(weights)
+
+
+_PREF_ITEM = re.compile(r"^\s*(?P<pattern>.+?)\s*:\s*(?P<node>primary|standby|\d+)\s*(?:\(\s*(?P<weight>[0-9.]+)\s*\))?\s*$")
+
+
+def parse_redirect_list(items: tuple[str, ...]) -> list[tuple[re.Pattern[str], str, float]]:
+    """``database_redirect_preference_list`` items: ``pattern:node(weight)``."""
+    out = []
+    for item in items:
+        match = _PREF_ITEM.match(item)
+        if match is None:
+            log.warning('invalid redirect preference entry "%s"', item)
+            continue
+        try:
+            pattern = re.compile("^" + match.group("pattern") + "$")
+        except re.error:
+            log.warning('invalid regular expression in redirect preference entry "%s"', item)
+            continue
+        out.append((pattern, match.group("node"), float(match.group("weight") or 1.0)))
+    return out
+
