@@ -66,6 +66,8 @@ class NodeChannel:
     sock: object
     pending: int = 0  # ReadyForQuery still due from this node
     drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
+    drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
+    tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
     skip: int = 0  # bytes of the current message still to pass
     carry: bytes = b""
     tx_status: int = m.TX_IDLE
@@ -260,10 +262,41 @@ class Router:
             for node in target.nodes:
                 log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                          _describe(payload))
-        self.in_flight = target
+        self._add_in_flight(target)
+
+    def _add_in_flight(self, target: Target) -> None:
+        current = self.in_flight
+        if current is None:
+            self.in_flight = target
+        else:
+            self.in_flight = Target(tuple(sorted(set(current.nodes) | set(target.nodes))), current.answer)
 
     def _can_send(self, target: Target) -> bool:
-        return self.in_flight is None or self.in_flight == target
+        """
+        Replies reach the client only from the answering node, in order: another batch may go
+        out while earlier ones are answered as long as the same node answers it.  Otherwise it
+        waits; an extended cycle left open by a Flush is closed first with a Sync of our own
+        (its ReadyForQuery is not forwarded).
+        """
+        if self.in_flight is None or self.in_flight.answer == target.answer:
+            return True
+        if self.open_target is not None:
+            self._close_open_cycle()
+        return False
+
+    def _close_open_cycle(self) -> None:
+        target = self.open_target
+        assert target is not None
+        for node in target.nodes:
+            ch = self.channels[node]
+            try:
+                ch.sock.sendall(m.SYNC)  # type: ignore[attr-defined]
+            except OSError:
+                raise self.session._backend_lost(self.slot.conns[node]) from None
+            ch.pending += 1
+            if node == target.answer:
+                ch.drop_ready += 1
+        self.open_target = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -382,7 +415,6 @@ class Router:
             for node in target.nodes:
                 data = payload if node == self.primary else m.query("BEGIN")
                 self._send(Target((node,), target.answer), data, expect_ready=True)
-            self.in_flight = target
             return
         self._send(target, payload, expect_ready=True)
 
@@ -443,6 +475,8 @@ class Router:
         if ch.collect is not None:
             ch.collect += data
         completed = _scan(ch, data)
+        if ch.drop_ready:
+            data = self._drop_own_ready(ch, data, completed)
         if target is not None and ch.node_id == target.answer and data:
             try:
                 send_c(data)  # type: ignore[operator]
@@ -465,6 +499,23 @@ class Router:
             self.in_flight = None
         self.child.set_status(ChildStatus.IDLE if answer.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         return True
+
+    def _drop_own_ready(self, ch: NodeChannel, data: bytes, completed: int) -> bytes:
+        """
+        Cut the ReadyForQuery answering our own Sync out of the stream.  Nothing follows it
+        (the node has no other request), so it is the last 6 bytes once it has arrived; until
+        then the last bytes are held back in case they start it.
+        """
+        buf = ch.tail + data
+        ch.tail = b""
+        if completed:
+            if buf[-6:-1] == b"Z\x00\x00\x00\x05":
+                ch.drop_ready -= 1
+                return buf[:-6]
+            ch.drop_ready = 0  # not at the end: the client's own Sync was answered; forward all
+            return buf
+        ch.tail = buf[-5:]
+        return buf[:-5]
 
     def _after_ready(self, status: int) -> None:
         if status == m.TX_IDLE:

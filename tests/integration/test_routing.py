@@ -1,0 +1,187 @@
+"""
+Several backends: streaming replication (primary + standby) load balancing and read/write
+split, and native replication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from pgpool_py.cluster import HOST, SERVER_USER
+
+# pg_is_in_recovery() is VOLATILE: pgpool-II keeps volatile functions on the primary unless
+# they are listed as read-only.
+READ_ONLY = {"read_only_function_list": "pg_is_in_recovery"}
+
+
+def _answers(server: Any, n: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(n):
+        with server.connect(autocommit=True) as conn:
+            seen[str(conn.execute("SELECT pg_is_in_recovery()").fetchone()[0])] += 1
+    return seen
+
+
+def test_weights_one_to_one_balance_fresh_sessions(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra=READ_ONLY)
+    seen = _answers(server, 200)
+    print("200 sessions, weights 1:1:", dict(seen))
+    assert 70 <= seen["True"] <= 130 and 70 <= seen["False"] <= 130, seen
+
+
+def test_weight_zero_keeps_reads_off_the_standby(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight1": 0})
+    assert _answers(server, 40) == Counter({"False": 40})
+
+
+def test_writes_and_writing_reads_go_to_the_primary(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # With the standby weighted 100:1 a read lands there almost always; whatever must not go
+    # there would fail on it ("cannot execute ... in a read-only transaction").
+    extra = {**READ_ONLY, "backend_weight0": 0, "write_function_list": "f_writes"}
+    server = pgpool_factory(pg_cluster, extra=extra)
+    with server.connect(autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        conn.execute("DROP TABLE IF EXISTS routed; DROP SEQUENCE IF EXISTS routed_seq")
+        conn.execute("CREATE TABLE routed (id int primary key, v int)")
+        conn.execute("CREATE SEQUENCE routed_seq")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION f_writes() RETURNS boolean STABLE LANGUAGE sql AS 'SELECT pg_is_in_recovery()'"
+        )
+        conn.execute("INSERT INTO routed VALUES (1, 1)")
+        assert conn.execute("SELECT nextval('routed_seq')").fetchone() == (1,)
+        assert conn.execute("SELECT f_writes()").fetchone() == (False,)
+        conn.execute("SELECT * FROM routed FOR UPDATE")
+        # In a transaction, reads after a write stay on the primary.
+        with conn.transaction():
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+            conn.execute("UPDATE routed SET v = v + 1")
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+            assert conn.execute("SELECT v FROM routed").fetchone() == (2,)
+        # After the transaction, reads are balanced again.
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        # A prepared read, first run on the standby, bound again after a write in a transaction.
+        query = "SELECT v, pg_is_in_recovery() FROM routed WHERE id = %s"
+        conn.execute(query, (1,), prepare=True)
+        assert conn.execute(query, (1,), prepare=True).fetchone()[1] is True
+        with conn.transaction():
+            conn.execute("UPDATE routed SET v = 10")
+            assert conn.execute(query, (1,), prepare=True).fetchone() == (10, False)
+        conn.execute("DROP TABLE routed; DROP SEQUENCE routed_seq; DROP FUNCTION f_writes()")
+
+
+def test_psycopg_prepared_and_pipeline_with_balancing(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "statement_level_load_balance": True})
+    with server.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS pipe (id int primary key, v text)")
+        conn.execute("TRUNCATE pipe")
+        with conn.pipeline():
+            for i in range(50):
+                conn.execute("INSERT INTO pipe VALUES (%s, %s)", (i, f"v{i}"))
+            curs = [conn.execute("SELECT v FROM pipe WHERE id = %s", (i,)) for i in range(0, 50, 7)]
+        results = [c.fetchone() for c in curs]
+        # Reads may run on the standby, which may not have replayed the inserts yet: only the
+        # primary's answer is certain, so check the writes through the primary.
+        assert all(r is None or r[0] == f"v{7 * k}" for k, r in enumerate(results))
+        for _ in range(20):
+            row = conn.execute("SELECT count(*) FROM pipe WHERE id < %s", (1000,), prepare=True).fetchone()
+            assert row[0] in range(0, 51)
+        with conn.transaction():
+            conn.execute("DELETE FROM pipe WHERE id >= 40")
+            assert conn.execute("SELECT count(*) FROM pipe", prepare=True).fetchone() == (40,)
+        conn.execute("DROP TABLE pipe")
+
+
+def test_asyncpg_named_statements_binary_and_executemany(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra=READ_ONLY)
+
+    async def work() -> None:
+        conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
+        try:
+            await conn.execute("DROP TABLE IF EXISTS apg; CREATE TABLE apg (id int primary key, f float8, b bytea)")
+            await conn.executemany("INSERT INTO apg VALUES ($1, $2, $3)", [(i, i / 3, bytes([i % 256]) * 10) for i in range(100)])
+            stmt = await conn.prepare("SELECT f, b FROM apg WHERE id = $1")
+            async with conn.transaction():
+                for i in (1, 50, 99):
+                    f, b = await stmt.fetchrow(i)
+                    assert f == pytest.approx(i / 3) and b == bytes([i % 256]) * 10
+            rows = await conn.fetch("SELECT id FROM apg WHERE id < $1 ORDER BY id", 10)
+            assert [r["id"] for r in rows] in ([], list(range(10)))  # standby may lag
+            await conn.execute("DROP TABLE apg")
+        finally:
+            await conn.close()
+
+    asyncio.run(work())
+
+
+def test_pgbench_prepared_with_load_balancing(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster)
+    base = ["pgbench", "-h", HOST, "-p", str(server.port), "-U", SERVER_USER]
+    init = subprocess.run(base + ["-i", "-s", "1", "-q", "test"], capture_output=True, text=True, timeout=120)
+    assert init.returncode == 0, init.stderr
+    for mode in ("prepared", "extended", "simple"):
+        out = subprocess.run(base + ["-S", "-M", mode, "-c", "4", "-j", "2", "-T", "2", "test"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "number of failed transactions: 0 (0.000%)" in out.stdout, out.stdout
+
+
+def test_show_pool_nodes_counts(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight0": 0})
+    for _ in range(5):
+        with server.connect(autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    with server.connect(autocommit=True) as conn:
+        rows = conn.execute("SHOW POOL_NODES").fetchall()
+    assert len(rows) == 2
+    by_node = {r[0]: r for r in rows}
+    assert by_node["0"][3] == "up" and by_node["0"][6] == "primary" and by_node["0"][5] == "0.000000"
+    assert by_node["1"][3] == "up" and by_node["1"][6] == "standby" and by_node["1"][5] == "1.000000"
+    # Readiness probe + 5 sessions: every SELECT went to the standby.
+    assert int(by_node["1"][8]) >= 5 and by_node["0"][8] == "0"
+    assert by_node["1"][9] == "true"
+
+
+# ---------------------------------------------------------------- native replication
+
+
+def test_native_replication_writes_everywhere(pgpool_factory: Any, pg_native_cluster: Any) -> None:
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    with server.connect(autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS nat")
+        conn.execute("CREATE TABLE nat (id int primary key, v text)")
+        for i in range(20):
+            conn.execute("INSERT INTO nat VALUES (%s, %s)", (i, f"v{i}"))
+        conn.execute("UPDATE nat SET v = v || '!' WHERE id % 2 = 0")
+        with conn.transaction():
+            conn.execute("DELETE FROM nat WHERE id > 15")
+        assert conn.execute("SELECT count(*) FROM nat").fetchone() == (16,)
+    dumps = [node.psql("SELECT id, v FROM nat ORDER BY id", dbname="test") for node in pg_native_cluster]
+    assert dumps[0] == dumps[1] and dumps[0].count("\n") == 15
+
+
+def test_native_replication_divergence_detaches_node(pgpool_factory: Any, pg_cluster_factory: Any) -> None:
+    nodes = pg_cluster_factory(num_nodes=2, mode="native")
+    server = pgpool_factory(nodes, mode="native")
+    with server.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE div (id int)")
+        conn.execute("INSERT INTO div VALUES (1)")
+    nodes[1].psql("INSERT INTO div VALUES (2)", dbname="test")  # behind pgpool's back
+    with server.connect(autocommit=True) as conn:
+        conn.execute("UPDATE div SET id = id + 10")  # UPDATE 1 on node 0, UPDATE 2 on node 1
+    deadline = time.monotonic() + 5
+    status = ""
+    while time.monotonic() < deadline:
+        status = server.psql("SHOW POOL_NODES")
+        if "|down|" in status:
+            break
+    assert status.splitlines()[1].split("|")[3] == "down", status
+    assert "detected a difference" in server.log_text()
+    assert "UPDATE 1" in server.log_text() and "UPDATE 2" in server.log_text()
