@@ -1,9 +1,10 @@
 """
 ``pgpool-py`` command line, with pgpool-II's options:
 
-    pgpool-py [-f pgpool.conf] [-F pcp.conf] [-a pool_hba.conf] [-n] [-D] [-d]
+    pgpool-py [-f pgpool.conf] [-F pcp.conf] [-a pool_hba.conf] [-n | --daemon] [-D] [-d]
     pgpool-py [-f pgpool.conf] [-m smart|fast|immediate] stop
     pgpool-py [-f pgpool.conf] reload
+    pgpool-py [-f pgpool.conf] status      (not in pgpool-II; LSB exit codes)
 
 Options may also come from the environment (``PGPOOL_CONFIG_FILE``, ...), through configargparse.
 """
@@ -15,18 +16,22 @@ import os
 import signal
 import sys
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import configargparse
 
 from pgpool_py import __version__, log as pglog, pidfile
-from pgpool_py.child.child import RuntimePaths
-from pgpool_py.config import Config, load_config
+from pgpool_py.config import load_config
 from pgpool_py.errors import ConfigError, ServerHalt
+
+if TYPE_CHECKING:
+    from pgpool_py.child.child import RuntimePaths
 
 DEFAULT_CONFIG = "/etc/pgpool2/pgpool.conf"
 STOP_SIGNALS = {"smart": signal.SIGTERM, "s": signal.SIGTERM, "fast": signal.SIGINT, "f": signal.SIGINT,
                 "immediate": signal.SIGQUIT, "i": signal.SIGQUIT}
+# LSB exit codes of `status`.
+STATUS_RUNNING, STATUS_DEAD_WITH_PIDFILE, STATUS_STOPPED, STATUS_UNKNOWN = 0, 1, 3, 4
 STOP_RESEND_SECONDS = 5.0  # pgpool-II re-sends the stop signal every 5 s until the pid is gone
 
 log = logging.getLogger("pgpool_py.cli")
@@ -42,17 +47,23 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("-f", "--config-file", default=DEFAULT_CONFIG, help="pgpool.conf to read (default: %(default)s)")
     p.add_argument("-F", "--pcp-file", default=None, help="pcp.conf (default: beside pgpool.conf)")
     p.add_argument("-a", "--hba-file", default=None, help="pool_hba.conf (default: beside pgpool.conf)")
-    p.add_argument("-n", "--dont-detach", action="store_true", help="stay in the foreground (the default)")
-    p.add_argument("--daemon", action="store_true", help="detach and run in the background")
+    detach = p.add_mutually_exclusive_group()
+    detach.add_argument("-n", "--dont-detach", action="store_true", help="stay in the foreground (the default)")
+    detach.add_argument("--daemon", action="store_true", help="detach and run in the background")
     p.add_argument("-D", "--discard-status", action="store_true", help="discard the pgpool_status file")
     p.add_argument("-d", "--debug", action="store_true", help="debug logging")
     p.add_argument("-m", "--mode", choices=sorted(STOP_SIGNALS), default="smart", help="shutdown mode for stop")
+    p.add_argument("--syslog-socket", default=pglog.DEFAULT_SYSLOG_ADDRESS, metavar="PATH",
+                   help="Unix socket of the syslog daemon (default: %(default)s)")
     p.add_argument("-v", "--version", action="version", version=f"pgpool-py {__version__}")
-    p.add_argument("command", nargs="?", choices=("stop", "reload"), help="act on a running server")
+    p.add_argument("command", nargs="?", choices=("stop", "reload", "status"),
+                   help="act on a running server through the pid file")
     return p
 
 
 def runtime_paths(args: configargparse.Namespace) -> RuntimePaths:
+    from pgpool_py.child.child import RuntimePaths  # the server's side only: stop/status stay quick
+
     config_file = os.path.abspath(args.config_file)
     base = os.path.dirname(config_file)
     return RuntimePaths(
@@ -64,23 +75,46 @@ def runtime_paths(args: configargparse.Namespace) -> RuntimePaths:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    paths = runtime_paths(args)
+    config_file = os.path.abspath(args.config_file)
     pglog.setup("debug1" if args.debug else "warning", debug=args.debug)
     try:
-        cfg = load_config(paths.config_file)
+        cfg = load_config(config_file)
     except ConfigError as exc:
         print(f"pgpool-py: {exc}", file=sys.stderr)
-        return 1
+        return STATUS_UNKNOWN if args.command == "status" else 1
     except FileNotFoundError:
-        print(f'pgpool-py: configuration file "{paths.config_file}" does not exist (use -f)', file=sys.stderr)
-        return 1
+        print(f'pgpool-py: configuration file "{config_file}" does not exist (use -f)', file=sys.stderr)
+        return STATUS_UNKNOWN if args.command == "status" else 1
+    pid_path = cfg.config_path(cfg.pid_file_name)
     if args.command == "stop":
-        return stop(cfg, args.mode)
+        return stop(pid_path, args.mode)
     if args.command == "reload":
-        return signal_running(cfg, signal.SIGHUP)
-    pglog.setup(cfg.log_min_messages, cfg.log_line_prefix, debug=args.debug)
-    from pgpool_py.main import Main  # imported late: a stop/reload needs none of it
+        return signal_running(pid_path, signal.SIGHUP)
+    if args.command == "status":
+        return status(pid_path)
+    # Imported late: stop, reload and status need none of it.
+    from pgpool_py import daemon
+    from pgpool_py.main import Main
 
+    paths = runtime_paths(args)
+    pglog.syslog_address = args.syslog_socket
+    try:
+        pglog.configure(cfg, debug=args.debug)
+        if args.daemon:
+            if "stderr" in cfg.log_destination and not cfg.logging_collector:
+                print("pgpool-py: WARNING:  log_destination is stderr and logging_collector is off: "
+                      "a daemon's log messages are discarded", file=sys.stderr)
+            started = daemon.detach(cfg, pid_path)
+            if started is not None:
+                return started  # the command's side: the daemon is up, or failed to start
+        else:
+            pglog.capture_output()
+    except ServerHalt as exc:
+        print(f"pgpool-py: {exc.reason}", file=sys.stderr)
+        return exc.exit_status
+    except OSError as exc:
+        print(f"pgpool-py: could not set up logging: {exc}", file=sys.stderr)
+        return 1
     try:
         return Main(cfg, paths, discard_status=args.discard_status).run()
     except ServerHalt as exc:
@@ -88,27 +122,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
 
 
-def _running_pid(cfg: Config) -> int | None:
-    pid = pidfile.read_pid(cfg.pid_file_name)
-    if pid is None or not pidfile.pid_alive(pid):
-        return None
-    return pid
-
-
-def signal_running(cfg: Config, sig: signal.Signals) -> int:
-    pid = _running_pid(cfg)
+def signal_running(pid_path: str, sig: signal.Signals) -> int:
+    pid = pidfile.running_pid(pid_path)
     if pid is None:
-        print(f'pgpool-py: no running server found through pid file "{cfg.pid_file_name}"', file=sys.stderr)
+        print(f'pgpool-py: no running server found through pid file "{pid_path}"', file=sys.stderr)
         return 1
     os.kill(pid, sig)
     return 0
 
 
-def stop(cfg: Config, mode: str) -> int:
+def status(pid_path: str) -> int:
+    pid = pidfile.running_pid(pid_path)
+    if pid is not None:
+        print(f"pgpool-py is running (pid {pid})")
+        return STATUS_RUNNING
+    if os.path.exists(pid_path):
+        print(f'pgpool-py is not running, but pid file "{pid_path}" exists')
+        return STATUS_DEAD_WITH_PIDFILE
+    print("pgpool-py is not running")
+    return STATUS_STOPPED
+
+
+def stop(pid_path: str, mode: str) -> int:
     sig = STOP_SIGNALS[mode]
-    pid = _running_pid(cfg)
+    pid = pidfile.running_pid(pid_path)
     if pid is None:
-        print(f'pgpool-py: no running server found through pid file "{cfg.pid_file_name}"', file=sys.stderr)
+        print(f'pgpool-py: no running server found through pid file "{pid_path}"', file=sys.stderr)
         return 1
     print(f"stop request sent to pgpool-py (pid {pid}). waiting for termination...", end="", flush=True)
     sent = 0.0

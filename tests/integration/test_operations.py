@@ -1,0 +1,355 @@
+"""
+Operations for real: daemon mode and its pid file, logging to files and syslog, reload,
+the init script and the systemd unit's command lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import pgpool_py
+from pgpool_py.cluster import HOST, SERVER_USER, PgNode, free_port, write_pcp_conf, write_pgpool_conf, \
+    write_pool_hba_conf
+
+REPO = Path(pgpool_py.__file__).resolve().parent.parent
+INIT_SCRIPT = REPO / "etc" / "init.d" / "pgpool-py"
+SYSTEMD_UNIT = REPO / "etc" / "systemd" / "pgpool-py.service"
+READY_TIMEOUT = 15.0
+
+
+class Site:
+    """A pgpool.conf and friends in one directory, and ways to run pgpool-py on them."""
+
+    def __init__(self, directory: Path, nodes: list[PgNode], extra: dict[str, str | int | bool]) -> None:
+        self.dir = directory
+        self.conf = directory / "pgpool.conf"
+        self.port = free_port()
+        self.log_dir = directory / "log"
+        self.pid_path = directory / "run" / "pgpool.pid"
+        params: dict[str, str | int | bool] = {
+            "logging_collector": True,
+            "log_directory": "log",  # relative to the configuration directory
+            "log_filename": "pgpool.log",
+            "log_line_prefix": "%a pid %p: ",
+            "pid_file_name": "run/pgpool.pid",
+        }
+        params.update(extra)
+        write_pgpool_conf(str(self.conf), nodes, port=self.port, pcp_port=free_port(), mode="streaming",
+                          extra=params)
+        write_pcp_conf(str(directory / "pcp.conf"))
+        write_pool_hba_conf(str(directory / "pool_hba.conf"))
+        # The program as an operator installs it: one executable file.
+        self.program = directory / "pgpool-py"
+        self.program.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(REPO))} '
+                                f'exec {shlex.quote(sys.executable)} -m pgpool_py "$@"\n')
+        self.program.chmod(0o755)
+
+    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.program), "-f", str(self.conf), *args], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def set(self, line: str) -> None:
+        with open(self.conf, "a") as f:
+            f.write(line + "\n")
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "pgpool.log"
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def pid(self) -> int:
+        return int(self.pid_path.read_text().split()[0])
+
+    def connect(self, dbname: str = "test", application_name: str = "") -> psycopg.Connection[tuple[str, ...]]:
+        return psycopg.connect(host=HOST, port=self.port, user=SERVER_USER, dbname=dbname, connect_timeout=5,
+                               application_name=application_name)
+
+    def show(self, name: str) -> str:
+        with self.connect() as conn:
+            row = conn.execute(f"PGPOOL SHOW {name}").fetchone()
+            assert row is not None
+            return str(row[0])
+
+    def wait_ready(self) -> None:
+        wait_for(lambda: self._ready(), READY_TIMEOUT, lambda: "pgpool-py not ready\n" + self.log_text())
+
+    def _ready(self) -> bool:
+        try:
+            with self.connect() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    def wait_log(self, pattern: str) -> re.Match[str]:
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            match = re.search(pattern, self.log_text(), re.M)
+            if match:
+                found.append(match)
+            return match is not None
+
+        wait_for(seen, 10, lambda: f"no log line matching {pattern!r}\n{self.log_text()}")
+        return found[0]
+
+    def kill_all(self) -> None:
+        """Teardown: nothing of this site may outlive the test."""
+        if self.pid_path.exists():
+            try:
+                pid = self.pid()
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+def wait_for(check: Callable[[], bool], timeout: float, explain: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(explain())
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def make_site(tmp_path: Path, pg_cluster: list[PgNode]) -> Iterator[Callable[..., Site]]:
+    sites: list[Site] = []
+
+    def make(**extra: str | int | bool) -> Site:
+        directory = tmp_path / f"site{len(sites)}"
+        directory.mkdir()
+        site = Site(directory, pg_cluster, extra)
+        sites.append(site)
+        return site
+
+    yield make
+    for site in sites:
+        site.kill_all()
+
+
+@pytest.fixture
+def syslog_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    path = str(tmp_path / "syslog.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    yield path, sock
+    sock.close()
+
+
+def test_daemon_pidfile_logging_reload_and_stop(
+    make_site: Callable[..., Site], syslog_socket: tuple[str, socket.socket]
+) -> None:
+    syslog_path, syslog = syslog_socket
+    site = make_site(log_destination="stderr,syslog", syslog_facility="LOCAL1", syslog_ident="pgpool-test")
+    # A pid file left by a crash names a process that is gone.
+    site.pid_path.parent.mkdir(exist_ok=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    site.pid_path.write_text(f"{dead.pid}\n")
+    assert site.run("status").returncode == 1
+
+    started = time.monotonic()
+    first = site.run("--daemon", "--syslog-socket", syslog_path)
+    assert first.returncode == 0, first.stderr
+    assert time.monotonic() - started < 10  # the command returns once detached
+    site.wait_ready()
+    pid = site.pid()
+    assert pid != dead.pid
+    assert os.getsid(pid) != os.getsid(0)  # a session of its own, no terminal
+    assert os.readlink(f"/proc/{pid}/cwd") == str(site.dir)
+    site.wait_log(rf'^main pid {pid}: LOG:  removing stale pid file ".*pgpool.pid" \(process {dead.pid} ')
+    site.wait_log(rf"^main pid {pid}: LOG:  pgpool-py successfully started")
+
+    # The same lines through syslog: LOCAL1 (17) * 8 + info (6) = 142.
+    datagrams: list[str] = []
+    while not any("successfully started" in d for d in datagrams):
+        datagrams.append(syslog.recv(65536).decode())
+    assert re.fullmatch(rf"<142>\w{{3}} [ \d]\d \d\d:\d\d:\d\d pgpool-test\[{pid}\]: main pid {pid}: "
+                        r"LOG:  pgpool-py successfully started.*", datagrams[-1])
+
+    # A second start is refused on the terminal, before detaching.
+    second = site.run("--daemon")
+    assert second.returncode == 1
+    assert f"process {pid} is running; is another pgpool-py already running?" in second.stderr
+    assert site.run("status").stdout.strip() == f"pgpool-py is running (pid {pid})"
+
+    # Children write to the same file as main (inherited handler, O_APPEND).
+    with pytest.raises(psycopg.OperationalError):
+        site.connect(dbname="no_such_db", application_name="opstest").close()
+    child_line = site.wait_log(r"^opstest pid (\d+): (ERROR|WARNING|FATAL):  .*no_such_db")
+    assert int(child_line.group(1)) != pid
+
+    # Reload: a reloadable change reaches new sessions, a restart-only one warns and stays.
+    # Moving the log file away first shows SIGHUP's reopen (what logrotate expects).
+    old_log = site.log_file.with_suffix(".log.1")
+    site.log_file.rename(old_log)
+    site.set("client_idle_limit = 42")
+    site.set("num_init_children = 7")
+    assert site.run("reload").returncode == 0
+    site.wait_log(r'^main pid \d+: WARNING:  parameter "num_init_children" cannot be changed without restarting')
+    assert "reload config files." in site.log_text()
+    assert "successfully started" not in site.log_text()
+    wait_for(lambda: site.show("client_idle_limit") == "42", 10, lambda: "client_idle_limit not reloaded")
+    assert site.show("num_init_children") == "4"
+
+    # A configuration with an error is rejected as a whole; the running one stays.
+    site.set("client_idle_limit = 9")
+    site.set("load_balance_mode = maybe")
+    refused = site.run("reload")  # the command checks the file first and says what is wrong
+    assert refused.returncode == 1 and 'parameter "load_balance_mode"' in refused.stderr
+    os.kill(pid, signal.SIGHUP)  # as systemd's ExecReload does: the server rejects it itself
+    site.wait_log(r"^main pid \d+: ERROR:  reload rejected; the running configuration stays")
+    site.wait_log(r"^main pid \d+: DETAIL:  .*load_balance_mode")
+    time.sleep(0.5)
+    assert site.show("client_idle_limit") == "42"
+
+    # stop needs pid_file_name from a file that loads (see the report: a lenient reader is wanted).
+    site.conf.write_text(site.conf.read_text().replace("load_balance_mode = maybe\n", ""))
+    stopped = site.run("-m", "fast", "stop")
+    assert stopped.returncode == 0
+    assert stopped.stdout.endswith("done.\n")
+    assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+    assert not site.pid_path.exists()
+    assert "received fast shutdown request" in site.log_text()
+    assert site.run("status").returncode == 3
+    assert site.run("reload").returncode == 1
+
+
+def init_script(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "PGPOOL_PY_DEFAULTS": str(site.dir / "no-defaults-file"),
+        "PGPOOL_PY": str(site.program),
+        "CONFIG": str(site.conf),
+    }
+    return subprocess.run(["/bin/sh", str(INIT_SCRIPT), *args], capture_output=True, text=True, env=env,
+                          timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_init_script(make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    assert init_script(site, "status").returncode == 3
+    assert init_script(site, "reload").returncode == 7  # LSB: not running
+
+    stops = ((["stop", "smart"], "smart"), (["stop", "-m", "immediate"], "immediate"), (["stop"], "fast"))
+    for stop_args, mode in stops:
+        start = init_script(site, "start")
+        assert start.returncode == 0, start.stdout + start.stderr
+        pid = site.pid()
+        assert start.stdout.strip() == f"pgpool-py started: pgpool-py is running (pid {pid})"
+        status = init_script(site, "status")
+        assert (status.returncode, status.stdout.strip()) == (0, f"pgpool-py is running (pid {pid})")
+        site.wait_ready()
+        # LSB: starting a running service succeeds and says so; the server itself refuses.
+        again = init_script(site, "start")
+        assert (again.returncode, again.stdout.strip()) == (0, f"pgpool-py is already running: pgpool-py is "
+                                                               f"running (pid {pid})")
+        if mode == "smart":
+            site.set("client_idle_limit = 17")
+            assert init_script(site, "reload").returncode == 0
+            wait_for(lambda: site.show("client_idle_limit") == "17", 10, lambda: "reload had no effect")
+            good = site.conf.read_text()
+            site.set("port = 'many'")
+            broken = init_script(site, "reload")
+            assert broken.returncode == 1 and 'parameter "port"' in broken.stderr
+            site.conf.write_text(good)
+        stop = init_script(site, *stop_args)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert f"received {mode} shutdown request" in site.log_text()
+        assert init_script(site, "status").returncode == 3
+        assert init_script(site, "stop").stdout.strip() == "pgpool-py is not running"
+        site.log_file.unlink()
+
+    bad = init_script(site, "stop", "gently")
+    assert bad.returncode == 2 and 'unknown stop mode "gently"' in bad.stderr
+
+
+def test_start_failure_is_reported_by_the_init_script(make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    # Another server holds the port (pgpool-II not stopped yet): the probe connects to it, yet
+    # the command must report that ours died.
+    blocker = socket.socket()
+    blocker.bind((HOST, site.port))
+    blocker.listen()
+    try:
+        start = init_script(site, "start")
+    finally:
+        blocker.close()
+    assert start.returncode == 1
+    assert start.stderr == ("pgpool-py: the server exited during start-up; see its log for why\n"
+                            "pgpool-py: could not start\n")
+    assert re.search(r"^main pid \d+: FATAL:  could not bind to", site.log_text(), re.M)
+
+
+def _unit_settings() -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for line in SYSTEMD_UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#") and not line.startswith("["):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), value.strip())
+    return settings
+
+
+def test_systemd_unit_commands_work(make_site: Callable[..., Site], tmp_path: Path) -> None:
+    site = make_site(logging_collector=False)
+    unit = _unit_settings()
+    assert unit["Type"] == "simple"
+    program = shlex.split(unit["ExecStart"])[0]
+    if shutil.which("systemd-analyze"):
+        copy = tmp_path / "pgpool-py.service"
+        copy.write_text(SYSTEMD_UNIT.read_text().replace(program, str(site.program)))
+        verify = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stderr
+
+    # ExecStart as systemd would run it (Environment= expanded), in the foreground.
+    env_name, env_value = unit["Environment"].split("=", 1)
+    argv = [a.replace("${%s}" % env_name, str(site.conf)) for a in shlex.split(unit["ExecStart"])]
+    argv[0] = str(site.program)
+    stderr_path = site.dir / "stderr.log"
+    with open(stderr_path, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=site.dir, start_new_session=True)
+    try:
+        site.wait_ready()
+        reload = subprocess.run(shlex.split(unit["ExecReload"].replace("$MAINPID", str(proc.pid))))
+        assert reload.returncode == 0
+        wait_for(lambda: "reload config files." in stderr_path.read_text(), 10, stderr_path.read_text)
+        proc.send_signal(signal.Signals[unit["KillSignal"]])
+        assert proc.wait(float(unit["TimeoutStopSec"])) == 0
+        assert "received fast shutdown request" in stderr_path.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_pid_file_of_another_program_is_stale(make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    site.pid_path.parent.mkdir(exist_ok=True)
+    with subprocess.Popen(["sleep", "30"]) as other:  # after a reboot the pid may be anyone's
+        try:
+            site.pid_path.write_text(f"{other.pid}\n")
+            assert site.run("status").returncode == 1
+            start = site.run("--daemon")
+            assert start.returncode == 0, start.stderr
+            site.wait_log(rf'LOG:  removing stale pid file ".*" \(process {other.pid} is not running\)')
+            assert site.pid() != other.pid
+            assert site.run("-m", "immediate", "stop").returncode == 0
+        finally:
+            other.kill()
