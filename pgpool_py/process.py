@@ -97,8 +97,12 @@ def spawn(
     code = int(ExitCode.RESTART)
     try:
         signal.set_wakeup_fd(-1)
+        # Until the target installs its own handlers: stop signals keep their default
+        # (terminate), and the wake-up/reload/close-idle signals are ignored — a new process
+        # has nothing to wake, reload or close yet, and must not die of them.
         for sig in HANDLED_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+            ignore = sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+            signal.signal(sig, signal.SIG_IGN if ignore else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         current_kind, current_slot = kind, slot
         proctitle.set_title(title)

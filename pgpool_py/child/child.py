@@ -429,6 +429,7 @@ class Child:
         self.cfg = new_cfg
         self.hba_rules, self.pool_passwd = auth
         self._classifier = None  # routing lists may have changed
+        pglog.configure(new_cfg)
 
     # ------------------------------------------------------------------ cancel
 

@@ -25,6 +25,7 @@ import logging
 import random
 import re
 import select
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -313,7 +314,7 @@ class Router:
         cbuf = bytearray(session.client.buf)
         session.client.buf.clear()
         held = False
-        idle_limit = self.cfg.client_idle_limit
+        idle_since = time.monotonic()
         send_c = csock.sendall
 
         while True:
@@ -324,14 +325,7 @@ class Router:
                 del cbuf[:cut]
                 if self.in_flight is not None:
                     child.set_status(ChildStatus.COMMAND_EXECUTE)
-            timeout = -1 if (idle_limit <= 0 or self.in_flight is not None) else idle_limit * 1000
-            events = poller.poll(timeout)
-            if not events:
-                raise SessionError(
-                    "unable to read data",
-                    sqlstate="57000",
-                    detail=f"child connection forced to terminate due to client_idle_limit:{idle_limit} is reached",
-                )
+            events = poller.poll(session.idle_timeout(self.in_flight is not None, idle_since))
             for fd, _ev in events:
                 ch = self.by_fd.get(fd)
                 if ch is not None:
@@ -346,6 +340,7 @@ class Router:
                     if not data:
                         raise PeerClosed("client")
                     cbuf += data
+                    idle_since = time.monotonic()
                 else:
                     child.sigq.drain()
                     child.on_interrupt()

@@ -332,7 +332,7 @@ class Session:
         scanner = BackendScanner(backend.tx_status)
         outstanding = 0  # Query/Sync messages whose ReadyForQuery has not come back
         held = False  # a pgpool command waits for earlier replies before we answer it
-        idle_limit = cfg.client_idle_limit
+        idle_since = time.monotonic()
         set_status = child.set_status
 
         while True:
@@ -370,14 +370,7 @@ class Session:
                 del cbuf[:end]
                 if outstanding:
                     set_status(ChildStatus.COMMAND_EXECUTE)
-            timeout = -1 if (idle_limit <= 0 or outstanding) else idle_limit * 1000
-            events = poller.poll(timeout)
-            if not events:
-                raise SessionError(
-                    "unable to read data",
-                    sqlstate="57000",
-                    detail=f"child connection forced to terminate due to client_idle_limit:{idle_limit} is reached",
-                )
+            events = poller.poll(self.idle_timeout(bool(outstanding), idle_since))
             for fd, _ev in events:
                 if fd == bfd:
                     try:
@@ -404,9 +397,35 @@ class Session:
                     if not data:
                         raise PeerClosed("client")
                     cbuf += data
+                    idle_since = time.monotonic()
                 else:
                     child.sigq.drain()
                     child.on_interrupt()
+
+    def idle_timeout(self, busy: bool, idle_since: float) -> int:
+        """
+        Milliseconds the relay may wait for the client (-1: no limit); raises when the
+        client has been idle too long.  During online recovery client_idle_limit_in_recovery
+        replaces client_idle_limit (a SIGUSR2 wakes the relay when recovery starts).
+        """
+        if busy:
+            return -1
+        if self.child.shm.req.in_recovery:
+            limit, name = self.cfg.client_idle_limit_in_recovery, "client_idle_limit_in_recovery"
+            if limit == -1:
+                raise SessionError("connection terminated due to online recovery", sqlstate="57000")
+        else:
+            limit, name = self.cfg.client_idle_limit, "client_idle_limit"
+        if limit <= 0:
+            return -1
+        left = idle_since + limit - time.monotonic()
+        if left <= 0:
+            raise SessionError(
+                "unable to read data",
+                sqlstate="57000",
+                detail=f"child connection forced to terminate due to {name}:{limit} is reached",
+            )
+        return int(left * 1000) + 1
 
     def _backend_lost(self, backend: BackendConnection) -> SessionError:
         self.child.backend_failed(backend.node_id, None)
