@@ -526,7 +526,8 @@ def _prompt_password() -> str:
 
 def _server_error(e: PcpError) -> str:
     detail = f"DETAIL:  {e.detail}\n" if e.detail else ""
-    return f"{e.severity}:  {e.message}\n{detail}\n"
+    hint = f"HINT:  {e.hint}\n" if e.hint else ""
+    return f"{e.severity}:  {e.message}\n{detail}{hint}\n"
 
 
 def run(tool: Tool, args: list[str]) -> int:

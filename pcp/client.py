@@ -172,7 +172,7 @@ class PcpConnection:
                 report = proto.decode_report(packet.payload)
                 if report.severity in ("FATAL", "PANIC"):
                     self._close_socket()  # the PCP worker has exited
-                raise PcpError(report.message, report.detail, severity=report.severity)
+                raise PcpError(report.message, report.detail, severity=report.severity, hint=report.hint)
             if packet.kind != expected:
                 raise PcpProtocolError(
                     "invalid response", f'reply "{packet.kind}" to request "{request_kind}"'

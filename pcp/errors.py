@@ -15,11 +15,14 @@ from __future__ import annotations
 class PcpError(Exception):
     """An error reported by the PCP server: severity, message and optional detail."""
 
-    def __init__(self, message: str, detail: str | None = None, *, severity: str = "ERROR") -> None:
+    def __init__(
+        self, message: str, detail: str | None = None, *, severity: str = "ERROR", hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
         self.severity = severity
+        self.hint = hint  # what to do about it (pgpool-py servers send one; pgpool-II's tools drop it)
 
     def __str__(self) -> str:
         if self.detail:
