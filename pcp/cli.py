@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pcp.client import PcpConnection
-from pcp.errors import PcpAuthError, PcpConnectionError, PcpError, PcpProtocolError
+from pcp.errors import PcpConnectionError, PcpError, PcpProtocolError
 from pcp.protocol import COMMAND_SCOPES, DEFAULT_PCP_PORT, PCP_COMPAT_VERSION, SHUTDOWN_MODES
 from pcp.types import HealthCheckStats, NodeInfo, PoolStatusItem, ProcessInfo, WatchdogInfo
 

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pgpool_py.errors import ProtocolError, SessionError
+from pgpool_py.errors import ProtocolError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request

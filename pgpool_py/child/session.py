@@ -23,7 +23,7 @@ from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
 from pgpool_py.log import session as log_session
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import PeerClosed, Stream
-from pgpool_py.shmem.layout import BackendStatus, ChildStatus
+from pgpool_py.shmem.layout import ChildStatus
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
@@ -314,7 +314,6 @@ class Session:
         stream never piles up here.
         """
         child = self.child
-        cfg = self.cfg
         backend = slot.main
         csock, bsock = self.sock, backend.sock
         cfd, bfd = csock.fileno(), bsock.fileno()

@@ -5,7 +5,6 @@ own session ends, and the next client is served.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import struct

@@ -12,7 +12,6 @@ from collections import Counter
 from typing import Any
 
 import asyncpg
-import psycopg
 import pytest
 
 from pgpool_py.cluster import HOST, SERVER_USER
