@@ -18,13 +18,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from pgpool_py import pidfile
+from pgpool_py import failover, pidfile
 from pgpool_py import log as pglog
 from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files
 from pgpool_py.config import Config, reload_config
 from pgpool_py.errors import ConfigError, ServerHalt
+from pgpool_py.health.check import run_health_check
+from pgpool_py.health.primary import find_primary_node_repeatedly
+from pgpool_py.health.sr_check import run_sr_check
 from pgpool_py.process import ExitCode, ProcessKind, describe_status, spawn
-from pgpool_py.shmem.layout import BackendStatus, RequestKind, Role, SharedState
+from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, SharedState
 from pgpool_py.signals import SignalQueue, send, signal_name
 
 log = logging.getLogger(__name__)
@@ -99,7 +102,7 @@ def create_listeners(cfg: Config) -> list[socket.socket]:
                 out.append(sock)
     for directory in cfg.unix_socket_directories:
         path = os.path.join(directory, f".s.PGSQL.{cfg.port}")
-        _remove_stale_socket(path)
+        remove_stale_socket(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)
@@ -115,7 +118,8 @@ def create_listeners(cfg: Config) -> list[socket.socket]:
     return out
 
 
-def _remove_stale_socket(path: str) -> None:
+def remove_stale_socket(path: str) -> None:
+    """Unlink a Unix socket file nobody listens on; refuse one that is in use."""
     if not os.path.exists(path):
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -145,7 +149,8 @@ class Main:
 
     def run(self) -> int:
         cfg = self.cfg
-        pidfile.create(cfg.pid_file_name)
+        self.pid_path = cfg.config_path(cfg.pid_file_name)
+        pidfile.create(self.pid_path)
         try:
             self.listeners = create_listeners(cfg)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
@@ -165,7 +170,7 @@ class Main:
             return self._loop()
         finally:
             self._close_listeners()
-            pidfile.remove(cfg.pid_file_name)
+            pidfile.remove(self.pid_path)
 
     def _init_backends(self) -> None:
         """Copy backend_* into shared memory and apply the pgpool_status file."""
@@ -193,6 +198,9 @@ class Main:
                 if shm.backends[node].status == BackendStatus.UNUSED:
                     continue
                 shm.backends[node].status = BackendStatus.DOWN if word == "down" else BackendStatus.CONNECT_WAIT
+        if cfg.clustering_mode == "streaming_replication":
+            # pgpool-II searches at startup too: no primary yet delays it up to search_primary_node_timeout.
+            shm.req.primary_node_id = find_primary_node_repeatedly(cfg, shm)
         self._update_main_and_primary()
 
     def _update_main_and_primary(self) -> None:
@@ -203,12 +211,12 @@ class Main:
                 main = node
                 break
         shm.req.main_node_id = main
-        # Primary detection with pg_is_in_recovery() belongs to the sr_check worker; until
-        # it reports, the main node stands for the primary.
+        # primary_node_id comes from find_primary_node (startup, failover); a node that is no
+        # longer valid is no primary: -1 until the next search.
         if self.cfg.clustering_mode == "streaming_replication":
             primary = shm.req.primary_node_id
-            if primary < 0 or shm.backends[primary].status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
-                shm.req.primary_node_id = main
+            if primary >= 0 and shm.backends[primary].status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+                shm.req.primary_node_id = -1
             for node in range(shm.req.num_backends):
                 shm.backends[node].role = Role.PRIMARY if node == shm.req.primary_node_id else Role.STANDBY
         else:
@@ -274,6 +282,21 @@ class Main:
                 lambda: run_pcp_server(self.cfg, self.shm, self.paths, main_pid),
             )
         ]
+        # The targets read self.cfg when the process starts, so a respawn gets the reloaded one.
+        def health_check(node: int) -> Callable[[], int]:
+            return lambda: run_health_check(self.cfg, self.shm, node, main_pid)
+
+        for b in self.cfg.backends:
+            if b.in_use and self.cfg.health_check(b.node_id).period > 0:
+                out.append(AuxProcess(
+                    f"health_check{b.node_id}", ProcessKind.HEALTH_CHECK, b.node_id,
+                    f"health check process({b.node_id})", health_check(b.node_id),
+                ))
+        if self.cfg.clustering_mode == "streaming_replication" and self.cfg.sr_check_period > 0:
+            out.append(AuxProcess(
+                "sr_check", ProcessKind.WORKER, -1, "worker process",
+                lambda: run_sr_check(self.cfg, self.shm, main_pid),
+            ))
         return out
 
     def _spawn_aux(self, aux: AuxProcess) -> None:
@@ -334,6 +357,11 @@ class Main:
             lived = time.monotonic() - slot.started
             self.children[index] = ChildSlot()
             self.shm.procs[index].pid = 0
+            if self.shm.procs[index].status != ChildStatus.WAIT_FOR_CONNECT:
+                # Killed mid-session (e.g. SIGKILL): count its client out, or the connection
+                # counter leaks and reserved_connections ends up refusing every client.
+                self.shm.procs[index].status = ChildStatus.WAIT_FOR_CONNECT
+                self.shm.conn_counter_down()
             if sig is not None:
                 how = f"was terminated by signal {signal_name(sig)}"
                 if sig == signal.SIGKILL:
@@ -389,7 +417,8 @@ class Main:
             log.warning("%s", text)
         self.cfg = new_cfg
         self.auth_files = auth
-        pglog.setup(new_cfg.log_min_messages, new_cfg.log_line_prefix)
+        pglog.configure(new_cfg)
+        pglog.reopen()
         for b in new_cfg.backends:
             info = self.shm.backends[b.node_id]
             info.weight = b.weight
@@ -397,35 +426,12 @@ class Main:
             info.flag = b.flag
         self.shm.req.config_generation += 1
         self._signal_children(signal.SIGHUP)
+        # Running helpers re-read the file themselves; start those newly enabled.
+        failover.start_missing_aux(self)
 
     def handle_sigusr1(self) -> None:
-        """SIGUSR1: process the node requests queued in shared memory."""
-        changed = False
-        self.shm.req.switching = True
-        try:
-            while (request := self.shm.dequeue_request()) is not None:
-                for node in request.node_ids:
-                    if not 0 <= node < self.shm.req.num_backends:
-                        log.warning("invalid node id %d in request %s", node, request.kind.name)
-                        continue
-                    if request.kind in (RequestKind.NODE_DOWN, RequestKind.NODE_QUARANTINE):
-                        self.shm.set_backend_status(node, BackendStatus.DOWN)
-                        log.info("starting degeneration. shutdown host %s(%d)",
-                                 self.shm.backends[node].hostname.decode(), self.shm.backends[node].port)
-                        changed = True
-                    elif request.kind == RequestKind.NODE_UP:
-                        self.shm.set_backend_status(node, BackendStatus.CONNECT_WAIT)
-                        changed = True
-                    elif request.kind == RequestKind.CLOSE_IDLE:
-                        self._signal_children(signal.SIGUSR1)
-        finally:
-            self.shm.req.switching = False
-        if changed:
-            self._update_main_and_primary()
-            self.write_status_file()
-            for index in range(len(self.children)):
-                self.shm.procs[index].need_to_restart = True
-        self._signal_children(signal.SIGUSR2)
+        """SIGUSR1: process the node requests queued in shared memory (failover.py)."""
+        failover.process_requests(self)
 
     def handle_sigusr2(self) -> None:
         """SIGUSR2: wake every child out of its pause()."""

@@ -9,6 +9,7 @@ respawn (pgpool-II's POOL_EXIT_* contract).
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import logging
 import os
@@ -21,6 +22,8 @@ from pgpool_py import proctitle
 from pgpool_py.errors import ProcessFatal
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
 
 # Signals any pgpool-py process may handle; blocked around fork so none lands in the gap
 # between fork and the child installing its own handlers.
@@ -131,6 +134,15 @@ def spawn(
         finally:
             os._exit(code)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to signal us when main dies, so no orphan keeps the port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the getppid() check still catches it
+        pass
 
 
 def describe_status(status: int) -> tuple[int | None, int | None]:

@@ -109,7 +109,39 @@ class BackendInfo(ctypes.Structure):
         ("status_changed_time", ctypes.c_double),
         ("standby_delay", ctypes.c_uint64),
         ("select_cnt", ctypes.c_uint64),
+        # SHOW POOL_BACKEND_STATS: statements routed to the node, by kind, and errors it sent.
+        ("insert_cnt", ctypes.c_uint64),
+        ("update_cnt", ctypes.c_uint64),
+        ("delete_cnt", ctypes.c_uint64),
+        ("ddl_cnt", ctypes.c_uint64),
+        ("other_cnt", ctypes.c_uint64),
+        ("panic_cnt", ctypes.c_uint64),
+        ("fatal_cnt", ctypes.c_uint64),
+        ("error_cnt", ctypes.c_uint64),
         ("pg_role", ctypes.c_int),  # live role seen by sr_check: -1 unknown
+        # pg_stat_replication.state / sync_state of this node as a standby (sr_check worker)
+        ("replication_state", ctypes.c_char * 64),
+        ("replication_sync_state", ctypes.c_char * 64),
+    ]
+
+
+class HealthCheckStats(ctypes.Structure):
+    """pgpool-II's POOL_HEALTH_CHECK_STATISTICS: written only by the node's health check process."""
+
+    _fields_ = [
+        ("total_count", ctypes.c_uint64),
+        ("success_count", ctypes.c_uint64),
+        ("fail_count", ctypes.c_uint64),
+        ("skip_count", ctypes.c_uint64),
+        ("retry_count", ctypes.c_uint64),
+        ("max_retry_count", ctypes.c_uint64),
+        ("total_health_check_duration", ctypes.c_uint64),  # milliseconds
+        ("max_health_check_duration", ctypes.c_int),  # milliseconds
+        ("min_health_check_duration", ctypes.c_int),  # milliseconds
+        ("last_health_check", ctypes.c_double),  # epoch seconds; 0 = never
+        ("last_successful_health_check", ctypes.c_double),
+        ("last_skip_health_check", ctypes.c_double),
+        ("last_failed_health_check", ctypes.c_double),
     ]
 
 
@@ -138,6 +170,8 @@ class RequestInfo(ctypes.Structure):
         ("pcp_recovery_in_progress", ctypes.c_bool),
         ("config_generation", ctypes.c_int),  # bumped by main after each accepted reload
         ("num_backends", ctypes.c_int),
+        # A follow child runs follow_primary_command: sr_check pauses, primary search keeps the primary.
+        ("follow_primary_ongoing", ctypes.c_bool),
     ]
 
 
@@ -198,6 +232,7 @@ class SharedState:
             ctypes.sizeof(RequestInfo),
             ctypes.sizeof(ProcessInfo) * num_children,
             ctypes.sizeof(ConnectionInfo) * num_children * max_pool * MAX_BACKENDS,
+            ctypes.sizeof(HealthCheckStats) * MAX_BACKENDS,
         ]
         total = sum(_align(s) for s in sizes)
         self._mem = mmap.mmap(-1, total)  # MAP_SHARED | MAP_ANONYMOUS
@@ -209,6 +244,8 @@ class SharedState:
         self.procs = (ProcessInfo * num_children).from_buffer(self._mem, off)
         off += _align(sizes[2])
         self.conns = (ConnectionInfo * (num_children * max_pool * MAX_BACKENDS)).from_buffer(self._mem, off)
+        off += _align(sizes[3])
+        self.health_stats = (HealthCheckStats * MAX_BACKENDS).from_buffer(self._mem, off)
         self.size = total
         self.req.main_node_id = -1
         self.req.primary_node_id = -1

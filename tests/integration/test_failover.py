@@ -1,0 +1,319 @@
+"""
+Health checks, failover, failback and the status file against real PostgreSQL clusters
+(a private primary + streaming standby per test: these tests stop and promote nodes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgpool_py.cluster import PgNode
+from tests.fix_pg import ClusterFactory
+from tests.fix_pgpool import PgpoolFactory, PgpoolServer
+
+ETC = Path(__file__).resolve().parents[2] / "etc"
+PERIOD, TIMEOUT, RETRIES = 1, 2, 0
+HEALTH = {
+    "health_check_period": PERIOD,
+    "health_check_timeout": TIMEOUT,
+    "health_check_max_retries": RETRIES,
+    "health_check_retry_delay": 1,
+    "connect_timeout": 2000,
+    "sr_check_period": 1,
+    "search_primary_node_timeout": 5,
+    "failover_command": f"{ETC}/failover.sh %d %h %p %D %m %H %M %P %r %R %N %S",
+}
+# issue 8: a stopped standby is marked down within this bound.
+DETECT_BOUND = PERIOD * (RETRIES + 1) + TIMEOUT + 1
+WRITES_BACK_BOUND = 10.0
+
+
+def pool_nodes(server: PgpoolServer) -> list[dict[str, str]]:
+    with server.connect() as conn:
+        cur = conn.execute("SHOW POOL_NODES")
+        names = [d.name for d in cur.description or []]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def show(rows: list[dict[str, str]]) -> str:
+    cols = ("node_id", "port", "status", "pg_status", "lb_weight", "role", "pg_role", "select_cnt",
+            "replication_delay", "replication_state")
+    return "\n".join(" | ".join(str(r.get(c, "")) for c in cols) for r in rows)
+
+
+def wait_for(what: str, cond: Callable[[], bool], timeout: float, step: float = 0.1) -> float:
+    """Seconds until ``cond()`` holds; fails after ``timeout``."""
+    start = time.monotonic()
+    while not _holds(cond):
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what}: not within {timeout:.1f} s")
+        time.sleep(step)
+    return time.monotonic() - start
+
+
+def _holds(cond: Callable[[], bool]) -> bool:
+    # A client that reaches pgpool-py between a node's death and its detection gets an error,
+    # as with pgpool-II: polling simply asks again.
+    try:
+        return cond()
+    except psycopg.OperationalError:
+        return False
+
+
+def _process_titles(server: PgpoolServer) -> str:
+    """The command lines (process titles) of pgpool-py's processes."""
+    titles = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[2]) != server.pid:  # process group
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    titles.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+            except (OSError, ValueError, IndexError):
+                continue
+    return "\n".join(titles)
+
+
+def node_status(server: PgpoolServer, node: int) -> str:
+    return pool_nodes(server)[node]["status"]
+
+
+class ClientLoop(threading.Thread):
+    """A bounded read/write loop in one persistent session; counts errors."""
+
+    def __init__(self, server: PgpoolServer, table: str) -> None:
+        super().__init__(daemon=True)
+        self.conn = server.connect(autocommit=True)
+        self.table = table
+        self.stop = threading.Event()
+        self.done = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        i = 0
+        try:
+            while not self.stop.is_set():
+                i += 1
+                try:
+                    self.conn.execute(f"INSERT INTO {self.table} VALUES (%s)", (i,))
+                    self.conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()
+                    self.done += 1
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc).strip())
+                    if self.conn.closed:
+                        return
+                time.sleep(0.01)
+        finally:
+            self.conn.close()
+
+
+def stop_standby_under_load(nodes: list[PgNode], server: PgpoolServer) -> tuple[float, list[ClientLoop]]:
+    """Stop the standby (immediate) while three sessions write and read; returns the seconds
+    until SHOW POOL_NODES marked it down, and the finished client loops."""
+    server.psql("CREATE TABLE hc_loop (i int)")
+    clients = [ClientLoop(server, "hc_loop") for _ in range(3)]
+    for c in clients:
+        c.start()
+    time.sleep(0.5)
+    stopped = time.monotonic()
+    nodes[1].stop("immediate")
+    wait_for("standby marked down", lambda: node_status(server, 1) == "down", DETECT_BOUND + 2)
+    took = time.monotonic() - stopped
+    time.sleep(1.0)  # the clients keep running across the failover
+    for c in clients:
+        c.stop.set()
+    for c in clients:
+        c.join(10)
+    print(f"\nstandby stopped -> down after {took:.2f} s (bound {DETECT_BOUND} s)")
+    print("client loops: " + ", ".join(f"{c.done} ok / {len(c.errors)} errors" for c in clients))
+    return took, clients
+
+
+def test_standby_down_is_detected_in_time(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory) -> None:
+    nodes: list[PgNode] = pg_cluster_factory()
+    # Weight 0 on the standby: no session balances to it.
+    server = pgpool_factory(nodes, extra={**HEALTH, "backend_weight1": 0})
+    took, clients = stop_standby_under_load(nodes, server)
+    rows = pool_nodes(server)
+    print("SHOW POOL_NODES after the standby stopped:\n" + show(rows))
+    assert took <= DETECT_BOUND
+    assert [r["status"] for r in rows] == ["up", "down"]
+    assert rows[0]["role"] == "primary"
+    assert all(c.done > 0 for c in clients)
+    # New connections work, and the status file remembers the node.
+    assert server.psql("SELECT count(*) > 0 FROM hc_loop") == "t"
+    status_file = server.conf_path.parent / "log" / "pgpool_status"
+    assert status_file.read_text().split() == ["up", "down"]
+    assert "failover done. shutdown host" in server.log_text()
+
+
+def test_sessions_not_using_a_failed_standby_see_no_error(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory) -> None:
+    nodes: list[PgNode] = pg_cluster_factory()
+    server = pgpool_factory(nodes, extra={**HEALTH, "backend_weight1": 0})
+    _took, clients = stop_standby_under_load(nodes, server)
+    assert [c.errors for c in clients] == [[], [], []]
+
+
+@pytest.mark.parametrize("synchronous", [True, False], ids=["sync", "async"])
+def test_primary_failover_promotes_standby_and_survives_restart(
+    pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory, synchronous: bool
+) -> None:
+    nodes: list[PgNode] = pg_cluster_factory(synchronous=synchronous)
+    server = pgpool_factory(nodes, extra=HEALTH)
+    server.psql("CREATE TABLE ledger (i int PRIMARY KEY)")
+    acknowledged: list[int] = []
+    stop = threading.Event()
+    back_at: list[float] = []
+    errors: list[str] = []
+    stopped_at: list[float] = []
+
+    def writer() -> None:
+        i = 0
+        conn: psycopg.Connection[Any] | None = None
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn = server.connect(autocommit=True, connect_timeout=3)
+                i += 1
+                conn.execute("INSERT INTO ledger VALUES (%s)", (i,))
+                acknowledged.append(i)
+                if stopped_at and not back_at:
+                    back_at.append(time.monotonic())  # the first commit after the primary is gone
+            except psycopg.Error as exc:
+                errors.append(str(exc).strip().splitlines()[0])
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.1)
+        if conn is not None:
+            conn.close()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    nodes[0].stop("immediate")
+    stopped_at.append(time.monotonic())
+    before = len(acknowledged)
+    wait_for("writes through pgpool-py succeed again", lambda: bool(back_at), WRITES_BACK_BOUND + 5)
+    time.sleep(0.5)
+    stop.set()
+    thread.join(10)
+    rows = pool_nodes(server)
+    back = back_at[0] - stopped_at[0]
+    print(f"\nprimary stopped -> writes succeed again after {back:.2f} s (bound {WRITES_BACK_BOUND} s); "
+          f"{before} commits before the stop, {len(acknowledged)} in all, {len(errors)} client errors meanwhile")
+    print("SHOW POOL_NODES after the failover:\n" + show(rows))
+    assert back <= WRITES_BACK_BOUND
+    assert [(r["status"], r["role"]) for r in rows] == [("down", "standby"), ("up", "primary")]
+    assert nodes[1].psql("SELECT pg_is_in_recovery()") == "f"
+    present = {int(x) for x in nodes[1].psql("SELECT i FROM ledger", dbname="test").split()}
+    lost = sorted(set(acknowledged) - present)
+    print(f"{'synchronous' if synchronous else 'asynchronous'} replication: "
+          f"acknowledged commits lost by the promotion: {len(lost)}")
+    assert "failover.sh: promoting node 1" in server.log_text()
+    if not synchronous:
+        return
+    # Synchronous replication: every commit the client saw is on the promoted node.
+    assert lost == []
+
+    # A restart keeps node 0 down (pgpool_status) ...
+    log_dir = str(server.conf_path.parent / "log")
+    assert server.stop("fast") == 0
+    again = pgpool_factory(nodes, extra={**HEALTH, "logdir": log_dir})
+    rows = pool_nodes(again)
+    print("SHOW POOL_NODES after a restart:\n" + show(rows))
+    assert [(r["status"], r["role"]) for r in rows] == [("down", "standby"), ("up", "primary")]
+    assert again.stop("fast") == 0
+    # ... and -D forgets it.  Nothing may find node 0 dead again (no health check, no failover
+    # on a session's connection error), so it stays "waiting" as for a fresh start.
+    program = [sys.executable, "-m", "pgpool_py", "-D"]
+    forgot = pgpool_factory(nodes, extra={**HEALTH, "logdir": log_dir, "health_check_period": 0,
+                                          "failover_on_backend_error": False}, program=program)
+    rows = pool_nodes(forgot)
+    print("SHOW POOL_NODES after a restart with -D:\n" + show(rows))
+    assert rows[0]["status"] != "down"
+    assert rows[1]["role"] == "primary"
+    assert not os.path.exists(os.path.join(log_dir, "pgpool_status")) or "down" not in Path(
+        log_dir, "pgpool_status").read_text()
+
+
+def test_auto_failback_and_detach_false_primary(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory) -> None:
+    nodes: list[PgNode] = pg_cluster_factory()
+    # Reads only on the standby, so that its return shows in where reads go.
+    # The health check starts disabled and is switched on by a reload; sessions do not report
+    # failed backends, so the health check alone must find the stopped standby.
+    server = pgpool_factory(nodes, extra={**HEALTH, "auto_failback": True, "auto_failback_interval": 1,
+                                          "backend_weight0": 0, "health_check_period": 0,
+                                          "failover_on_backend_error": False, "detach_false_primary": True})
+    with open(server.conf_path, "a") as f:
+        f.write(f"health_check_period = {PERIOD}\n")
+    server.signal(signal.SIGHUP)
+    wait_for("health check process started", lambda: "health check process(1)" in _process_titles(server), 5)
+    stopped = time.monotonic()
+    nodes[1].stop("immediate")
+    wait_for("standby marked down", lambda: node_status(server, 1) == "down", DETECT_BOUND + 2)
+    print(f"\nhealth check alone: standby down after {time.monotonic() - stopped:.2f} s (bound {DETECT_BOUND} s)")
+    assert time.monotonic() - stopped <= DETECT_BOUND
+    assert "health check failed on node 1" in server.log_text()
+    nodes[1].start()
+    took = wait_for("restarted standby attached again",
+                    lambda: node_status(server, 1) in ("up", "waiting"), 15)
+    print(f"\nrestarted standby attached again after {took:.2f} s")
+    print("SHOW POOL_NODES after auto_failback:\n" + show(pool_nodes(server)))
+    assert "failback done. reconnect host" in server.log_text()
+    def read_port() -> int:
+        with server.connect() as conn:
+            return int(conn.execute("SELECT current_setting('port')").fetchone()[0])  # type: ignore[index]
+
+    # Children restart when idle after a failback: give them a moment, then every read goes there.
+    wait_for("a read reaches the standby", lambda: read_port() == nodes[1].port, 5)
+    ports = {read_port() for _ in range(10)}
+    assert ports == {nodes[1].port}, "reads go to the standby again"
+
+    # detach_false_primary: a standby promoted behind pgpool-py's back is detached by sr_check.
+    nodes[1].psql("SELECT pg_promote()")
+    took = wait_for("false primary detached", lambda: node_status(server, 1) == "down", 5)
+    print(f"false primary detached after {took:.2f} s")
+    assert "node 1 is a false primary" in server.log_text()
+    assert pool_nodes(server)[0]["role"] == "primary"
+
+
+def test_follow_primary_command_rebuilds_the_other_standby(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory) -> None:
+    nodes: list[PgNode] = pg_cluster_factory(num_nodes=3)
+    # pcp_attach_node is replaced by `true`: the test checks the PostgreSQL side of following.
+    follow = (f"PCP_ATTACH_NODE=true LOGFILE={nodes[2].log_path} "
+              f"{ETC}/follow_primary.sh %d %h %p %D %m %H %M %P %r %R")
+    server = pgpool_factory(nodes, extra={**HEALTH, "follow_primary_command": follow})
+    stopped = time.monotonic()
+    nodes[0].stop("immediate")
+    wait_for("node 1 promoted", lambda: pool_nodes(server)[1]["role"] == "primary", WRITES_BACK_BOUND)
+    receiver = "SELECT status, conninfo FROM pg_stat_wal_receiver"
+
+    def follows_node1() -> bool:
+        try:
+            out = nodes[2].psql(receiver)
+        except Exception:  # restarting
+            return False
+        return out.startswith("streaming|") and f"port={nodes[1].port}" in out
+
+    wait_for("node 2 streams from node 1", follows_node1, 30, step=0.5)
+    print(f"\nnode 2 follows the new primary {time.monotonic() - stopped:.2f} s after the primary stopped")
+    wait_for("follow child finished", lambda: "follow primary done" in server.log_text(), 10)
+    rows = pool_nodes(server)
+    print("SHOW POOL_NODES after follow_primary_command:\n" + show(rows))
+    # Every node but the new primary was detached for following; attaching is pcp_attach_node's job.
+    assert [(r["status"], r["role"]) for r in rows] == [("down", "standby"), ("up", "primary"), ("down", "standby")]
+    assert "follow_primary.sh: node 2 is a standby of node 1 again" in server.log_text()
+    assert "follow_primary.sh: node 0 is not running; skipping it" in server.log_text()
