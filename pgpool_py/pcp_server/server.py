@@ -1,16 +1,239 @@
-"""The PCP server process (being written)."""
+"""
+The PCP server process (pgpool-II's pcp_child, logged as ``pcp_main``).
+
+It listens on ``pcp_listen_addresses``:``pcp_port`` and on the Unix socket
+``<pcp_socket_dir>/.s.PGSQL.<pcp_port>``, and forks one worker per accepted connection
+(``worker.py``), so a slow command (an online recovery) never holds up another client.
+Signals: SIGHUP reloads pgpool.conf and pcp.conf for the next connections, SIGUSR2 (main's
+"failover finished") is passed on to the workers, SIGUSR1 asks for a restart, and
+SIGTERM/SIGINT/SIGQUIT are passed on to the workers before this process waits for them and exits.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import socket
 from typing import TYPE_CHECKING
+
+from pgpool_py.process import die_with_parent
+from pgpool_py.config import reload_config
+from pgpool_py.errors import ConfigError, ServerHalt
+from pgpool_py.main import remove_stale_socket
+from pgpool_py.pcp_server.pcp_conf import load_pcp_conf
+from pgpool_py.pcp_server.worker import PcpWorker
+from pgpool_py.process import ExitCode, ProcessKind, describe_status, spawn
+from pgpool_py.signals import SignalQueue, send, signal_name
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import RuntimePaths
     from pgpool_py.config import Config
     from pgpool_py.shmem.layout import SharedState
 
+log = logging.getLogger(__name__)
+
+PCP_SIGNALS = (
+    signal.SIGCHLD,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+# pgpool-II caps the listen backlog there too.
+MAX_BACKLOG = 10000
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def create_pcp_listeners(cfg: Config) -> list[socket.socket]:
+    """The PCP Unix socket (mode 0777, as pgpool-II) and a TCP socket per pcp_listen_addresses entry."""
+    backlog = min(cfg.num_init_children * cfg.listen_backlog_multiplier, MAX_BACKLOG)
+    out: list[socket.socket] = []
+    try:
+        path = os.path.join(cfg.pcp_socket_dir, f".s.PGSQL.{cfg.pcp_port}")
+        remove_stale_socket(path)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        out.append(unix)
+        try:
+            unix.bind(path)
+        except OSError as exc:
+            raise ConfigError(f'could not bind PCP Unix socket "{path}": {exc.strerror}') from exc
+        os.chmod(path, 0o777)
+        for addr in (a.strip() for a in cfg.pcp_listen_addresses.split(",")):
+            if not addr:
+                continue
+            hosts = ["0.0.0.0", "::"] if addr == "*" else [addr]
+            for host in hosts:
+                try:
+                    infos = socket.getaddrinfo(host, cfg.pcp_port, 0, socket.SOCK_STREAM)
+                except socket.gaierror as exc:
+                    raise ConfigError(f'invalid pcp_listen_addresses entry "{addr}": {exc.strerror}') from exc
+                family, _type, _proto, _canon, sockaddr = infos[0]
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                out.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(sockaddr)
+                except OSError as exc:
+                    raise ConfigError(f"could not bind PCP socket {host}:{cfg.pcp_port}: {exc.strerror}") from exc
+        for sock in out:
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        close_listeners(out)
+        raise
+    return out
+
+
+def close_listeners(listeners: list[socket.socket]) -> None:
+    for sock in listeners:
+        if sock.family == socket.AF_UNIX:
+            try:
+                path = sock.getsockname()
+                if isinstance(path, str) and path:
+                    os.unlink(path)
+            except OSError:
+                pass
+        sock.close()
+
+
+class PcpServer:
+    def __init__(self, cfg: Config, shm: SharedState, paths: RuntimePaths, main_pid: int) -> None:
+        self.cfg = cfg
+        self.shm = shm
+        self.paths = paths
+        self.main_pid = main_pid
+        self.workers: set[int] = set()
+        self.listeners: list[socket.socket] = []
+        self.users: dict[str, str] = {}
+        # Why logins fail while pcp.conf cannot be used (told to the client, without the path).
+        self.users_error: str | None = None
+
+    def run(self) -> int:
+        # Main's death ends us like a smart shutdown: SIGTERM, passed on to the workers.
+        die_with_parent(signal.SIGTERM)
+        if os.getppid() != self.main_pid:
+            return ExitCode.NO_RESTART
+        try:
+            self.listeners = create_pcp_listeners(self.cfg)
+        except (ConfigError, ServerHalt) as exc:
+            # The PCP port is part of the configuration: without it pgpool-II does not start either.
+            log.critical("%s", exc)
+            return ExitCode.FATAL
+        self.sigq = SignalQueue(PCP_SIGNALS)
+        self._load_users()
+        try:
+            return self._loop()
+        finally:
+            close_listeners(self.listeners)
+
+    def _load_users(self) -> None:
+        try:
+            self.users = load_pcp_conf(self.paths.pcp_file)
+            self.users_error = None
+        except ConfigError as exc:
+            log.error("PCP logins are refused until pcp.conf is fixed and reloaded", extra={"detail": str(exc)})
+            self.users_error = "the PCP password file (pcp.conf) could not be loaded"
+
+    def _loop(self) -> int:
+        by_fd = {sock.fileno(): sock for sock in self.listeners}
+        while True:
+            for fd in self.sigq.wait(by_fd, None):
+                self._accept(by_fd[fd])
+            for signum in self.sigq.pop_all():
+                if signum == signal.SIGCHLD:
+                    self._reap()
+                elif signum == signal.SIGHUP:
+                    self._reload()
+                elif signum == signal.SIGUSR2:
+                    self._signal_workers(signal.SIGUSR2)
+                elif signum == signal.SIGUSR1:
+                    log.info("PCP server restart requested")
+                    return ExitCode.RESTART
+                elif signum in _STOP_SIGNALS:
+                    self._stop(signal.Signals(signum))
+                    return ExitCode.NO_RESTART
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            conn, _addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another wakeup took it, or the client went away
+        except OSError as exc:
+            log.warning("could not accept PCP connection: %s", exc.strerror)
+            return
+        if conn.family != socket.AF_UNIX:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        worker = PcpWorker(conn, self.cfg, self.shm, self.main_pid, self.users, self.users_error)
+        try:
+            pid = spawn(ProcessKind.PCP_WORKER, worker.run, title="PCP: new connection", before_run=self._in_worker)
+        except OSError as exc:
+            log.error("could not fork a PCP worker: %s", exc.strerror)
+            return
+        finally:
+            conn.close()
+        self.workers.add(pid)
+        log.log(self._worker_log_level(), "PCP process with pid: %d started", pid)
+
+    def _in_worker(self) -> None:
+        """A worker serves its one connection: drop this process's sockets and doorbell."""
+        self.sigq.close()
+        for sock in self.listeners:
+            sock.close()
+
+    def _worker_log_level(self) -> int:
+        return logging.INFO if self.cfg.log_pcp_processes else logging.DEBUG
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.workers.discard(pid)
+            code, sig = describe_status(status)
+            if sig is not None:
+                log.warning("PCP process with pid: %d was terminated by signal %s", pid, signal_name(sig))
+            elif code:
+                log.warning("PCP process with pid: %d exited with status %d", pid, code)
+            else:
+                log.log(self._worker_log_level(), "PCP process with pid: %d exits with status 0", pid)
+
+    def _reload(self) -> None:
+        """SIGHUP: main already reloaded and reported; take the same settings for new workers."""
+        try:
+            self.cfg, _warnings = reload_config(self.cfg, self.paths.config_file)
+        except (ConfigError, OSError) as exc:
+            log.debug("PCP server keeps its configuration: %s", exc)
+        self._load_users()
+
+    def _signal_workers(self, sig: signal.Signals) -> None:
+        for pid in list(self.workers):
+            if not send(pid, sig):
+                self.workers.discard(pid)
+
+    def _stop(self, sig: signal.Signals) -> None:
+        """Pass the shutdown on to the workers and wait for them (smart: after their current command)."""
+        close_listeners(self.listeners)
+        self.listeners = []
+        self._signal_workers(sig)
+        self._reap()
+        while self.workers:
+            self.sigq.wait((), None)
+            for signum in self.sigq.pop_all():
+                if signum == signal.SIGCHLD:
+                    self._reap()
+                elif signum in _STOP_SIGNALS and signum != sig:
+                    # A faster mode asked for while we wait is passed on as well.
+                    sig = signal.Signals(signum)
+                    self._signal_workers(sig)
+
 
 def run_pcp_server(cfg: Config, shm: SharedState, paths: RuntimePaths, main_pid: int) -> int:
-    from pgpool_py.process import ExitCode
-
-    return ExitCode.NO_RESTART
+    return PcpServer(cfg, shm, paths, main_pid).run()
