@@ -12,7 +12,8 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
-from pgpool_py.config import render
+from pgpool_py.config import PARAMS, Context, Param, render
+from pgpool_py.health.check import health_check_stats_rows
 from pgpool_py.errors import PgError
 from pgpool_py.protocol import messages as m
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role
@@ -39,8 +40,21 @@ POOL_POOLS_COLUMNS = [
     "pool_connected", "status", "load_balance_node",
 ]
 
+POOL_HEALTH_CHECK_STATS_COLUMNS = [
+    "node_id", "hostname", "port", "status", "role", "last_status_change", "total_count",
+    "success_count", "fail_count", "skip_count", "retry_count", "average_retry_count",
+    "max_retry_count", "max_duration", "min_duration", "average_duration", "last_health_check",
+    "last_successful_health_check", "last_skip_health_check", "last_failed_health_check",
+]
+POOL_BACKEND_STATS_COLUMNS = [
+    "node_id", "hostname", "port", "status", "role", "select_cnt", "insert_cnt", "update_cnt",
+    "delete_cnt", "ddl_cnt", "other_cnt", "panic_cnt", "fatal_cnt", "error_cnt",
+]
+
 _SHOW = re.compile(r"^\s*show\s+(pool_\w+)\s*;?\s*$", re.I)
 _PGPOOL_SHOW = re.compile(r"^\s*pgpool\s+show\s+(\w+)\s*;?\s*$", re.I)
+_PGPOOL_SET = re.compile(r"^\s*pgpool\s+set\s+(\w+)\s*(?:=|\s+to\s+|\s)\s*(.*?)\s*;?\s*$", re.I | re.S)
+_PGPOOL_RESET = re.compile(r"^\s*pgpool\s+reset\s+(\w+)\s*;?\s*$", re.I)
 
 
 def _ts(t: float) -> str:
@@ -56,6 +70,8 @@ class PoolCommands:
             "pool_pools": self.pool_pools,
             "pool_version": self.pool_version,
             "pool_status": self.pool_status,
+            "pool_health_check_stats": self.pool_health_check_stats,
+            "pool_backend_stats": self.pool_backend_stats,
         }
 
     def execute(self, sql: str, tx_status: int, session: Session) -> bytes:
@@ -79,38 +95,79 @@ class PoolCommands:
             return handler(session)
         match = _PGPOOL_SHOW.match(sql)
         if match:
-            return self.pgpool_show(match.group(1).lower())
+            return self.pgpool_show(match.group(1).lower(), session)
+        match = _PGPOOL_SET.match(sql)
+        if match:
+            return self.pgpool_set(match.group(1).lower(), match.group(2), session)
+        match = _PGPOOL_RESET.match(sql)
+        if match:
+            return self.pgpool_reset(match.group(1).lower(), session)
         raise PgError(
             "syntax error in pgpool command", sqlstate="42601", detail=sql.strip()[:200],
-            hint="use PGPOOL SHOW <parameter> or PGPOOL SHOW ALL",
+            hint="use PGPOOL SHOW <parameter>|ALL, PGPOOL SET <parameter> = <value> or PGPOOL RESET <parameter>|ALL",
         )
 
     # ------------------------------------------------------------------ SHOW POOL_*
 
+    def _role_label(self, node: int) -> str:
+        shm = self.child.shm
+        if self.child.cfg.clustering_mode == "streaming_replication":
+            return "primary" if node == shm.req.primary_node_id else "standby"
+        return "main" if node == shm.req.main_node_id else "replica"
+
+    def _pg_status(self, node: int) -> str:
+        """What the health check last saw; ``unknown`` without health checks (pgpool-II's PQping)."""
+        b = self.child.shm.backends[node]
+        if b.status == BackendStatus.DOWN:
+            return "down"
+        stats = self.child.shm.health_stats[node]
+        if not stats.last_health_check:
+            return "unknown"
+        return "up" if stats.last_successful_health_check >= stats.last_failed_health_check else "down"
+
+    def _used_nodes(self) -> list[int]:
+        shm = self.child.shm
+        return [n for n in range(shm.req.num_backends) if shm.backends[n].status != BackendStatus.UNUSED]
+
     def pool_nodes(self, session: Session) -> bytes:
         shm = self.child.shm
-        cfg = self.child.cfg
-        streaming = cfg.clustering_mode == "streaming_replication"
         total_weight = sum(shm.backends[i].weight for i in range(shm.req.num_backends)) or 1.0
         lb_node = session.slot.load_balance_node if session.slot is not None else -1
         rows: Rows = []
-        for node in range(shm.req.num_backends):
+        for node in self._used_nodes():
             b = shm.backends[node]
-            status = BackendStatus(b.status)
-            if status == BackendStatus.UNUSED:
-                continue
-            if streaming:
-                role_label = "primary" if node == shm.req.primary_node_id else "standby"
-            else:
-                role_label = "main" if node == shm.req.main_node_id else "replica"
-            pg_role = Role(b.pg_role).label if b.pg_role >= 0 else "unknown"
+            pg_role = Role(b.pg_role).label if b.pg_role >= 0 and b.status != BackendStatus.DOWN else "unknown"
             rows.append([
-                str(node), b.hostname.decode(), str(b.port), status.label, "unknown",
-                f"{b.weight / total_weight:f}", role_label, pg_role,
-                str(b.select_cnt), "true" if node == lb_node else "false", str(b.standby_delay), "", "",
-                _ts(b.status_changed_time),
+                str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, self._pg_status(node),
+                f"{b.weight / total_weight:f}", self._role_label(node), pg_role,
+                str(b.select_cnt), "true" if node == lb_node else "false", str(b.standby_delay),
+                b.replication_state.decode(), b.replication_sync_state.decode(), _ts(b.status_changed_time),
             ])
         return m.result_set(POOL_NODES_COLUMNS, rows)
+
+    def pool_health_check_stats(self, session: Session) -> bytes:
+        shm = self.child.shm
+        stats = health_check_stats_rows(shm)
+        rows: Rows = []
+        for node in self._used_nodes():
+            b = shm.backends[node]
+            rows.append([
+                str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label,
+                self._role_label(node), _ts(b.status_changed_time), *stats[node],
+            ])
+        return m.result_set(POOL_HEALTH_CHECK_STATS_COLUMNS, rows)
+
+    def pool_backend_stats(self, session: Session) -> bytes:
+        shm = self.child.shm
+        rows: Rows = []
+        for node in self._used_nodes():
+            b = shm.backends[node]
+            rows.append([
+                str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, self._role_label(node),
+                str(b.select_cnt), str(b.insert_cnt), str(b.update_cnt), str(b.delete_cnt), str(b.ddl_cnt),
+                str(b.other_cnt), str(b.panic_cnt), str(b.fatal_cnt), str(b.error_cnt),
+            ])
+        return m.result_set(POOL_BACKEND_STATS_COLUMNS, rows)
 
     def pool_processes(self, session: Session) -> bytes:
         shm = self.child.shm
@@ -167,20 +224,51 @@ class PoolCommands:
         return m.result_set(["pool_version"], [[f"{PGPOOL_COMPAT_VERSION} (pgpool-py {__version__})"]])
 
     def pool_status(self, session: Session) -> bytes:
-        rows: Rows = [list(r) for r in render.show_rows(self.child.cfg)]
+        rows: Rows = [list(r) for r in render.show_rows(session.cfg)]
         return m.result_set(["item", "value", "description"], rows)
 
-    # ------------------------------------------------------------------ PGPOOL SHOW
+    # ------------------------------------------------------------------ PGPOOL SHOW / SET / RESET
 
-    def pgpool_show(self, name: str) -> bytes:
+    def pgpool_show(self, name: str, session: Session) -> bytes:
         if name == "all":
-            return self.pool_status_rows()
+            rows: Rows = [list(r) for r in render.show_rows(session.cfg)]
+            return m.result_set(["item", "value", "description"], rows, tag="SHOW")
         try:
-            value = render.show_value(self.child.cfg, name)
+            value = render.show_value(session.cfg, name)
         except KeyError:
             raise PgError(f'unrecognized configuration parameter "{name}"', sqlstate="42704") from None
         return m.result_set([name], [[value]], tag="SHOW")
 
-    def pool_status_rows(self) -> bytes:
-        rows: Rows = [list(r) for r in render.show_rows(self.child.cfg)]
-        return m.result_set(["item", "value", "description"], rows, tag="SHOW")
+    def _session_param(self, name: str) -> Param:
+        param = PARAMS.get(name)
+        if param is None:
+            raise PgError(f'unrecognized configuration parameter "{name}"', sqlstate="42704")
+        if param.context is not Context.SESSION:
+            raise PgError(
+                f'invalid Context, value for parameter "{name}" cannot be changed',
+                sqlstate="55P02",
+                hint="only session parameters can be set with PGPOOL SET; change pgpool.conf and reload",
+            )
+        return param
+
+    def pgpool_set(self, name: str, raw: str, session: Session) -> bytes:
+        param = self._session_param(name)
+        text = raw[1:-1].replace("''", "'") if len(raw) >= 2 and raw[0] == raw[-1] == "'" else raw
+        try:
+            value = param.parse(text)
+        except ValueError:
+            raise PgError(
+                f'invalid value for parameter "{name}": "{text}"', sqlstate="22023", hint=f"allowed: {param.allowed()}"
+            ) from None
+        session.session_values[name] = value
+        session.apply_session_values()
+        return m.command_complete("SET")
+
+    def pgpool_reset(self, name: str, session: Session) -> bytes:
+        if name == "all":
+            session.session_values.clear()
+        else:
+            self._session_param(name)
+            session.session_values.pop(name, None)
+        session.apply_session_values()
+        return m.command_complete("RESET" if name == "all" else "SET")

@@ -116,6 +116,15 @@ class ConnectionPool:
         if self.shm.procs[self.child_index].current_pool == slot.index:
             self.shm.procs[self.child_index].current_pool = -1
 
+    def forget_node(self, slot: PoolSlot, node_id: int) -> None:
+        """Drop one node's (dead) connection from a slot; the rest of the slot lives on."""
+        conn = slot.conns.pop(node_id, None)
+        if conn is not None:
+            conn.close(terminate=False)
+        info = self.shm.conn(self.child_index, slot.index, node_id)
+        info.in_use = info.connected = False
+        info.pid = 0
+
     def discard_all(self) -> None:
         for slot in self.slots:
             if slot.in_use:

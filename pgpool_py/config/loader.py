@@ -117,6 +117,13 @@ class Config:
     def __repr__(self) -> str:
         return f"<Config {self.path or '(no file)'}>"
 
+    def with_session_values(self, values: Mapping[str, Value]) -> Config:
+        """A copy with ``PGPOOL SET`` values on top (session-context parameters only)."""
+        copy = object.__new__(Config)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(values)
+        return copy
+
     @property
     def clustering_mode(self) -> str:
         """backend_clustering_mode, already resolved from the pgpool-II 4.1 spellings if those were used."""

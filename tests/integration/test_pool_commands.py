@@ -1,0 +1,92 @@
+"""pgpool's own SQL commands on the client port: SHOW POOL_*, PGPOOL SHOW/SET/RESET."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgpool_py.cluster import HOST
+from pgpool_py.protocol import messages as m
+
+
+@pytest.fixture
+def server(pgpool_factory: Any, pg_cluster: Any) -> Any:
+    return pgpool_factory(pg_cluster)
+
+
+@pytest.mark.parametrize(
+    "command, columns",
+    [
+        ("SHOW POOL_NODES", 14),
+        ("SHOW POOL_PROCESSES", 8),
+        ("SHOW POOL_POOLS", 18),
+        ("SHOW POOL_VERSION", 1),
+        ("SHOW POOL_STATUS", 3),
+        ("SHOW POOL_HEALTH_CHECK_STATS", 20),
+        ("SHOW POOL_BACKEND_STATS", 14),
+        ("PGPOOL SHOW ALL", 3),
+        ("pgpool show port", 1),
+    ],
+)
+def test_show_commands_have_pgpool_columns(server: Any, command: str, columns: int) -> None:
+    with server.connect(autocommit=True) as conn:
+        cur = conn.execute(command)
+        assert cur.description is not None and len(cur.description) == columns
+        assert cur.fetchall()
+
+
+def test_pool_version_sends_its_header_once(server: Any) -> None:
+    """pgpool-II 4.3 sent RowDescription twice for POOL_VERSION and POOL_PROCESSES."""
+    for command in ("SHOW POOL_VERSION", "SHOW POOL_PROCESSES"):
+        with socket.create_connection((HOST, server.port), timeout=5) as s:
+            s.sendall(m.startup_message(m.PROTOCOL_3_0, {"user": "postgres", "database": "test"}))
+            data = b""
+            while not data.endswith(b"Z\x00\x00\x00\x05I"):
+                data += s.recv(65536)
+            s.sendall(m.query(command))
+            reply = b""
+            while not reply.endswith(b"Z\x00\x00\x00\x05I"):
+                reply += s.recv(65536)
+        types = [chr(reply[start]) for _t, start, _e in m.split_messages(reply)[0]]
+        assert types.count("T") == 1, (command, types)
+        assert types[-2:] == ["C", "Z"]
+
+
+def test_pgpool_set_show_reset(server: Any) -> None:
+    with server.connect(autocommit=True) as conn:
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
+        conn.execute("PGPOOL SET client_idle_limit = 1")
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("1",)
+        conn.execute("PGPOOL RESET client_idle_limit")
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
+        with pytest.raises(psycopg.errors.lookup("55P02"), match='invalid Context, value for parameter "port"'):
+            conn.execute("PGPOOL SET port = 1234")
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute("PGPOOL SHOW no_such_parameter")
+        conn.execute("PGPOOL SET client_idle_limit TO 1")
+        time.sleep(2.5)
+        with pytest.raises(psycopg.OperationalError, match="client_idle_limit:1 is reached"):
+            conn.execute("SELECT 1")
+    # The value was this session's only.
+    with server.connect(autocommit=True) as conn:
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
+
+
+def test_backend_stats_count_by_kind(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra={"backend_weight1": 0})
+    with server.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS kinds (x int)")
+        conn.execute("INSERT INTO kinds VALUES (1)")
+        conn.execute("UPDATE kinds SET x = 2")
+        conn.execute("DELETE FROM kinds")
+        conn.execute("DROP TABLE kinds")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM kinds")
+        rows = {r[0]: r for r in conn.execute("SHOW POOL_BACKEND_STATS").fetchall()}
+    primary = rows["0"]
+    assert [int(v) for v in primary[6:10]] == [1, 1, 1, 2]  # insert, update, delete, ddl (create + drop)
+    assert int(primary[13]) >= 1  # the error for the missing table
