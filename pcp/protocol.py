@@ -651,7 +651,7 @@ def decode_watchdog_info(payload: bytes) -> WatchdogInfo:
     (text,) = _fields(payload, COMMAND_COMPLETE, 1)
     try:
         root = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: deep nesting, found by fuzzing
         raise PcpProtocolError(_INVALID_RESPONSE, f"watchdog info is not JSON: {e}") from None
     nodes = root.get("WatchdogNodes") if isinstance(root, dict) else None
     if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):

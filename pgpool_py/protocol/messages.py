@@ -313,7 +313,9 @@ def parse_error_fields(body: bytes | memoryview) -> dict[str, str]:
     pos = 0
     while pos < len(raw) and raw[pos] != 0:
         code = chr(raw[pos])
-        end = raw.index(b"\0", pos + 1)
+        end = raw.find(b"\0", pos + 1)
+        if end < 0:  # fuzzing found it: a ValueError would escape the session and kill the child
+            raise ProtocolError("invalid error or notice message: field is not NUL-terminated")
         out[code] = raw[pos + 1 : end].decode(errors="replace")
         pos = end + 1
     return out
@@ -375,6 +377,8 @@ class AuthRequest:
 
 
 def parse_authentication(body: bytes | memoryview) -> AuthRequest:
+    if len(body) < 4:  # fuzzing found it: struct.error is no protocol error
+        raise ProtocolError("invalid authentication request: message too short")
     (code,) = _I32.unpack_from(body, 0)
     return AuthRequest(code, bytes(body[4:]))
 
@@ -389,8 +393,10 @@ def parse_query(body: bytes | memoryview) -> str:
 def parse_parse(body: bytes | memoryview) -> tuple[str, str]:
     """(statement name, query text) of a Parse ('P') message body."""
     raw = bytes(body)
-    e1 = raw.index(b"\0")
-    e2 = raw.index(b"\0", e1 + 1)
+    e1 = raw.find(b"\0")
+    e2 = raw.find(b"\0", e1 + 1) if e1 >= 0 else -1
+    if e2 < 0:  # fuzzing found it: a ValueError here escaped the session and killed the child
+        raise ProtocolError("invalid Parse message: name or query is not NUL-terminated")
     return raw[:e1].decode(errors="replace"), raw[e1 + 1 : e2].decode(errors="replace")
 
 
