@@ -6,7 +6,9 @@ ParameterStatus/BackendKeyData/ReadyForQuery that follow.
 from __future__ import annotations
 
 import os
+import select
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,6 +16,7 @@ from typing import Callable
 from pgpool_py.errors import PgError, SessionError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import Stream, Waiter
+from pgpool_py.tls import TlsStream, backend_context, handshake
 
 # Answers one Authentication request of the backend: (code, data) -> bytes to send, or None
 # when nothing is to be sent (SASL final).
@@ -46,6 +49,10 @@ class BackendConnection:
 
     def is_broken(self) -> bool:
         """A pooled connection that is readable while idle has been closed or sent a FATAL."""
+        sock = self.stream.sock
+        if isinstance(sock, ssl.SSLSocket):
+            # No MSG_PEEK through TLS: buffered or readable data means the same as above.
+            return bool(sock.pending()) or bool(select.select([sock], [], [], 0)[0])
         try:
             self.stream.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -84,8 +91,12 @@ def connect_backend(
     wait: Waiter,
     on_interrupt: Callable[[], None],
     timeout: float,
+    tls: bool = False,
 ) -> BackendConnection:
-    """Open, start up and authenticate; return once the backend says ReadyForQuery."""
+    """
+    Open, start up and authenticate; return once the backend says ReadyForQuery.  With ``tls``
+    a TCP connection asks for TLS first and stays in clear text if the backend declines.
+    """
     deadline = time.monotonic() + timeout
     try:
         sock = open_socket(hostname, port, timeout)
@@ -97,6 +108,8 @@ def connect_backend(
         ) from exc
     conn = BackendConnection(node_id, Stream(sock, f"backend node {node_id}", wait, on_interrupt))
     try:
+        if tls and sock.family != socket.AF_UNIX:
+            _start_tls(conn, deadline, wait, on_interrupt)
         conn.stream.send(startup.to_backend_bytes())
         while True:
             typ, body = conn.stream.read_message(deadline, "waiting for the backend's startup reply")
@@ -136,3 +149,23 @@ def connect_backend(
     except BaseException:
         conn.close(terminate=False)
         raise
+
+
+def _start_tls(conn: BackendConnection, deadline: float, wait: Waiter, on_interrupt: Callable[[], None]) -> None:
+    """SSLRequest to the backend: on ``S`` the connection continues over TLS, on ``N`` in clear."""
+    stream = conn.stream
+    stream.send(m.ssl_request())
+    answer = stream.read_exact(1, deadline, "waiting for the backend's answer to SSLRequest")
+    if answer == b"N":
+        return
+    if answer != b"S":
+        raise SessionError(
+            "failed to create a backend connection",
+            sqlstate="08P01",
+            detail=f"backend node {conn.node_id} answered SSLRequest with {answer!r}",
+        )
+    if stream.buf:
+        # Bytes after "S" but before the handshake could be injected by a man in the middle.
+        raise SessionError("received unencrypted data after SSL response", sqlstate="08P01")
+    sock = handshake(backend_context(), stream.sock, deadline, server_side=False, who=stream.who)
+    conn.stream = TlsStream(sock, stream.who, wait, on_interrupt)

@@ -9,7 +9,6 @@ SIGUSR1 close idle pooled connections; SIGUSR2 wake up (end a pause()).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import select
@@ -21,11 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pgpool_py import log as pglog
-from pgpool_py import proctitle
+from pgpool_py import proctitle, tls
 from pgpool_py.child.backend import BackendConnection, open_socket
 from pgpool_py.child.commands import PoolCommands
 from pgpool_py.child.hba import load_hba
-from pgpool_py.child.passwd import load_pool_passwd
+from pgpool_py.child.passwd import load_pool_passwd, read_pool_key
 from pgpool_py.child.pool import ConnectionPool
 from pgpool_py.child.pool import PoolSlot
 from pgpool_py.child.router import parse_redirect_list, weighted_choice
@@ -34,7 +33,7 @@ from pgpool_py.routing import Classifier, RoutingSettings
 from pgpool_py.config import reload_config
 from pgpool_py.errors import ConfigError, PgError
 from pgpool_py.failover import failover_allowed
-from pgpool_py.process import ExitCode
+from pgpool_py.process import ExitCode, die_with_parent
 from pgpool_py.protocol import messages as m
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, RequestDetail, RequestKind, SharedState
@@ -45,7 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AuthFiles = tuple[list[Any], dict[str, Any]]  # (pool_hba.conf rules, pool_passwd entries)
+# (pool_hba.conf rules, pool_passwd entries, TLS context for clients or None)
+AuthFiles = tuple[list[Any], dict[str, Any], Any]
 
 CHILD_SIGNALS = (
     signal.SIGTERM,
@@ -55,7 +55,6 @@ CHILD_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
-PR_SET_PDEATHSIG = 1
 SWITCHING_POLL = 1.0  # seconds between checks while main runs a failover
 SWITCHING_MAX_WAIT = 30.0  # pgpool-II gives up (and exits) after 30 s
 VOLATILITY_QUERY_TIMEOUT = 10.0
@@ -63,15 +62,6 @@ VOLATILITY_QUERY_TIMEOUT = 10.0
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask the kernel to signal us when main dies, so no orphan keeps the port."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the getppid() check still catches it
-        pass
 
 
 @dataclass(frozen=True)
@@ -88,9 +78,12 @@ def pool_passwd_path(cfg: Config) -> str:
 
 
 def load_auth_files(cfg: Config, paths: RuntimePaths) -> AuthFiles:
+    """Everything a login needs from files; built at start and again on every reload."""
     rules = load_hba(paths.hba_file) if cfg.enable_pool_hba else []
     path = pool_passwd_path(cfg)
-    return rules, (load_pool_passwd(path) if path else {})
+    # AES entries are decrypted with ~/.pgpoolkey (or $PGPOOLKEYFILE), as pgpool-II does.
+    passwords = load_pool_passwd(path, read_pool_key()) if path else {}
+    return rules, passwords, tls.server_context(cfg)
 
 
 class Child:
@@ -111,7 +104,7 @@ class Child:
         self.listeners = list(listeners)
         self.listen_fds = [s.fileno() for s in self.listeners]
         self.main_pid = main_pid
-        self.hba_rules, self.pool_passwd = auth_files
+        self.hba_rules, self.pool_passwd, self.tls_context = auth_files
         self.pool = ConnectionPool(shm, index, cfg.max_pool)
         self.commands = PoolCommands(self)
         self.stop_requested = False
@@ -385,6 +378,8 @@ class Child:
         """Serve one client; return an exit code when the child must exit afterwards."""
         shm, proc, cfg = self.shm, self.proc, self.cfg
         count = shm.conn_counter_up()
+        # Not WAIT_FOR_CONNECT while counted: main counts out a child that dies mid-session.
+        proc.status = ChildStatus.CONNECTING
         proc.client_host = host.encode()[:63]
         proc.client_port = port.encode()[:7]
         pglog.session.host, pglog.session.port = (host or "[local]"), port
@@ -399,18 +394,28 @@ class Child:
             exit_code = ExitCode.NO_RESTART
         except OSError as exc:
             log.debug("client connection error: %s", exc)
+        except Exception:
+            # Last line of defence, found by the live fuzz test: a bug reached by one client's
+            # input must end that session only.  Left to spawn(), it killed the child, and ten
+            # such clients in a row stopped the whole server (main's quick-death guard).
+            log.exception("internal error while serving a client; its session was ended")
+            try:
+                sock.sendall(m.error_response("internal error", "XX000", severity="FATAL"))
+            except OSError:
+                pass
+            self.pool.discard_all()  # the session may have left any slot half-made
         finally:
             self.in_session = False
             try:
                 sock.close()
             finally:
+                proc.status = ChildStatus.WAIT_FOR_CONNECT  # first: main must never count us out twice
                 shm.conn_counter_down()
                 pglog.clear_session()
                 proc.client_host = b""
                 proc.client_port = b""
                 proc.connected = True
                 proc.client_connection_count += 1
-                proc.status = ChildStatus.WAIT_FOR_CONNECT
         if exit_code is not None:
             return exit_code
         if cfg.child_max_connections > 0 and proc.client_connection_count >= cfg.child_max_connections:
@@ -427,7 +432,7 @@ class Child:
             log.debug("child keeps the running configuration: %s", exc)
             return
         self.cfg = new_cfg
-        self.hba_rules, self.pool_passwd = auth
+        self.hba_rules, self.pool_passwd, self.tls_context = auth
         self._classifier = None  # routing lists may have changed
         pglog.configure(new_cfg)
 

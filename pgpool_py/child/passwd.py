@@ -212,6 +212,36 @@ def load_pool_passwd(path: str, pool_key: str | None = None) -> dict[str, Passwo
     return entries
 
 
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def set_pool_passwd_entry(path: str, user: str, stored: str) -> None:
+    """
+    Write ``user:stored`` into ``pool_passwd``, replacing the user's entry or appending one
+    (what ``pg_md5 -m`` and ``pg_enc -m`` do).  A new file is made readable by its owner only.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    line = f"{_escape(user)}:{_escape(stored)}"
+    for i, old in enumerate(lines):
+        if _split_escaped(old)[0] == user:
+            lines[i] = line
+            break
+    else:
+        lines.append(line)
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    if os.path.exists(path):
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+    os.replace(tmp, path)
+
+
 def read_pool_key(key_file: str | None = None) -> str | None:
     """
     The AES key: the first line of ``key_file`` (pgpool's ``-k``), else of ``$PGPOOLKEYFILE``,
@@ -258,12 +288,34 @@ def _libcrypto() -> ctypes.CDLL:
     lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
     lib.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
     lib.EVP_aes_256_cbc.restype = ctypes.c_void_p
-    lib.EVP_DecryptInit_ex.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
-    lib.EVP_DecryptUpdate.argtypes = [
+    lib.EVP_CipherInit_ex.argtypes = [
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+    ]
+    lib.EVP_CipherUpdate.argtypes = [
         ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_int,
     ]
-    lib.EVP_DecryptFinal_ex.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    lib.EVP_CipherFinal_ex.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
     return lib
+
+
+def _aes_256_cbc(data: bytes, pool_key: str, encrypt: bool) -> bytes | None:
+    """AES-256-CBC with PKCS#7 padding, key and IV derived as pg_enc does; None on failure."""
+    key, iv = _evp_bytes_to_key(pool_key.encode())
+    lib = _libcrypto()
+    ctx = lib.EVP_CIPHER_CTX_new()
+    if not ctx:
+        raise ValueError("could not create an OpenSSL cipher context")
+    try:
+        out = ctypes.create_string_buffer(len(data) + 32)
+        n1, n2 = ctypes.c_int(0), ctypes.c_int(0)
+        ok = (
+            lib.EVP_CipherInit_ex(ctx, lib.EVP_aes_256_cbc(), None, key, iv, int(encrypt)) == 1
+            and lib.EVP_CipherUpdate(ctx, out, ctypes.byref(n1), data, len(data)) == 1
+            and lib.EVP_CipherFinal_ex(ctx, ctypes.addressof(out) + n1.value, ctypes.byref(n2)) == 1
+        )
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
+    return out.raw[: n1.value + n2.value] if ok else None
 
 
 def aes_decrypt_password(cipher_b64: str, pool_key: str) -> str:
@@ -274,24 +326,18 @@ def aes_decrypt_password(cipher_b64: str, pool_key: str) -> str:
         raise ValueError("the AES password is not valid base64") from exc
     if not data or len(data) % 16:
         raise ValueError("the AES password has an invalid length")
-    key, iv = _evp_bytes_to_key(pool_key.encode())
-    lib = _libcrypto()
-    ctx = lib.EVP_CIPHER_CTX_new()
-    if not ctx:
-        raise ValueError("could not create an OpenSSL cipher context")
-    try:
-        out = ctypes.create_string_buffer(len(data) + 16)
-        n1, n2 = ctypes.c_int(0), ctypes.c_int(0)
-        ok = (
-            lib.EVP_DecryptInit_ex(ctx, lib.EVP_aes_256_cbc(), None, key, iv) == 1
-            and lib.EVP_DecryptUpdate(ctx, out, ctypes.byref(n1), data, len(data)) == 1
-            and lib.EVP_DecryptFinal_ex(ctx, ctypes.addressof(out) + n1.value, ctypes.byref(n2)) == 1
-        )
-    finally:
-        lib.EVP_CIPHER_CTX_free(ctx)
-    if not ok:
+    plain = _aes_256_cbc(data, pool_key, encrypt=False)
+    if plain is None:
         raise ValueError("AES decryption failed: wrong pool key?")
     try:
-        return out.raw[: n1.value + n2.value].decode()
+        return plain.decode()
     except UnicodeDecodeError as exc:
         raise ValueError("AES decryption failed: wrong pool key?") from exc
+
+
+def aes_encrypt_password(password: str, pool_key: str) -> str:
+    """The base64 text that follows ``AES`` in pool_passwd: byte for byte what pg_enc writes."""
+    cipher = _aes_256_cbc(password.encode(), pool_key, encrypt=True)
+    if cipher is None:
+        raise ValueError("AES encryption failed")
+    return base64.b64encode(cipher).decode()

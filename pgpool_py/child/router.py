@@ -26,6 +26,7 @@ import random
 import re
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.routing.classify import Dest, StatementKind, Verdict
 from pgpool_py.shmem.layout import ChildStatus, RequestDetail, RequestKind
+from pgpool_py.tls import reader
 
 if TYPE_CHECKING:
     from pgpool_py.child.pool import PoolSlot
@@ -65,6 +67,7 @@ class NodeChannel:
     node_id: int
     fd: int
     sock: object
+    recv: Callable[[int], bytes]  # tls.reader(sock): drains what TLS decrypted already
     pending: int = 0  # ReadyForQuery still due from this node
     drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
     drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
@@ -73,7 +76,7 @@ class NodeChannel:
     carry: bytes = b""
     tx_status: int = m.TX_IDLE
     collect: bytearray | None = None  # native replication: the batch's replies, to compare
-    tags: list[str] = field(default_factory=list)
+    errors: int = 0  # ErrorResponses seen, moved to shared memory when a batch completes
 
 
 # Earlier Parses to send again, each to a node where the statement is not prepared yet.
@@ -98,7 +101,7 @@ class Router:
         self.primary = primary if primary in slot.conns else slot.main_node
         self.lb_node = slot.load_balance_node
         self.channels = {
-            node: NodeChannel(node, conn.sock.fileno(), conn.sock, tx_status=conn.tx_status)
+            node: NodeChannel(node, conn.sock.fileno(), conn.sock, reader(conn.sock), tx_status=conn.tx_status)
             for node, conn in slot.conns.items()
         }
         self.by_fd = {ch.fd: ch for ch in self.channels.values()}
@@ -171,10 +174,13 @@ class Router:
             self.temp_tables.update(verdict.created_temp_tables)
         for name in verdict.dropped_tables:
             self.temp_tables.discard(name)
-        if verdict.kind is StatementKind.SELECT:
+        counter = verdict.kind.stats_counter  # SHOW POOL_NODES / POOL_BACKEND_STATS
+        if counter is not None:
             backends = self.child.shm.backends
+            field = counter + "_cnt"
             for node in target.nodes:
-                backends[node].select_cnt += 1
+                info = backends[node]
+                setattr(info, field, getattr(info, field) + 1)
 
     def _route_query(self, sql: str) -> tuple[Target, Verdict]:
         verdict = self.classifier.classify(sql)
@@ -306,7 +312,7 @@ class Router:
         child = self.child
         csock = session.sock
         cfd = csock.fileno()
-        poller = select.poll()
+        poller = self.poller = select.poll()
         poller.register(cfd, select.POLLIN)
         for ch in self.channels.values():
             poller.register(ch.fd, select.POLLIN)
@@ -316,6 +322,7 @@ class Router:
         held = False
         idle_since = time.monotonic()
         send_c = csock.sendall
+        recv_c = reader(csock)
 
         while True:
             if cbuf and not held:
@@ -330,11 +337,11 @@ class Router:
                 ch = self.by_fd.get(fd)
                 if ch is not None:
                     data = self._recv(ch)
-                    if self._on_backend_data(ch, data, send_c):
+                    if data and self._on_backend_data(ch, data, send_c):
                         held = False
                 elif fd == cfd:
                     try:
-                        data = csock.recv(RECV_SIZE)
+                        data = recv_c(RECV_SIZE)
                     except OSError:
                         data = b""
                     if not data:
@@ -451,12 +458,35 @@ class Router:
 
     def _recv(self, ch: NodeChannel) -> bytes:
         try:
-            data = ch.sock.recv(RECV_SIZE)  # type: ignore[attr-defined]
+            data = ch.recv(RECV_SIZE)
         except OSError:
             data = b""
         if not data:
-            raise self.session._backend_lost(self.slot.conns[ch.node_id])
+            self._node_lost(ch)
         return data
+
+    def _node_lost(self, ch: NodeChannel) -> None:
+        """
+        A node closed its connection.  If this session is waiting on it (or it is the
+        primary/main node), the session ends with an error; otherwise the session goes on
+        without it, and main is told (pgpool-II 4.3 ended every such session).
+        """
+        node = ch.node_id
+        target = self.in_flight
+        if node == self.primary or ch.pending or (target is not None and node in target.nodes):
+            raise self.session._backend_lost(self.slot.conns[node])
+        self.poller.unregister(ch.fd)
+        del self.channels[node]
+        del self.by_fd[ch.fd]
+        self.child.pool.forget_node(self.slot, node)
+        self.child.backend_failed(node, None)
+        for prepared in self.statements.values():
+            prepared.nodes.discard(node)
+        for nodes in self.portals.values():
+            nodes.discard(node)
+        if self.lb_node == node:
+            self.lb_node = self.slot.load_balance_node = self.primary
+        log.info("backend node %d closed its connection; the session goes on without it", node)
 
     def _on_backend_data(self, ch: NodeChannel, data: bytes, send_c: object) -> bool:
         """Forward or drop a chunk; True when the batch in flight has completed everywhere."""
@@ -484,6 +514,9 @@ class Router:
         if not completed:
             return False
         ch.pending = max(0, ch.pending - completed)
+        if ch.errors:
+            self.child.shm.backends[ch.node_id].error_cnt += ch.errors
+            ch.errors = 0
         if any(c.pending for c in self.channels.values()):
             return False
         if self.native:
@@ -589,6 +622,8 @@ def _scan(ch: NodeChannel, data: bytes) -> int:
         if typ == 90:  # 'Z'
             ch.tx_status = data[pos + 5]
             found += 1
+        elif typ == 69:  # 'E': SHOW POOL_BACKEND_STATS counts the errors a node sent
+            ch.errors += 1
         end = pos + 1 + length
         if end > n:
             ch.skip = end - n

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from pgpool_py.log import session as log_session
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import PeerClosed, Stream
 from pgpool_py.shmem.layout import ChildStatus
+from pgpool_py.tls import TlsStream, client_common_name, handshake, reader
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
@@ -43,6 +45,8 @@ class Session:
     def __init__(self, child: Child, sock: socket.socket, addr: str, port: str, conn_type: str) -> None:
         self.child = child
         self.cfg = child.cfg
+        self.session_values: dict[str, object] = {}  # PGPOOL SET values of this session
+        self.router: Router | None = None
         self.sock = sock
         self.client_addr = addr
         self.client_port = port
@@ -52,6 +56,10 @@ class Session:
         self.ended_by_terminate = False
         self.unanswered = 0  # Query/Sync replies still due when the client said Terminate
         self.deadline: float | None = None
+        self.tls = False  # the client negotiated TLS: self.sock is an SSLSocket from then on
+        # allow_clear_text_frontend_auth: answers the main node with the client's clear password.
+        self.clear_auth: client_auth.BackendAuth | None = None
+        self.client_failed = False  # the client, not the backend, broke off a relayed authentication
 
     # ------------------------------------------------------------------ entry
 
@@ -69,6 +77,12 @@ class Session:
             self._relay(slot)
             self._release(slot)
         except FastExit:
+            # Like PostgreSQL's fast shutdown: the client learns why it is cut off.
+            try:
+                self.client.send(m.error_response(
+                    "terminating connection due to administrator command", "57P01", severity="FATAL"))
+            except PeerClosed:
+                pass
             self._drop_slot()
             raise
         except PeerClosed as exc:
@@ -77,6 +91,9 @@ class Session:
         except PgError as exc:
             self._report(exc)
             self._drop_slot()
+        finally:
+            if self.tls:
+                self.sock.close()  # the child closes the plain socket it accepted, now detached
 
     def _host_label(self) -> str:
         return "[local]" if self.conn_type == "local" else f"{self.client_addr}({self.client_port})"
@@ -108,7 +125,7 @@ class Session:
             packet = self.client.read_startup(deadline)
             if isinstance(packet, m.SSLRequest) and not answered_ssl:
                 answered_ssl = True
-                self.client.send(b"N")  # no TLS yet
+                self._negotiate_tls(deadline)
             elif isinstance(packet, m.GSSENCRequest) and not answered_gss:
                 answered_gss = True
                 self.client.send(b"N")
@@ -120,6 +137,20 @@ class Session:
                 return packet
             else:
                 raise ProtocolError("unexpected repeated SSL or GSSAPI negotiation request")
+
+    def _negotiate_tls(self, deadline: float | None) -> None:
+        """Answer an SSLRequest: ``S`` and the handshake when ``ssl`` is on, else ``N``."""
+        ctx = self.child.tls_context
+        if ctx is None or self.conn_type == "local":
+            self.client.send(b"N")
+            return
+        if self.client.buf:
+            # Bytes sent before the handshake could be injected by a man in the middle.
+            raise ProtocolError("received unencrypted data after SSL request")
+        self.client.send(b"S")
+        self.sock = handshake(ctx, self.sock, deadline, server_side=True, who="the client")
+        self.tls = True
+        self.client = TlsStream(self.sock, "client", self.child.sigq.wait, self.child.on_interrupt)
 
     # ------------------------------------------------------------------ authentication + backend
 
@@ -138,6 +169,7 @@ class Session:
             )
         user, database = startup.user, startup.database
         self.database = database
+        self.client_user = user
         nodes = child.session_nodes(main_node)
         entry = child.pool_passwd.get(user)
         method = self._frontend_method(user, database)
@@ -178,6 +210,8 @@ class Session:
                 else:
                     # Passthrough taught us nothing to answer other nodes with unless the
                     # client sent its password in clear; md5/SCRAM need pool_passwd.
+                    if password is None and self.clear_auth is not None:
+                        password = self.clear_auth.password
                     respond = client_auth.BackendAuth(user, password, md5_hash).feed
                 try:
                     conns[node_id] = self._connect(node_id, startup, respond)
@@ -215,10 +249,11 @@ class Session:
                 respond,  # type: ignore[arg-type]
                 wait=child.sigq.wait,
                 on_interrupt=child.on_interrupt,
+                tls=child.tls_context is not None,
                 timeout=max(self.cfg.connect_timeout / 1000.0, 1.0) if self.cfg.connect_timeout else 30.0,
             )
         except PgError as exc:
-            if exc.sqlstate == "08006":
+            if exc.sqlstate == "08006" and not self.client_failed:
                 child.backend_failed(node_id, exc)
             raise
 
@@ -229,7 +264,7 @@ class Session:
     def _connection_facts(self, user: str, database: str) -> dict[str, object]:
         return {
             "conn_type": self.conn_type,
-            "ssl": False,
+            "ssl": self.tls,
             "database": database,
             "user": user,
             "client_addr": None if self.conn_type == "local" else self.client_addr,
@@ -253,7 +288,8 @@ class Session:
 
     def _can_reauthenticate(self, slot: PoolSlot, method: str, entry: PasswordEntry | None) -> bool:
         """A cached connection may serve this client only if we can check its credentials."""
-        if method == "passthrough":
+        if method == "passthrough" or (method == "password" and entry is None):
+            # Only the backend checks such a password: a new connection must let it.
             return slot.auth_method == "trust"
         return True
 
@@ -261,7 +297,8 @@ class Session:
         if method == "passthrough":
             return None
         where = describe_connection(**self._connection_facts(user, self.database))  # type: ignore[arg-type]
-        exchange = client_auth.make_frontend_auth(method, user, entry, connection=where)
+        cn = client_common_name(self.sock) if isinstance(self.sock, ssl.SSLSocket) else None
+        exchange = client_auth.make_frontend_auth(method, user, entry, connection=where, client_cn=cn)
         out = exchange.first()
         if out:
             self.client.send(out)
@@ -276,16 +313,32 @@ class Session:
         return exchange.password
 
     def _relay_auth_to_client(self, code: int, data: bytes) -> bytes | None:
-        """Passthrough: the backend's Authentication request goes to the client, its answer back."""
-        if code == m.AUTH_OK:
-            return None  # the client gets AuthenticationOk with the rest of the welcome
-        self.client.send(m.authentication(code, data))
-        if code == m.AUTH_SASL_FINAL:
-            return None
-        typ, body = self.client.read_message(self.deadline, "authenticating the client")
-        if typ != ord("p"):
-            raise ProtocolError(f"expected password response, got message type {chr(typ)!r}")
-        return m.password_message(body)
+        """
+        Passthrough: the backend's Authentication request goes to the client, its answer back.
+        With allow_clear_text_frontend_auth an md5 or SCRAM request is answered by pgpool with the
+        password the client is asked for in clear, so that every node can be logged in to.
+        """
+        try:
+            if self.clear_auth is None and self.cfg.allow_clear_text_frontend_auth and code in (m.AUTH_MD5, m.AUTH_SASL):
+                asked = client_auth.PasswordAuth(self.client_user, None)
+                self.client.send(asked.first())
+                typ, body = self.client.read_message(self.deadline, "authenticating the client")
+                asked.feed(typ, body)
+                self.clear_auth = client_auth.BackendAuth(self.client_user, asked.password)
+            if self.clear_auth is not None:
+                return self.clear_auth.feed(code, data)
+            if code == m.AUTH_OK:
+                return None  # the client gets AuthenticationOk with the rest of the welcome
+            self.client.send(m.authentication(code, data))
+            if code == m.AUTH_SASL_FINAL:
+                return None
+            typ, body = self.client.read_message(self.deadline, "authenticating the client")
+            if typ != ord("p"):
+                raise ProtocolError(f"expected password response, got message type {chr(typ)!r}")
+            return m.password_message(body)
+        except PgError:
+            self.client_failed = True  # a client that leaves or stalls here is no backend failure
+            raise
 
     def _welcome(self, slot: PoolSlot) -> bytes:
         main = slot.main
@@ -300,7 +353,8 @@ class Session:
 
     def _relay(self, slot: PoolSlot) -> None:
         if self.cfg.clustering_mode != "raw":
-            Router(self, slot).run()
+            self.router = Router(self, slot)
+            self.router.run()
         else:
             self._relay_raw(slot)
 
@@ -325,7 +379,7 @@ class Session:
         cbuf = bytearray(self.client.buf)
         self.client.buf.clear()
         split = m.split_messages
-        recv_b = bsock.recv
+        recv_b, recv_c = reader(bsock), reader(csock)
         send_c = csock.sendall
         send_b = bsock.sendall
         scanner = BackendScanner(backend.tx_status)
@@ -390,7 +444,7 @@ class Session:
                             set_status(ChildStatus.IDLE if scanner.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
                 elif fd == cfd:
                     try:
-                        data = csock.recv(RECV_SIZE)
+                        data = recv_c(RECV_SIZE)
                     except OSError:
                         data = b""
                     if not data:
@@ -400,6 +454,12 @@ class Session:
                 else:
                     child.sigq.drain()
                     child.on_interrupt()
+
+    def apply_session_values(self) -> None:
+        """PGPOOL SET/RESET: the session sees the file's values with its own on top."""
+        self.cfg = self.child.cfg.with_session_values(self.session_values)  # type: ignore[arg-type]
+        if self.router is not None:
+            self.router.cfg = self.cfg
 
     def idle_timeout(self, busy: bool, idle_since: float) -> int:
         """

@@ -1,0 +1,144 @@
+"""
+TLS, as pgpool-II's ``ssl = on`` means it: clients may negotiate TLS (SSLRequest answered
+``S``), and pgpool-py asks every backend reached over TCP for TLS too, falling back to clear
+text when the backend answers ``N`` (libpq's ``sslmode=prefer``).
+
+The server context is built from ``ssl_cert``/``ssl_key``/``ssl_ca_cert``... once per process
+(with the authentication files) and again on reload, so a SIGHUP swaps the certificate.
+A client certificate is asked for when a CA is configured; it is verified when presented and
+``cert`` lines in pool_hba.conf require it.
+
+An ``SSLSocket`` may hold decrypted bytes while its descriptor is not readable: every read that
+is followed by a wait on the descriptor goes through ``reader`` (relay loops) or ``TlsStream``.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING
+
+from pgpool_py.errors import ConfigError, ProtocolError
+from pgpool_py.protocol.stream import Stream
+
+if TYPE_CHECKING:
+    from pgpool_py.config.loader import Config
+
+# pgpool-II 4.3 has no ssl_min_protocol_version; PostgreSQL's default minimum applies.
+MIN_PROTOCOL = ssl.TLSVersion.TLSv1_2
+PASSPHRASE_COMMAND_TIMEOUT = 30.0
+
+
+def _passphrase(command: str) -> Callable[[], str]:
+    """ssl_passphrase_command: its first output line unlocks an encrypted ssl_key."""
+
+    def run() -> str:
+        try:
+            out = subprocess.run(
+                command, shell=True, capture_output=True, check=True, timeout=PASSPHRASE_COMMAND_TIMEOUT
+            ).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ConfigError(f'ssl_passphrase_command "{command}" failed: {exc}') from exc
+        return out.decode(errors="replace").splitlines()[0] if out else ""
+
+    return run
+
+
+def server_context(cfg: Config) -> ssl.SSLContext | None:
+    """The context for client connections, or None when ``ssl`` is off; ConfigError if unusable."""
+    if not cfg.ssl:
+        return None
+    if not cfg.ssl_cert or not cfg.ssl_key:
+        raise ConfigError('parameter "ssl": ssl = on needs ssl_cert and ssl_key')
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = MIN_PROTOCOL
+    try:
+        ctx.set_ciphers(cfg.ssl_ciphers)
+        if cfg.ssl_prefer_server_ciphers:
+            ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+        password = _passphrase(cfg.ssl_passphrase_command) if cfg.ssl_passphrase_command else None
+        ctx.load_cert_chain(cfg.config_path(cfg.ssl_cert), cfg.config_path(cfg.ssl_key), password)
+        if cfg.ssl_ca_cert or cfg.ssl_ca_cert_dir:
+            ctx.load_verify_locations(
+                cafile=cfg.config_path(cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None,
+                capath=cfg.config_path(cfg.ssl_ca_cert_dir) if cfg.ssl_ca_cert_dir else None,
+            )
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        if cfg.ssl_crl_file:
+            ctx.load_verify_locations(cafile=cfg.config_path(cfg.ssl_crl_file))
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        if cfg.ssl_ecdh_curve:
+            ctx.set_ecdh_curve(cfg.ssl_ecdh_curve)
+        if cfg.ssl_dh_params_file:
+            ctx.load_dh_params(cfg.config_path(cfg.ssl_dh_params_file))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f'parameter "ssl": could not load the SSL configuration: {exc}') from exc
+    return ctx
+
+
+@cache
+def backend_context() -> ssl.SSLContext:
+    """Client side towards backends: encryption without certificate checks (sslmode=prefer)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = MIN_PROTOCOL
+    return ctx
+
+
+def handshake(
+    ctx: ssl.SSLContext, sock: socket.socket, deadline: float | None, *, server_side: bool, who: str
+) -> ssl.SSLSocket:
+    """Wrap ``sock`` and complete the handshake by ``deadline``; the result is a blocking socket."""
+    tls = ctx.wrap_socket(sock, server_side=server_side, do_handshake_on_connect=False)
+    try:
+        tls.settimeout(None if deadline is None else max(deadline - time.monotonic(), 0.001))
+        tls.do_handshake()
+        tls.settimeout(None)
+    except (ssl.SSLError, OSError) as exc:
+        tls.close()
+        raise ProtocolError(f"SSL handshake with {who} failed", detail=str(exc)) from exc
+    return tls
+
+
+def client_common_name(sock: ssl.SSLSocket) -> str | None:
+    """The common name of the verified client certificate, if the client sent one."""
+    cert = sock.getpeercert()
+    for rdn in (cert or {}).get("subject", ()):
+        for attr in rdn:  # (name, value) pairs
+            if attr[0] == "commonName":
+                return str(attr[1])
+    return None
+
+
+def reader(sock: socket.socket) -> Callable[[int], bytes]:
+    """``sock.recv``; for TLS, a recv that also takes the bytes OpenSSL has decrypted already."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return sock.recv
+    recv, pending = sock.recv, sock.pending
+
+    def recv_drained(size: int) -> bytes:
+        data = recv(size)
+        left = pending()
+        while left:
+            data += recv(left)
+            left = pending()
+        return data
+
+    return recv_drained
+
+
+class TlsStream(Stream):
+    """A Stream over an SSLSocket: decrypted bytes waiting in OpenSSL count as readable."""
+
+    def _fill(self, deadline: float | None, what: str) -> None:
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        if sock.pending():
+            self.buf += sock.recv(sock.pending())
+            return
+        super()._fill(deadline, what)

@@ -1,0 +1,205 @@
+"""
+TLS end to end: clients with sslmode=require and verify-full, hostssl/hostnossl lines, cert
+authentication, TLS to a backend that only accepts it, and a certificate swapped by a reload.
+Large replies check that no decrypted bytes are left waiting in OpenSSL while the relay polls.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgpool_py.cluster import SERVER_USER, PgNode
+from tests.tls_certs import Certs, KeyPair, make_ca
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+RAW = {"backend_clustering_mode": "raw"}
+BIG = 3_000_000  # bytes in one DataRow: many TLS records
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_ca(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def server_pair(certs: Certs) -> KeyPair:
+    return certs.issue("server", "localhost", server=True)
+
+
+def _ssl_conf(pair: KeyPair, certs: Certs | None = None) -> dict[str, str | int | bool]:
+    conf: dict[str, str | int | bool] = {"ssl": True, "ssl_cert": str(pair.cert), "ssl_key": str(pair.key)}
+    if certs is not None:
+        conf["ssl_ca_cert"] = str(certs.ca)
+    return conf
+
+
+def _exercise(conn: psycopg.Connection[Any]) -> None:
+    """Replies far larger than a TLS record, by simple and extended protocol."""
+    (text,) = conn.execute("SELECT repeat('x', %s)", (BIG,)).fetchone()  # type: ignore[misc]
+    assert len(text) == BIG
+    rows = conn.execute("SELECT g, repeat('y', 200) FROM generate_series(1, 20000) g").fetchall()
+    assert len(rows) == 20000 and rows[-1][0] == 20000
+    big_arg = "z" * 200_000
+    assert conn.execute("SELECT length(%s::text)", (big_arg,)).fetchone() == (len(big_arg),)
+
+
+@pytest.mark.parametrize("mode", ["raw", "streaming"])
+def test_sslmode_require_and_verify_full(pgpool_factory: Any, certs: Certs, server_pair: KeyPair, mode: str) -> None:
+    extra = {**_ssl_conf(server_pair), **(RAW if mode == "raw" else {})}
+    server = pgpool_factory(extra=extra)
+    with server.connect(sslmode="require") as conn:
+        assert conn.pgconn.ssl_in_use
+        _exercise(conn)
+    with server.connect(sslmode="verify-full", sslrootcert=str(certs.ca)) as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with server.connect(sslmode="disable") as conn:
+        assert not conn.pgconn.ssl_in_use
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    print(f"{mode}: TLS sessions with {BIG}-byte rows, 20000-row results and a 200 kB argument relayed")
+
+
+def test_ssl_off_answers_n(pgpool_factory: Any) -> None:
+    server = pgpool_factory(extra=RAW)
+    with pytest.raises(psycopg.OperationalError, match="server does not support SSL"):
+        server.connect(sslmode="require")
+
+
+def test_hostssl_and_hostnossl(pgpool_factory: Any, server_pair: KeyPair) -> None:
+    hba = (
+        "hostnossl postgres all 127.0.0.1/32 trust\n"
+        "hostssl all all 127.0.0.1/32 trust\n"
+    )
+    server = pgpool_factory(extra={**RAW, **_ssl_conf(server_pair), "enable_pool_hba": True}, hba_text=hba)
+    with server.connect(sslmode="require") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    expected = 'no pool_hba.conf entry for host "127.0.0.1", user "postgres", database "test", no encryption'
+    with pytest.raises(psycopg.OperationalError, match=expected):
+        server.connect(sslmode="disable")
+    # hostnossl matches only clients without TLS.
+    with server.connect(sslmode="disable", dbname="postgres") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_cert_authentication(pgpool_factory: Any, certs: Certs, server_pair: KeyPair) -> None:
+    good = certs.issue("client", SERVER_USER)
+    other = certs.issue("other", "someone_else")
+    hba = "hostssl postgres all 127.0.0.1/32 cert\nhost test all 127.0.0.1/32 trust\n"
+    server = pgpool_factory(extra={**RAW, **_ssl_conf(server_pair, certs), "enable_pool_hba": True}, hba_text=hba)
+    with server.connect(dbname="postgres", sslmode="require", sslcert=str(good.cert), sslkey=str(good.key)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (SERVER_USER,)
+    with pytest.raises(psycopg.OperationalError, match="connection requires a valid client certificate"):
+        server.connect(dbname="postgres", sslmode="require")
+    with pytest.raises(psycopg.OperationalError, match=f'certificate authentication failed for user "{SERVER_USER}"'):
+        server.connect(dbname="postgres", sslmode="require", sslcert=str(other.cert), sslkey=str(other.key))
+
+
+def _backend_requiring_tls(node: PgNode, pair: KeyPair) -> None:
+    for src, name in ((pair.cert, "server.crt"), (pair.key, "server.key")):
+        dst = os.path.join(node.datadir, name)
+        shutil.copy(src, dst)
+        shutil.chown(dst, SERVER_USER, SERVER_USER)
+        os.chmod(dst, 0o600)
+    with open(os.path.join(node.datadir, "postgresql.conf"), "a") as f:
+        f.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+    with open(os.path.join(node.datadir, "pg_hba.conf"), "w") as f:
+        f.write("local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
+    node.stop()
+    node.start()
+
+
+def test_tls_to_a_backend_that_requires_it(pgpool_factory: Any, pg_cluster_factory: Any, server_pair: KeyPair) -> None:
+    (node,) = pg_cluster_factory(num_nodes=1, mode="native")
+    _backend_requiring_tls(node, server_pair)
+    server = pgpool_factory([node], extra={**RAW, **_ssl_conf(server_pair)})
+    with server.connect(sslmode="disable") as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+        _exercise(conn)
+    # Without ssl pgpool-py talks clear text, which this backend refuses.
+    plain = pgpool_factory([node], extra={**RAW, "health_check_period": 0}, wait_ready=False)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            plain.connect().close()
+        except psycopg.OperationalError as exc:
+            if "no encryption" in str(exc):
+                break
+            assert time.monotonic() < deadline, str(exc)
+            time.sleep(0.2)
+        else:
+            pytest.fail("a backend with hostssl only accepted a clear-text connection")
+
+
+def _served_certificate(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(SSL_REQUEST)
+        assert sock.recv(1) == b"S"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with ctx.wrap_socket(sock) as tls:
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+
+def _der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def test_reload_swaps_certificate(pgpool_factory: Any, certs: Certs, server_pair: KeyPair, tmp_path: Path) -> None:
+    live = KeyPair(tmp_path / "live.crt", tmp_path / "live.key")
+    shutil.copy(server_pair.cert, live.cert)
+    shutil.copy(server_pair.key, live.key)
+    server = pgpool_factory(extra={**RAW, **_ssl_conf(live), "num_init_children": 2})
+    assert _served_certificate(server.port) == _der(server_pair.cert)
+    renewed = certs.issue("renewed", "localhost", server=True)
+    shutil.copy(renewed.cert, live.cert)
+    shutil.copy(renewed.key, live.key)
+    server.signal(1)  # SIGHUP
+    deadline = time.monotonic() + 10
+    seen = 0
+    # Every child must have rebuilt its context: several new-certificate answers in a row.
+    while seen < 6:
+        assert time.monotonic() < deadline, "the renewed certificate was not served after SIGHUP"
+        seen = seen + 1 if _served_certificate(server.port) == _der(renewed.cert) else 0
+        time.sleep(0.05)
+    with server.connect(sslmode="verify-full", sslrootcert=str(certs.ca)) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def _read_until_closed(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass  # closed with our unread bytes still queued
+
+
+def test_bad_or_stalled_handshake_ends_only_that_session(pgpool_factory: Any, server_pair: KeyPair) -> None:
+    server = pgpool_factory(extra={**RAW, **_ssl_conf(server_pair), "num_init_children": 1,
+                                   "authentication_timeout": 1})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(SSL_REQUEST)
+        assert sock.recv(1) == b"S"
+        sock.sendall(b"this is no TLS ClientHello\r\n" * 20)
+        _read_until_closed(sock)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(SSL_REQUEST)
+        assert sock.recv(1) == b"S"
+        start = time.monotonic()
+        _read_until_closed(sock)  # stalls in the handshake: cut off by authentication_timeout
+        assert time.monotonic() - start < 4
+    with server.connect(sslmode="require") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert "SSL handshake with the client failed" in server.log_text()
