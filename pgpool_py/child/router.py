@@ -632,11 +632,18 @@ def _scan(ch: NodeChannel, data: bytes) -> int:
     return found
 
 
+def _cstring_end(body: bytes, start: int, what: str) -> int:
+    end = body.find(b"\0", start)
+    if end < 0:
+        raise ProtocolError(f"invalid {what} message: a name is not NUL-terminated")
+    return end
+
+
 def _two_names(msg: bytes) -> tuple[str, str]:
     """Bind: (portal, statement)."""
     body = msg[5:]
-    e1 = body.index(b"\0")
-    e2 = body.index(b"\0", e1 + 1)
+    e1 = _cstring_end(body, 0, "Bind")
+    e2 = _cstring_end(body, e1 + 1, "Bind")
     return body[:e1].decode(errors="replace"), body[e1 + 1 : e2].decode(errors="replace")
 
 
@@ -644,8 +651,10 @@ def _target_name(msg: bytes, typ: int) -> tuple[str, str]:
     """Describe/Close: ('S' or 'P', name); Execute: ('P', portal)."""
     body = msg[5:]
     if typ == _E:
-        return "P", body[: body.index(b"\0")].decode(errors="replace")
-    return chr(body[0]), body[1 : body.index(b"\0", 1)].decode(errors="replace")
+        return "P", body[: _cstring_end(body, 0, "Execute")].decode(errors="replace")
+    if body[:1] not in (b"S", b"P"):
+        raise ProtocolError(f"invalid {'Describe' if typ == _D else 'Close'} message: bad target type")
+    return chr(body[0]), body[1 : _cstring_end(body, 1, "Describe or Close")].decode(errors="replace")
 
 
 def _describe(payload: bytes) -> str:
