@@ -183,3 +183,31 @@ def test_stale_pid_file_is_replaced_and_live_one_refused(pgpool_factory: Any, pg
     second = pgpool_factory(pg_cluster, extra={**RAW, "pid_file_name": str(pid_file)}, wait_ready=False)
     assert second.proc.wait(10) != 0
     assert f"process {server.pid} is running" in second.log_text()
+
+
+def _backend_alive(node: Any, pid: int) -> bool:
+    return node.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == "1"
+
+
+def test_connection_life_time_closes_idle_pooled_connections(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra={**RAW, "num_init_children": 1, "connection_life_time": 2})
+    with server.connect(autocommit=True) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert _backend_alive(pg_cluster[0], pid), "the connection should be pooled at first"
+    deadline = time.monotonic() + 6
+    while _backend_alive(pg_cluster[0], pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _backend_alive(pg_cluster[0], pid), "pooled connection outlived connection_life_time"
+
+
+def test_child_max_connections_recycles_the_child(pgpool_factory: Any, pg_cluster: Any) -> None:
+    server = pgpool_factory(pg_cluster, extra={**RAW, "num_init_children": 1, "child_max_connections": 2})
+    first = _child_pids(server)  # this session is the child's 2nd (the readiness probe was the 1st)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pids = _child_pids(server)
+        if pids and pids != first:
+            break
+        time.sleep(0.1)
+    assert pids and pids != first, "the child was not replaced after child_max_connections sessions"
+    assert "child exiting, 2 connections reached" in server.log_text()
