@@ -12,6 +12,12 @@ Layout under a base directory (as pgpool_setup's, minus ``etc/``)::
     log/                 PostgreSQL server logs; pgpool's logdir (pgpool_status)
     run/                 unix sockets of PostgreSQL, pgpool and PCP; pgpool's pid file
     pgpool.conf pcp.conf pcppass pool_hba.conf startall shutdownall README.port   (by the CLI)
+    failover.sh follow_primary.sh                                                 (by the CLI)
+
+The CLI also wires online recovery and failover to the cluster as docs/online-recovery.md
+describes: the recovery scripts from etc/ in every node's data directory, the recovery
+functions in ``recovery_database`` of each writable node, health checks and
+``failover_command`` (``follow_primary_command`` from 3 nodes on) in pgpool.conf.
 
 PostgreSQL refuses to run as root, so when we are root every server command runs as
 the ``postgres`` OS user through ``runuser`` and the directories it writes are owned
@@ -44,6 +50,23 @@ PG_PACKAGE = "postgresql-15"
 CLUSTERING_MODES = {"streaming": "streaming_replication", "native": "native_replication"}
 # A standby normally streams within a second; the bound only catches a broken setup.
 STREAMING_TIMEOUT = 30.0
+
+# Where the CLI's pgpool.conf points online recovery; the recovery functions are installed there.
+RECOVERY_DATABASE = "postgres"
+# The sample scripts (etc/ of the source tree) the CLI copies and wires to the cluster.
+ETC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc")
+# Per mode: the recovery commands for pgpool.conf; each names a script in the source's data directory.
+RECOVERY_COMMANDS = {
+    "streaming": {"recovery_1st_stage_command": "recovery_1st_stage"},
+    "native": {"recovery_1st_stage_command": "replication_mode_recovery_1st_stage",
+               "recovery_2nd_stage_command": "replication_mode_recovery_2nd_stage"},
+}
+REMOTE_START_SCRIPT = "pgpool_remote_start"  # the name pgpool_remote_start() runs, fixed
+# Seconds; a dead node is noticed within a period (a refused connection fails at once).
+HEALTH_CHECK_PERIOD = 5
+SR_CHECK_PERIOD = 5
+# follow_primary_command only has a standby to move when 3 or more nodes were built.
+FOLLOW_PRIMARY_MIN_NODES = 3
 
 _PG_HBA = """\
 local all all trust
@@ -371,10 +394,65 @@ def _write_script(path: str, lines: list[str]) -> None:
     os.chmod(path, 0o755)
 
 
-def _pgpool_py_script() -> str:
+def _copy_script(name: str, directory: str, *, server_user: bool = False) -> str:
+    """Copy etc/``name`` into ``directory``, executable (and the server user's); returns the copy's path."""
+    path = os.path.join(directory, name)
+    shutil.copyfile(os.path.join(ETC_DIR, name), path)
+    os.chmod(path, 0o755)
+    if server_user and os.geteuid() == 0:
+        shutil.chown(path, SERVER_USER, SERVER_USER)
+    return path
+
+
+def _console_script(name: str) -> str:
     # The console script beside our interpreter (a venv's bin/) works without activating the venv.
-    script = os.path.join(os.path.dirname(sys.executable), "pgpool-py")
-    return script if os.path.exists(script) else "pgpool-py"
+    script = os.path.join(os.path.dirname(sys.executable), name)
+    return script if os.path.exists(script) else name
+
+
+def _install_recovery(nodes: list[PgNode], mode: str) -> None:
+    """The recovery scripts into every node's data directory (any node may become the source),
+    the recovery functions into each writable node (standbys get them by replication)."""
+    # Imported late: only the CLI needs them.
+    import psycopg
+
+    from pgpool_py.recovery.__main__ import install
+
+    for node in nodes:
+        for name in [*RECOVERY_COMMANDS[mode].values(), REMOTE_START_SCRIPT]:
+            _copy_script(name, node.datadir, server_user=True)
+    for node in nodes if mode == "native" else nodes[:1]:
+        try:
+            install(node.host, node.port, SERVER_USER, RECOVERY_DATABASE)
+        except psycopg.Error as exc:
+            raise ClusterError(f"could not install the recovery functions on node {node.node_id}: "
+                               f"{str(exc).strip()}") from exc
+
+
+def _cluster_params(directory: str, nodes: list[PgNode], mode: str, pcp_port: int,
+                    pcppass: str) -> dict[str, str | int | bool]:
+    """pgpool.conf settings for online recovery, health checks and failover; copies the failover
+    scripts (etc/failover.sh, from 3 nodes on etc/follow_primary.sh) into ``directory`` for them."""
+    params: dict[str, str | int | bool] = {
+        "health_check_period": HEALTH_CHECK_PERIOD,
+        "recovery_user": SERVER_USER,
+        "recovery_database": RECOVERY_DATABASE,
+        **RECOVERY_COMMANDS[mode],
+    }
+    if mode != "streaming":
+        return params
+    pgbin = f"PGBIN={shlex.quote(nodes[0].bin_dir)}"
+    params["sr_check_period"] = SR_CHECK_PERIOD
+    failover = shlex.quote(_copy_script("failover.sh", directory))
+    params["failover_command"] = f"{pgbin} {failover} %d %h %p %D %m %H %M %P %r %R %N %S"
+    if len(nodes) >= FOLLOW_PRIMARY_MIN_NODES:
+        follow = shlex.quote(_copy_script("follow_primary.sh", directory))
+        node_log = os.path.join(os.path.dirname(nodes[0].log_path), "postgresql%d.log")
+        env = [pgbin, f"PCP_HOST={HOST}", f"PCP_PORT={pcp_port}", f"PCPPASSFILE={shlex.quote(pcppass)}",
+               f"PCP_ATTACH_NODE={shlex.quote(_console_script('pcp_attach_node'))}",
+               f"LOGFILE={shlex.quote(node_log)}"]
+        params["follow_primary_command"] = f"{' '.join(env)} {follow} %d %h %p %D %m %H %M %P %r %R"
+    return params
 
 
 def setup(directory: str, mode: str, num_nodes: int, base_port: int | None) -> str:
@@ -387,14 +465,23 @@ def setup(directory: str, mode: str, num_nodes: int, base_port: int | None) -> s
     directory = os.path.abspath(directory)
     if os.path.exists(directory) and os.listdir(directory):
         raise ClusterError(f"{directory} is not empty")
+    if not os.path.isfile(os.path.join(ETC_DIR, REMOTE_START_SCRIPT)):
+        raise ClusterError(f"the sample scripts are not in {ETC_DIR}: run pgpool-py-setup from a source tree")
     port = base_port if base_port is not None else free_port()
     pcp_port = base_port + 1 if base_port is not None else free_port()
     nodes = create_cluster(directory, num_nodes, mode, base_port + 2 if base_port is not None else None)
+    try:
+        _install_recovery(nodes, mode)
+    except BaseException:
+        for node in nodes:
+            node.stop("immediate")
+        raise
     conf = os.path.join(directory, "pgpool.conf")
     pcp_conf = os.path.join(directory, "pcp.conf")
     hba_conf = os.path.join(directory, "pool_hba.conf")
-    write_pgpool_conf(conf, nodes, port=port, pcp_port=pcp_port, mode=mode)
     pcppass = os.path.join(directory, "pcppass")
+    write_pgpool_conf(conf, nodes, port=port, pcp_port=pcp_port, mode=mode,
+                      extra=_cluster_params(directory, nodes, mode, pcp_port, pcppass))
     write_pcp_conf(pcp_conf)
     write_pcppass(pcppass)
     write_pool_hba_conf(hba_conf)
@@ -406,7 +493,7 @@ def setup(directory: str, mode: str, num_nodes: int, base_port: int | None) -> s
         f" || {shlex.join(pg_ctl + ['-D', n.datadir, '-l', n.log_path, '-w', '-s', 'start'])} || exit 1"
         for n in nodes
     ]
-    # Extra arguments go to pgpool-py, e.g. `startall -n` to keep it in the foreground.
+    # Extra arguments go to pgpool-py, e.g. `startall -d` for debug messages.
     _write_script(os.path.join(directory, "startall"),
                   ["cd /"] + start_nodes + [f'exec {shlex.join(pgpool)} "$@"'])
     stop_nodes = [
@@ -418,16 +505,19 @@ def setup(directory: str, mode: str, num_nodes: int, base_port: int | None) -> s
                   ["cd /", f"{shlex.join(pgpool + ['-m', 'fast', 'stop'])} 2>/dev/null"] + stop_nodes + ["exit 0"])
 
     roles = ["primary"] + ["standby"] * (num_nodes - 1) if mode == "streaming" else ["native"] * num_nodes
+    pcp_login = f"-h {HOST} -p {pcp_port} -U {SERVER_USER} -w"
     lines = [f"{CLUSTERING_MODES[mode]} cluster of {num_nodes} PostgreSQL nodes in {directory} (running):"]
     lines += [f"  node {n.node_id}: port {n.port} {role}, {n.datadir}" for n, role in zip(nodes, roles)]
     lines += [
-        "start pgpool-py in the foreground (or all of it in the background with "
-        f"{directory}/startall; {directory}/shutdownall stops everything):",
-        f"  {_pgpool_py_script()} -n -f {conf} -F {pcp_conf} -a {hba_conf}",
+        (f"start pgpool-py in the foreground ({directory}/startall starts stopped nodes first, then it "
+         f"with the same arguments; {directory}/shutdownall stops everything):"),
+        f"  {_console_script('pgpool-py')} -n -f {conf} -F {pcp_conf} -a {hba_conf}",
         "connect through it:",
         f"  psql -h {HOST} -p {port} -U {SERVER_USER} test",
         f"PCP (user {SERVER_USER}, password {PCP_PASSWORD}):",
-        f"  PCPPASSFILE={pcppass} pcp_node_info -h {HOST} -p {pcp_port} -U {SERVER_USER} -w 0",
+        f"  PCPPASSFILE={pcppass} pcp_node_info {pcp_login} 0",
+        f"online recovery of a down node N (scripts in each data directory, functions in database {RECOVERY_DATABASE}):",
+        f"  PCPPASSFILE={pcppass} pcp_recovery_node {pcp_login} -n N",
     ]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(directory, "README.port"), "w") as f:
