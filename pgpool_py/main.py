@@ -26,21 +26,12 @@ from pgpool_py.errors import ConfigError, ServerHalt
 from pgpool_py.health.check import run_health_check
 from pgpool_py.health.primary import find_primary_node_repeatedly
 from pgpool_py.health.sr_check import run_sr_check
-from pgpool_py.process import ExitCode, ProcessKind, describe_status, spawn
+from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, describe_status, spawn
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, SharedState
 from pgpool_py.signals import SignalQueue, send, signal_name
 
 log = logging.getLogger(__name__)
 
-MAIN_SIGNALS = (
-    signal.SIGCHLD,
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 STATUS_FILE = "pgpool_status"
 # A child that dies this soon after its start, this many times in a row, means something is
 # broken at boot (bad config, missing module): stop instead of forking forever.
@@ -156,7 +147,7 @@ class Main:
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
             self._init_backends()
             self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
-            self.sigq = SignalQueue(MAIN_SIGNALS)
+            self.sigq = SignalQueue(HANDLED_SIGNALS)
             self.children = [ChildSlot() for _ in range(cfg.num_init_children)]
             # Children share the parent's pages as long as nothing writes to them: keep the
             # collector from touching every object's header after the fork.

@@ -27,11 +27,12 @@ import re
 import select
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pgpool_py.errors import ProtocolError
 from pgpool_py.protocol import messages as m
+from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.routing.classify import Dest, StatementKind, Verdict
@@ -68,19 +69,16 @@ class NodeChannel:
     fd: int
     sock: object
     recv: Callable[[int], bytes]  # tls.reader(sock): drains what TLS decrypted already
+    scanner: ReplyScanner
     pending: int = 0  # ReadyForQuery still due from this node
     drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
     drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
     tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
-    skip: int = 0  # bytes of the current message still to pass
-    carry: bytes = b""
-    tx_status: int = m.TX_IDLE
     collect: bytearray | None = None  # native replication: the batch's replies, to compare
-    errors: int = 0  # ErrorResponses seen, moved to shared memory when a batch completes
 
 
 # Earlier Parses to send again, each to a node where the statement is not prepared yet.
-Replay = list[tuple[Prepared, int]] | tuple[()]
+Replay = list[tuple[Prepared, int]]
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ class Router:
         self.primary = primary if primary in slot.conns else slot.main_node
         self.lb_node = slot.load_balance_node
         self.channels = {
-            node: NodeChannel(node, conn.sock.fileno(), conn.sock, reader(conn.sock), tx_status=conn.tx_status)
+            node: NodeChannel(node, conn.sock.fileno(), conn.sock, reader(conn.sock), ReplyScanner(conn.tx_status))
             for node, conn in slot.conns.items()
         }
         self.by_fd = {ch.fd: ch for ch in self.channels.values()}
@@ -248,11 +246,11 @@ class Router:
 
     # ------------------------------------------------------------------ sending
 
-    def _send(self, target: Target, payload: bytes, expect_ready: bool, replay: Replay = ()) -> None:
+    def _send(self, target: Target, payload: bytes, expect_ready: bool, replay: Replay | None = None) -> None:
         for node in target.nodes:
             ch = self.channels[node]
             data = payload
-            parses = [info.parse for info, at in replay if at == node]
+            parses = [info.parse for info, at in replay if at == node] if replay else []
             if parses:
                 data = b"".join(parses) + payload
                 if node == target.answer:
@@ -334,10 +332,10 @@ class Router:
                     child.set_status(ChildStatus.COMMAND_EXECUTE)
             events = poller.poll(session.idle_timeout(self.in_flight is not None, idle_since))
             for fd, _ev in events:
-                ch = self.by_fd.get(fd)
-                if ch is not None:
-                    data = self._recv(ch)
-                    if data and self._on_backend_data(ch, data, send_c):
+                chan = self.by_fd.get(fd)
+                if chan is not None:
+                    data = self._recv(chan)
+                    if data and self._on_backend_data(chan, data, send_c):
                         held = False
                 elif fd == cfd:
                     try:
@@ -422,8 +420,11 @@ class Router:
 
     def _flush_batch(self, batch: list[tuple[int, bytes]], sync: bool) -> bool:
         """Send an extended batch (ending in Sync or Flush); False when it must wait."""
+        replay: Replay = []
+        new_statements: list[tuple[str, Prepared]] = []
+        verdict: Verdict | None = None
         if self.open_target is not None:
-            target, replay, new_statements, verdict = self.open_target, [], [], None
+            target = self.open_target
             for typ, msg in batch:
                 if typ == _P:
                     name, sql = m.parse_parse(memoryview(msg)[5:])
@@ -499,7 +500,7 @@ class Router:
                 ch.drop_parse_complete = 0  # an error instead: the client must see it
         if ch.collect is not None:
             ch.collect += data
-        completed = _scan(ch, data)
+        completed = ch.scanner.feed(data)
         if ch.drop_ready:
             data = self._drop_own_ready(ch, data, completed)
         if target is not None and ch.node_id == target.answer and data:
@@ -514,18 +515,19 @@ class Router:
         if not completed:
             return False
         ch.pending = max(0, ch.pending - completed)
-        if ch.errors:
-            self.child.shm.backends[ch.node_id].error_cnt += ch.errors
-            ch.errors = 0
+        if ch.scanner.errors:
+            self.child.shm.backends[ch.node_id].error_cnt += ch.scanner.errors
+            ch.scanner.errors = 0
         if any(c.pending for c in self.channels.values()):
             return False
         if self.native:
             self._compare_results(target)
         answer = self.channels[target.answer] if target is not None else ch
-        self._after_ready(answer.tx_status)
+        status = answer.scanner.tx_status
+        self._after_ready(status)
         if self.open_target is None:
             self.in_flight = None
-        self.child.set_status(ChildStatus.IDLE if answer.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
+        self.child.set_status(ChildStatus.IDLE if status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         return True
 
     def _drop_own_ready(self, ch: NodeChannel, data: bytes, completed: int) -> bytes:
@@ -554,11 +556,11 @@ class Router:
             self.tx_failed = status == m.TX_FAILED
 
     def _client_tx_status(self) -> int:
-        return self.channels[self.primary].tx_status
+        return self.channels[self.primary].scanner.tx_status
 
     def _save_tx_status(self) -> None:
         for node, ch in self.channels.items():
-            self.slot.conns[node].tx_status = ch.tx_status
+            self.slot.conns[node].tx_status = ch.scanner.tx_status
 
     # ------------------------------------------------------------------ native replication
 
@@ -595,41 +597,6 @@ def _outcome(data: bytes) -> tuple[str, ...]:
         elif typ == _E:
             out.append("ERROR " + m.parse_error_fields(data[start + 5 : end]).get("C", ""))
     return tuple(out)
-
-
-def _scan(ch: NodeChannel, data: bytes) -> int:
-    """Follow message boundaries in a node's reply stream; count ReadyForQuery messages."""
-    n = len(data)
-    if ch.skip >= n:
-        ch.skip -= n
-        return 0
-    if ch.carry:
-        data = ch.carry + data
-        n = len(data)
-        ch.carry = b""
-        pos = 0
-    else:
-        pos = ch.skip
-        ch.skip = 0
-    found = 0
-    unpack = m.unpack_uint32_from
-    while pos < n:
-        if n - pos < 6 and (n - pos < 5 or data[pos] == 90):
-            ch.carry = data[pos:]
-            return found
-        typ = data[pos]
-        (length,) = unpack(data, pos + 1)
-        if typ == 90:  # 'Z'
-            ch.tx_status = data[pos + 5]
-            found += 1
-        elif typ == 69:  # 'E': SHOW POOL_BACKEND_STATS counts the errors a node sent
-            ch.errors += 1
-        end = pos + 1 + length
-        if end > n:
-            ch.skip = end - n
-            return found
-        pos = end
-    return found
 
 
 def _cstring_end(body: bytes, start: int, what: str) -> int:

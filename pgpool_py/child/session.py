@@ -23,6 +23,7 @@ from pgpool_py.child.router import Router
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
 from pgpool_py.log import session as log_session
 from pgpool_py.protocol import messages as m
+from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed, Stream
 from pgpool_py.shmem.layout import ChildStatus
 from pgpool_py.tls import TlsStream, client_common_name, handshake, reader
@@ -382,7 +383,7 @@ class Session:
         recv_b, recv_c = reader(bsock), reader(csock)
         send_c = csock.sendall
         send_b = bsock.sendall
-        scanner = BackendScanner(backend.tx_status)
+        scanner = ReplyScanner(backend.tx_status)
         outstanding = 0  # Query/Sync messages whose ReadyForQuery has not come back
         held = False  # a pgpool command waits for earlier replies before we answer it
         idle_since = time.monotonic()
@@ -530,25 +531,15 @@ class Session:
 
 
 def run_simple(conn: BackendConnection, sql: str, deadline: float) -> None:
-    """Run one internal query to completion; raise on error.  Keeps ParameterStatus current."""
-    conn.stream.send(m.query(sql))
-    error: dict[str, str] | None = None
-    while True:
-        typ, body = conn.stream.read_message(deadline, f'running "{sql}"')
-        if typ == _E:
-            error = m.parse_error_fields(body)
-        elif typ == _S:
-            name, _, rest = body.partition(b"\0")
-            conn.params[name.decode()] = rest.rstrip(b"\0").decode(errors="replace")
-        elif typ == _Z:
-            conn.tx_status = body[0]
-            break
-    if error is not None:
-        raise PgError(error.get("M", "error"), sqlstate=error.get("C", "XX000"))
+    """Run one internal query to completion (a reset query); raise on error."""
+    query_rows(conn, sql, deadline)
 
 
 def query_rows(conn: BackendConnection, sql: str, deadline: float) -> list[list[str | None]]:
-    """Run one internal query and return its rows as text (e.g. a pg_proc lookup)."""
+    """
+    Run one internal query and return its rows as text (e.g. a pg_proc lookup); raise on
+    error.  Keeps the connection's ParameterStatus values current (DISCARD ALL reports them).
+    """
     conn.stream.send(m.query(sql))
     rows: list[list[str | None]] = []
     error: dict[str, str] | None = None
@@ -556,7 +547,8 @@ def query_rows(conn: BackendConnection, sql: str, deadline: float) -> list[list[
         typ, body = conn.stream.read_message(deadline, f'running "{sql}"')
         if typ == ord("D"):
             (count,) = struct.unpack_from("!h", body, 0)
-            pos, row = 2, []
+            pos = 2
+            row: list[str | None] = []
             for _ in range(count):
                 (size,) = struct.unpack_from("!i", body, pos)
                 pos += 4
@@ -568,61 +560,15 @@ def query_rows(conn: BackendConnection, sql: str, deadline: float) -> list[list[
             rows.append(row)
         elif typ == _E:
             error = m.parse_error_fields(body)
+        elif typ == _S:
+            name, _, rest = body.partition(b"\0")
+            conn.params[name.decode()] = rest.rstrip(b"\0").decode(errors="replace")
         elif typ == _Z:
             conn.tx_status = body[0]
             break
     if error is not None:
         raise PgError(error.get("M", "error"), sqlstate=error.get("C", "XX000"))
     return rows
-
-
-class BackendScanner:
-    """
-    Follows message boundaries in the backend → client byte stream without buffering it: only
-    ReadyForQuery matters (its count and the transaction status byte).
-    """
-
-    __slots__ = ("skip", "carry", "tx_status", "_pending_z")
-
-    def __init__(self, tx_status: int) -> None:
-        self.skip = 0  # bytes of the current message still to pass
-        self.carry = b""  # an incomplete header (< 6 bytes) from the previous chunk
-        self.tx_status = tx_status
-        self._pending_z = 0
-
-    def feed(self, data: bytes) -> int:
-        """Scan a chunk; return how many ReadyForQuery messages completed in it."""
-        n = len(data)
-        if self.skip >= n:
-            self.skip -= n
-            return 0
-        if self.carry:
-            data = self.carry + data
-            n = len(data)
-            self.carry = b""
-            pos = 0
-        else:
-            pos = self.skip
-            self.skip = 0
-        found = 0
-        unpack = m.unpack_uint32_from
-        while pos < n:
-            if n - pos < 6:
-                # Need the header and, for ReadyForQuery, its status byte.
-                if n - pos < 5 or data[pos] == _Z:
-                    self.carry = data[pos:]
-                    return found
-            typ = data[pos]
-            (length,) = unpack(data, pos + 1)
-            if typ == _Z:
-                self.tx_status = data[pos + 5]
-                found += 1
-            end = pos + 1 + length
-            if end > n:
-                self.skip = end - n
-                return found
-            pos = end
-        return found
 
 
 def _is_pool_command(buf: bytearray, pos: int) -> bool:

@@ -23,7 +23,7 @@ from pgpool_py.errors import ConfigError, ServerHalt
 from pgpool_py.main import remove_stale_socket
 from pgpool_py.pcp_server.pcp_conf import load_pcp_conf
 from pgpool_py.pcp_server.worker import PcpWorker
-from pgpool_py.process import ExitCode, ProcessKind, describe_status, spawn
+from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, describe_status, spawn
 from pgpool_py.signals import SignalQueue, send, signal_name
 
 if TYPE_CHECKING:
@@ -33,15 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PCP_SIGNALS = (
-    signal.SIGCHLD,
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGTERM,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 # pgpool-II caps the listen backlog there too.
 MAX_BACKLOG = 10000
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -124,7 +115,7 @@ class PcpServer:
             # The PCP port is part of the configuration: without it pgpool-II does not start either.
             log.critical("%s", exc)
             return ExitCode.FATAL
-        self.sigq = SignalQueue(PCP_SIGNALS)
+        self.sigq = SignalQueue(HANDLED_SIGNALS)
         self._load_users()
         try:
             return self._loop()

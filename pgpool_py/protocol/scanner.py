@@ -1,0 +1,59 @@
+"""
+Following message boundaries in a backend → client byte stream without buffering it.
+
+The relays forward backend data as it arrives, even mid-message, so a huge row or a COPY OUT
+stream never piles up in a child; they only need to know when a ReadyForQuery went by (and its
+transaction status byte) and how many ErrorResponses did (SHOW POOL_BACKEND_STATS).
+"""
+
+from __future__ import annotations
+
+from pgpool_py.protocol import messages as m
+
+_Z = ord("Z")
+_E = ord("E")
+
+
+class ReplyScanner:
+    __slots__ = ("skip", "carry", "tx_status", "errors")
+
+    def __init__(self, tx_status: int) -> None:
+        self.skip = 0  # bytes of the current message still to pass
+        self.carry = b""  # an incomplete header (< 6 bytes) from the previous chunk
+        self.tx_status = tx_status
+        self.errors = 0  # ErrorResponses seen; the caller takes and resets the count
+
+    def feed(self, data: bytes) -> int:
+        """Scan a chunk; return how many ReadyForQuery messages completed in it."""
+        n = len(data)
+        if self.skip >= n:
+            self.skip -= n
+            return 0
+        if self.carry:
+            data = self.carry + data
+            n = len(data)
+            self.carry = b""
+            pos = 0
+        else:
+            pos = self.skip
+            self.skip = 0
+        found = 0
+        unpack = m.unpack_uint32_from
+        while pos < n:
+            # Need the header and, for ReadyForQuery, its status byte.
+            if n - pos < 6 and (n - pos < 5 or data[pos] == _Z):
+                self.carry = data[pos:]
+                return found
+            typ = data[pos]
+            (length,) = unpack(data, pos + 1)
+            if typ == _Z:
+                self.tx_status = data[pos + 5]
+                found += 1
+            elif typ == _E:
+                self.errors += 1
+            end = pos + 1 + length
+            if end > n:
+                self.skip = end - n
+                return found
+            pos = end
+        return found
