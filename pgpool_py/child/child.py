@@ -385,11 +385,11 @@ class Child:
         pglog.session.host, pglog.session.port = (host or "[local]"), port
         exit_code: int | None = None
         try:
-            if cfg.reserved_connections > 0 and count > cfg.num_init_children - cfg.reserved_connections:
-                sock.sendall(m.error_response("Sorry, too many clients already", "53300", severity="FATAL"))
-                return None
+            # reserved_connections: pgpool-II's FATAL, but after the startup packet as PostgreSQL
+            # does it (sent in reply to an SSLRequest, libpq only shows "error during SSL exchange").
+            refuse = cfg.reserved_connections > 0 and count > cfg.num_init_children - cfg.reserved_connections
             self.in_session = True
-            Session(self, sock, host, port, conn_type).run()
+            Session(self, sock, host, port, conn_type, too_many_clients=refuse).run()
         except FastExit:
             exit_code = ExitCode.NO_RESTART
         except OSError as exc:

@@ -43,7 +43,10 @@ class FastExit(BaseException):
 
 
 class Session:
-    def __init__(self, child: Child, sock: socket.socket, addr: str, port: str, conn_type: str) -> None:
+    def __init__(
+        self, child: Child, sock: socket.socket, addr: str, port: str, conn_type: str, too_many_clients: bool = False
+    ) -> None:
+        self.too_many_clients = too_many_clients
         self.child = child
         self.cfg = child.cfg
         self.session_values: dict[str, object] = {}  # PGPOOL SET values of this session
@@ -70,6 +73,8 @@ class Session:
             startup = self._read_startup()
             if startup is None:
                 return
+            if self.too_many_clients:
+                raise SessionError("Sorry, too many clients already", sqlstate="53300", severity="FATAL")
             log_session.user, log_session.database = startup.user, startup.database
             log_session.application_name = startup.application_name
             self.child.set_title(f"{startup.user} {startup.database} {self._host_label()} idle")

@@ -77,6 +77,9 @@ def test_reserved_connections_refuse_the_excess(pgpool_factory: Any, pg_cluster:
     assert reply[:1] == b"E"
     fields = m.parse_error_fields(reply[5:])
     assert (fields["S"], fields["C"], fields["M"]) == ("FATAL", "53300", "Sorry, too many clients already")
+    # libpq's default sslmode=prefer opens with an SSLRequest: the refusal still reaches it.
+    with pytest.raises(psycopg.OperationalError, match="Sorry, too many clients already"):
+        server.connect()
     for conn in held:
         conn.close()
     # ... and once they have left (the children notice the Terminate a moment later), the
