@@ -385,7 +385,7 @@ def start_follow_primary(main: Main, new_primary: int, old_primary: int) -> None
         return
     shm.req.follow_primary_ongoing = True
     spawn(ProcessKind.FOLLOW_CHILD, lambda: run_follow_primary(cfg, shm, new_primary, old_primary),
-          title="follow primary", before_run=main._in_aux_child)
+          title="follow primary", before_run=lambda: main._after_fork(keep=[]))
 
 
 def run_follow_primary(cfg: Config, shm: SharedState, new_primary: int, old_primary: int) -> int:

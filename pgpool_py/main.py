@@ -23,6 +23,7 @@ from pgpool_py import log as pglog
 from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files
 from pgpool_py.config import Config, reload_config
 from pgpool_py.errors import ConfigError, ServerHalt
+from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
 from pgpool_py.health.primary import find_primary_node_repeatedly
 from pgpool_py.health.sr_check import run_sr_check
@@ -63,65 +64,17 @@ def create_listeners(cfg: Config) -> list[socket.socket]:
     """TCP sockets on listen_addresses:port and the Unix socket in each socket directory."""
     # pgpool-II's backlog, but never tiny: connections held back by TCP_DEFER_ACCEPT count
     # against it, and a full queue drops the SYNs of well-behaved clients.
-    backlog = min(max(cfg.listen_backlog_multiplier * cfg.num_init_children, MIN_BACKLOG), 10000)
-    out: list[socket.socket] = []
-    addresses = [a.strip() for a in cfg.listen_addresses.split(",") if a.strip()]
-    for addr in addresses:
-        hosts = ["0.0.0.0", "::"] if addr == "*" else [addr]
-        for host in hosts:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            try:
-                infos = socket.getaddrinfo(host, cfg.port, family if addr == "*" else 0, socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise ServerHalt(f'invalid listen_addresses entry "{addr}": {exc.strerror}') from exc
-            for fam, _type, _proto, _canon, sockaddr in infos[:1]:
-                sock = socket.socket(fam, socket.SOCK_STREAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if fam == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                try:
-                    sock.bind(sockaddr)
-                except OSError as exc:
-                    sock.close()
-                    raise ServerHalt(f"could not bind to {host}:{cfg.port}: {exc.strerror}") from exc
-                # Clients speak first in this protocol: the kernel holds a connection until
-                # its first bytes arrive, so clients that connect and say nothing never take a
-                # child (pgpool-II 4.3 let them tie up every child).
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(cfg.authentication_timeout, 1))
-                sock.listen(backlog)
-                sock.setblocking(False)
-                out.append(sock)
-    for directory in cfg.unix_socket_directories:
-        path = os.path.join(directory, f".s.PGSQL.{cfg.port}")
-        remove_stale_socket(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            raise ServerHalt(f'could not bind Unix socket "{path}": {exc.strerror}') from exc
-        os.chmod(path, cfg.unix_socket_permissions)
-        sock.listen(backlog)
-        sock.setblocking(False)
-        out.append(sock)
-    if not out:
-        raise ServerHalt("no listen socket: set listen_addresses or unix_socket_directories")
-    return out
+    backlog = max(cfg.listen_backlog_multiplier * cfg.num_init_children, MIN_BACKLOG)
+    return open_listeners(
+        "client", cfg.listen_addresses, cfg.port, cfg.unix_socket_directories, backlog,
+        unix_mode=cfg.unix_socket_permissions, defer_accept=max(cfg.authentication_timeout, 1),
+    )
 
 
-def remove_stale_socket(path: str) -> None:
-    """Unlink a Unix socket file nobody listens on; refuse one that is in use."""
-    if not os.path.exists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listens: left over by a crash
-        return
-    finally:
-        probe.close()
-    raise ServerHalt(f'Unix socket "{path}" is in use by another server')
+def create_pcp_listeners(cfg: Config) -> list[socket.socket]:
+    """The PCP Unix socket (mode 0777, as pgpool-II) and TCP on pcp_listen_addresses."""
+    backlog = cfg.num_init_children * cfg.listen_backlog_multiplier
+    return open_listeners("PCP", cfg.pcp_listen_addresses, cfg.pcp_port, [cfg.pcp_socket_dir], backlog)
 
 
 class Main:
@@ -134,6 +87,7 @@ class Main:
         self.stopping: signal.Signals | None = None
         self.quick_deaths = 0
         self.listeners: list[socket.socket] = []
+        self.pcp_listeners: list[socket.socket] = []
         self.aux: dict[str, AuxProcess] = {}
 
     # ------------------------------------------------------------------ start
@@ -144,6 +98,7 @@ class Main:
         pidfile.create(self.pid_path)
         try:
             self.listeners = create_listeners(cfg)
+            self.pcp_listeners = create_pcp_listeners(cfg)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
             self._init_backends()
             self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
@@ -256,7 +211,7 @@ class Main:
             child.run,
             title="wait for connection request",
             slot=index,
-            before_run=self.sigq.close,
+            before_run=lambda: self._after_fork(keep=listeners),
         )
         self.children[index] = ChildSlot(pid, time.monotonic())
         self.pid_to_child[pid] = index
@@ -270,7 +225,7 @@ class Main:
         out = [
             AuxProcess(
                 "pcp", ProcessKind.PCP, -1, "PCP: wait for connection request",
-                lambda: run_pcp_server(self.cfg, self.shm, self.paths, main_pid),
+                lambda: run_pcp_server(self.cfg, self.shm, self.paths, main_pid, self.pcp_listeners),
             )
         ]
         # The targets read self.cfg when the process starts, so a respawn gets the reloaded one.
@@ -291,14 +246,17 @@ class Main:
         return out
 
     def _spawn_aux(self, aux: AuxProcess) -> None:
-        aux.pid = spawn(aux.kind, aux.target, title=aux.title, slot=aux.slot, before_run=self._in_aux_child)
+        keep = self.pcp_listeners if aux.kind == ProcessKind.PCP else []
+        aux.pid = spawn(aux.kind, aux.target, title=aux.title, slot=aux.slot,
+                        before_run=lambda: self._after_fork(keep=keep))
         aux.started = time.monotonic()
 
-    def _in_aux_child(self) -> None:
-        """Helpers never accept clients: drop the inherited listen sockets and doorbell."""
+    def _after_fork(self, keep: list[socket.socket]) -> None:
+        """In a new process: drop main's doorbell and the listen sockets it does not serve."""
         self.sigq.close()
-        for sock in self.listeners:
-            sock.close()
+        for sock in self.listeners + self.pcp_listeners:
+            if sock not in keep:
+                sock.close()
 
     def _aux_by_pid(self, pid: int) -> AuxProcess | None:
         return next((a for a in self.aux.values() if a.pid == pid), None)
@@ -446,13 +404,5 @@ class Main:
         self._signal_children(sig)
 
     def _close_listeners(self) -> None:
-        for sock in self.listeners:
-            if sock.family == socket.AF_UNIX:
-                try:
-                    path = sock.getsockname()
-                    if isinstance(path, str) and path:
-                        os.unlink(path)
-                except OSError:
-                    pass
-            sock.close()
-        self.listeners = []
+        close_listeners(self.listeners + self.pcp_listeners, unlink=True)
+        self.listeners, self.pcp_listeners = [], []

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 65536
+TERMINATE_DRAIN_SECONDS = 10.0  # how long replies due at Terminate are still relayed
 _Q, _X, _S, _H, _P, _B, _D, _E, _C, _F = (ord(c) for c in "QXSHPBDECF")
 _COPY_MESSAGES = frozenset(ord(c) for c in "dcf")
 _EXTENDED = frozenset(ord(c) for c in "PBDEC")
@@ -113,6 +114,8 @@ class Router:
         self.session_written = False  # for disable_load_balance_on_write = always / trans_transaction
         self.temp_tables: set[str] = set()
         self.in_flight: Target | None = None
+        self.unsent = 0  # extended messages the client left without Sync when it said Terminate
+        self.reply_held = bytearray()  # native replication: the answer, until every node has answered
         self.open_target: Target | None = None  # extended batch sent up to a Flush, not yet Synced
         self.classifier = self.child.get_classifier()
         self.child.session_temp_tables = self.temp_tables
@@ -283,7 +286,14 @@ class Router:
         waits; an extended cycle left open by a Flush is closed first with a Sync of our own
         (its ReadyForQuery is not forwarded).
         """
-        if self.in_flight is None or self.in_flight.answer == target.answer:
+        if self.in_flight is None:
+            return True
+        if self.native:
+            # Results are compared per node over everything in flight: only batches for the
+            # very same nodes may overlap, or one node's extra replies look like a divergence.
+            if self.in_flight == target:
+                return True
+        elif self.in_flight.answer == target.answer:
             return True
         if self.open_target is not None:
             self._close_open_cycle()
@@ -322,21 +332,36 @@ class Router:
         send_c = csock.sendall
         recv_c = reader(csock)
 
+        terminate_by: float | None = None  # Terminate seen: finish what is in flight first
         while True:
-            if cbuf and not held:
+            if cbuf and not held and terminate_by is None:
                 held, cut = self._process_client(cbuf, send_c)
                 if cut < 0:
-                    return  # Terminate
-                del cbuf[:cut]
+                    # Replies still due are relayed (and, in native replication, compared)
+                    # before the session ends, within a bound.
+                    if not self._pending():
+                        return self._terminated()
+                    terminate_by = time.monotonic() + TERMINATE_DRAIN_SECONDS
+                else:
+                    del cbuf[:cut]
                 if self.in_flight is not None:
                     child.set_status(ChildStatus.COMMAND_EXECUTE)
-            events = poller.poll(session.idle_timeout(self.in_flight is not None, idle_since))
+            if terminate_by is None:
+                timeout = session.idle_timeout(self.in_flight is not None, idle_since)
+            else:
+                left = terminate_by - time.monotonic()
+                if left <= 0:
+                    return self._terminated()
+                timeout = int(left * 1000) + 1
+            events = poller.poll(timeout)
             for fd, _ev in events:
                 chan = self.by_fd.get(fd)
                 if chan is not None:
                     data = self._recv(chan)
                     if data and self._on_backend_data(chan, data, send_c):
                         held = False
+                        if terminate_by is not None and not self._pending():
+                            return self._terminated()
                 elif fd == cfd:
                     try:
                         data = recv_c(RECV_SIZE)
@@ -380,8 +405,7 @@ class Router:
                 continue
             if typ == _X:
                 session.ended_by_terminate = True
-                session.unanswered = sum(ch.pending for ch in self.channels.values()) + len(batch)
-                self._save_tx_status()
+                self.unsent = len(batch)
                 return False, -1
             if typ not in (_Q, _F):
                 raise ProtocolError(f"invalid frontend message type {typ}")
@@ -504,10 +528,15 @@ class Router:
         if ch.drop_ready:
             data = self._drop_own_ready(ch, data, completed)
         if target is not None and ch.node_id == target.answer and data:
-            try:
-                send_c(data)  # type: ignore[operator]
-            except OSError as exc:
-                raise PeerClosed("client") from exc
+            if self.native and len(target.nodes) > 1:
+                # Native replication: the client hears of a write only once every node has
+                # done it, so no later session can act on a node that has not caught up.
+                self.reply_held += data
+            else:
+                try:
+                    send_c(data)  # type: ignore[operator]
+                except OSError as exc:
+                    raise PeerClosed("client") from exc
         elif target is None and data:
             # Unsolicited: NotificationResponse/ParameterStatus from the answering node.
             if ch.node_id == self.primary:
@@ -522,6 +551,12 @@ class Router:
             return False
         if self.native:
             self._compare_results(target)
+            if self.reply_held:
+                held, self.reply_held = bytes(self.reply_held), bytearray()
+                try:
+                    send_c(held)  # type: ignore[operator]
+                except OSError as exc:
+                    raise PeerClosed("client") from exc
         answer = self.channels[target.answer] if target is not None else ch
         status = answer.scanner.tx_status
         self._after_ready(status)
@@ -557,6 +592,14 @@ class Router:
 
     def _client_tx_status(self) -> int:
         return self.channels[self.primary].scanner.tx_status
+
+    def _pending(self) -> int:
+        return sum(ch.pending for ch in self.channels.values())
+
+    def _terminated(self) -> None:
+        """The client said Terminate: tell the session what is left for the reset to judge."""
+        self.session.unanswered = self._pending() + self.unsent
+        self._save_tx_status()
 
     def _save_tx_status(self) -> None:
         for node, ch in self.channels.items():

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from pgpool_py.process import die_with_parent
 from pgpool_py.config import reload_config
-from pgpool_py.errors import ConfigError, ServerHalt
-from pgpool_py.main import remove_stale_socket
+from pgpool_py.errors import ConfigError
+from pgpool_py.listen import close_listeners
 from pgpool_py.pcp_server.pcp_conf import load_pcp_conf
 from pgpool_py.pcp_server.worker import PcpWorker
 from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, describe_status, spawn
@@ -33,73 +33,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# pgpool-II caps the listen backlog there too.
-MAX_BACKLOG = 10000
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def create_pcp_listeners(cfg: Config) -> list[socket.socket]:
-    """The PCP Unix socket (mode 0777, as pgpool-II) and a TCP socket per pcp_listen_addresses entry."""
-    backlog = min(cfg.num_init_children * cfg.listen_backlog_multiplier, MAX_BACKLOG)
-    out: list[socket.socket] = []
-    try:
-        path = os.path.join(cfg.pcp_socket_dir, f".s.PGSQL.{cfg.pcp_port}")
-        remove_stale_socket(path)
-        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        out.append(unix)
-        try:
-            unix.bind(path)
-        except OSError as exc:
-            raise ConfigError(f'could not bind PCP Unix socket "{path}": {exc.strerror}') from exc
-        os.chmod(path, 0o777)
-        for addr in (a.strip() for a in cfg.pcp_listen_addresses.split(",")):
-            if not addr:
-                continue
-            hosts = ["0.0.0.0", "::"] if addr == "*" else [addr]
-            for host in hosts:
-                try:
-                    infos = socket.getaddrinfo(host, cfg.pcp_port, 0, socket.SOCK_STREAM)
-                except socket.gaierror as exc:
-                    raise ConfigError(f'invalid pcp_listen_addresses entry "{addr}": {exc.strerror}') from exc
-                family, _type, _proto, _canon, sockaddr = infos[0]
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                out.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                try:
-                    sock.bind(sockaddr)
-                except OSError as exc:
-                    raise ConfigError(f"could not bind PCP socket {host}:{cfg.pcp_port}: {exc.strerror}") from exc
-        for sock in out:
-            sock.listen(backlog)
-            sock.setblocking(False)
-    except BaseException:
-        close_listeners(out)
-        raise
-    return out
-
-
-def close_listeners(listeners: list[socket.socket]) -> None:
-    for sock in listeners:
-        if sock.family == socket.AF_UNIX:
-            try:
-                path = sock.getsockname()
-                if isinstance(path, str) and path:
-                    os.unlink(path)
-            except OSError:
-                pass
-        sock.close()
-
-
 class PcpServer:
-    def __init__(self, cfg: Config, shm: SharedState, paths: RuntimePaths, main_pid: int) -> None:
+    def __init__(
+        self, cfg: Config, shm: SharedState, paths: RuntimePaths, main_pid: int, listeners: list[socket.socket]
+    ) -> None:
         self.cfg = cfg
         self.shm = shm
         self.paths = paths
         self.main_pid = main_pid
         self.workers: set[int] = set()
-        self.listeners: list[socket.socket] = []
+        self.listeners = listeners  # made by main before forking
         self.users: dict[str, str] = {}
         # Why logins fail while pcp.conf cannot be used (told to the client, without the path).
         self.users_error: str | None = None
@@ -109,18 +55,12 @@ class PcpServer:
         die_with_parent(signal.SIGTERM)
         if os.getppid() != self.main_pid:
             return ExitCode.NO_RESTART
-        try:
-            self.listeners = create_pcp_listeners(self.cfg)
-        except (ConfigError, ServerHalt) as exc:
-            # The PCP port is part of the configuration: without it pgpool-II does not start either.
-            log.critical("%s", exc)
-            return ExitCode.FATAL
         self.sigq = SignalQueue(HANDLED_SIGNALS)
         self._load_users()
         try:
             return self._loop()
         finally:
-            close_listeners(self.listeners)
+            close_listeners(self.listeners, unlink=False)
 
     def _load_users(self) -> None:
         try:
@@ -211,7 +151,7 @@ class PcpServer:
 
     def _stop(self, sig: signal.Signals) -> None:
         """Pass the shutdown on to the workers and wait for them (smart: after their current command)."""
-        close_listeners(self.listeners)
+        close_listeners(self.listeners, unlink=False)
         self.listeners = []
         self._signal_workers(sig)
         self._reap()
@@ -226,5 +166,7 @@ class PcpServer:
                     self._signal_workers(sig)
 
 
-def run_pcp_server(cfg: Config, shm: SharedState, paths: RuntimePaths, main_pid: int) -> int:
-    return PcpServer(cfg, shm, paths, main_pid).run()
+def run_pcp_server(
+    cfg: Config, shm: SharedState, paths: RuntimePaths, main_pid: int, listeners: list[socket.socket]
+) -> int:
+    return PcpServer(cfg, shm, paths, main_pid, listeners).run()

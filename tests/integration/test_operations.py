@@ -294,7 +294,7 @@ def test_start_failure_is_reported_by_the_init_script(make_site: Callable[..., S
     assert start.returncode == 1
     assert start.stderr == ("pgpool-py: the server exited during start-up; see its log for why\n"
                             "pgpool-py: could not start\n")
-    assert re.search(r"^main pid \d+: FATAL:  could not bind to", site.log_text(), re.M)
+    assert re.search(r"^main pid \d+: FATAL:  could not bind client socket .*: Address already in use", site.log_text(), re.M)
 
 
 def _unit_settings() -> dict[str, str]:
