@@ -137,13 +137,31 @@ class Child:
 
     def _close_listeners(self) -> None:
         for s in self.listeners:
+            # Other processes keep the same sockets open: epoll would go on reporting them.
+            self._accept_poll.unregister(s.fileno())
             s.close()
         self.listeners, self.listen_fds = [], []
+
+    def _wait_for_client(self, timeout: float | None) -> list[int]:
+        """
+        Wait for a connection on the listen sockets, a signal, or the timeout.  EPOLLEXCLUSIVE
+        wakes one idle child per connection instead of all of them (the thundering herd that
+        cost every child a loop turn and a failed accept()).
+        """
+        events = self._accept_poll.poll(-1 if timeout is None else max(timeout, 0.0))
+        ready = []
+        for fd, _ev in events:
+            if fd == self.sigq.wakeup_fd:
+                self.sigq.drain()
+            else:
+                ready.append(fd)
+        return ready
 
     # ------------------------------------------------------------------ state shown to others
 
     def set_status(self, status: ChildStatus) -> None:
-        self.proc.status = status
+        if self.proc.status != status:  # a shared-memory write per query is not free
+            self.proc.status = status
 
     def set_title(self, title: str) -> None:
         proctitle.set_title(title)
@@ -277,6 +295,10 @@ class Child:
     def run(self) -> int:
         die_with_parent()
         self.sigq = SignalQueue(CHILD_SIGNALS)
+        self._accept_poll = select.epoll()
+        for fd in self.listen_fds:
+            self._accept_poll.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        self._accept_poll.register(self.sigq.wakeup_fd, select.EPOLLIN)
         if os.getppid() != self.main_pid:
             return ExitCode.NO_RESTART
         proc = self.proc
@@ -312,7 +334,7 @@ class Child:
                         return ExitCode.RESTART
                     timeout = left if timeout is None else min(timeout, left)
                 self.set_title("wait for connection request")
-                ready = self.sigq.wait(self.listen_fds, timeout)
+                ready = [] if self.sigq.pending else self._wait_for_client(timeout)
                 if not ready:
                     continue
                 if not self._wait_while_paused():

@@ -104,6 +104,7 @@ class Router:
             for node, conn in slot.conns.items()
         }
         self.by_fd = {ch.fd: ch for ch in self.channels.values()}
+        self.everyone = tuple(sorted(self.channels))  # every node of this session
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, set[int]] = {}
         self.sql_prepared: dict[str, int] = {}  # SQL-level PREPARE name -> node
@@ -148,7 +149,7 @@ class Router:
         return self.lb_node
 
     def _target(self, dest: Dest, verdict: Verdict | None) -> Target:
-        everyone = tuple(sorted(self.channels))
+        everyone = self.everyone
         if self.native:
             if dest is Dest.EITHER and (verdict is None or verdict.is_read):
                 return Target((self._read_target(verdict),), self._read_target(verdict))
@@ -197,7 +198,7 @@ class Router:
             if verdict.kind is StatementKind.DEALLOCATE:
                 if name is None:
                     self.sql_prepared.clear()
-                    return Target(tuple(sorted(self.channels)), self.primary), verdict
+                    return Target(self.everyone, self.primary), verdict
                 self.sql_prepared.pop(name, None)
             return Target((node,), node), verdict
         return self._target(verdict.dest, verdict), verdict
@@ -503,6 +504,7 @@ class Router:
         self.poller.unregister(ch.fd)
         del self.channels[node]
         del self.by_fd[ch.fd]
+        self.everyone = tuple(sorted(self.channels))
         self.child.pool.forget_node(self.slot, node)
         self.child.backend_failed(node, None)
         for prepared in self.statements.values():

@@ -124,7 +124,7 @@ def _session(port: int) -> None:
         _read_until_ready(sock)
         sock.sendall(QUERY)
         _read_until_ready(sock)
-        sock.sendall(m.TERMINATE)  # only after the answer: pgpool-py drops replies still due at Terminate
+        sock.sendall(m.TERMINATE)
 
 
 def _memory_kb(pid: int) -> tuple[int, int]:
@@ -140,8 +140,20 @@ def _memory_kb(pid: int) -> tuple[int, int]:
 
 def test_memory_is_flat_over_many_sessions(pgpool_factory: Any, pg_cluster: Any) -> None:
     server = pgpool_factory(pg_cluster, extra={"num_init_children": CHILDREN})
-    for _ in range(WARMUP_SESSIONS):
-        _session(server.port)
+    # Warm every child: idle children are woken one at a time (EPOLLEXCLUSIVE), so sequential
+    # sessions may all land on one of them; sessions held side by side reach each child.
+    for _ in range(WARMUP_SESSIONS // CHILDREN):
+        held = []
+        for _ in range(CHILDREN):
+            sock = socket.create_connection((HOST, server.port), timeout=10)
+            sock.sendall(STARTUP)
+            _read_until_ready(sock)
+            held.append(sock)
+        for sock in held:
+            sock.sendall(QUERY)
+            _read_until_ready(sock)
+            sock.sendall(m.TERMINATE)
+            sock.close()
     pids = sorted(_group_members(server.pid))
     before = {pid: _memory_kb(pid) for pid in pids}
     start = time.monotonic()
