@@ -24,6 +24,7 @@ from pgpool_py.listen import close_listeners
 from pgpool_py.pcp_server.pcp_conf import load_pcp_conf
 from pgpool_py.pcp_server.worker import PcpWorker
 from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, describe_status, spawn
+from pgpool_py.shmem.layout import LockId
 from pgpool_py.signals import SignalQueue, send, signal_name
 
 if TYPE_CHECKING:
@@ -129,12 +130,30 @@ class PcpServer:
                 return
             self.workers.discard(pid)
             code, sig = describe_status(status)
+            self._recovery_worker_gone(pid)
             if sig is not None:
                 log.warning("PCP process with pid: %d was terminated by signal %s", pid, signal_name(sig))
             elif code:
                 log.warning("PCP process with pid: %d exited with status %d", pid, code)
             else:
                 log.log(self._worker_log_level(), "PCP process with pid: %d exits with status 0", pid)
+
+    def _recovery_worker_gone(self, pid: int) -> None:
+        """
+        A worker killed in the middle of an online recovery could not run finish_recovery():
+        do it for it, or every later recovery would be refused and children left paused.
+        """
+        req = self.shm.req
+        with self.shm.lock(LockId.PCP_REQUEST):
+            if not req.pcp_recovery_in_progress or req.pcp_recovery_pid != pid:
+                return
+            req.pcp_recovery_in_progress = False
+            req.pcp_recovery_pid = 0
+        log.warning("PCP process %d died during online recovery; recovery state cleared", pid,
+                    extra={"hint": "check the recovered node, then run pcp_recovery_node again if needed"})
+        if req.in_recovery:
+            req.in_recovery = 0
+            send(self.main_pid, signal.SIGUSR2)  # main wakes the children paused for the recovery
 
     def _reload(self) -> None:
         """SIGHUP: main already reloaded and reported; take the same settings for new workers."""

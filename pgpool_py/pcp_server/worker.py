@@ -545,7 +545,9 @@ class PcpWorker:
                              "node id {id} is not valid")
         with self.shm.lock(LockId.PCP_REQUEST):
             busy = bool(self.shm.req.pcp_recovery_in_progress)
-            self.shm.req.pcp_recovery_in_progress = True
+            if not busy:
+                self.shm.req.pcp_recovery_in_progress = True
+                self.shm.req.pcp_recovery_pid = os.getpid()
         if busy:
             raise PgError(
                 "process recovery request failed",
@@ -560,6 +562,7 @@ class PcpWorker:
         finally:
             with self.shm.lock(LockId.PCP_REQUEST):
                 self.shm.req.pcp_recovery_in_progress = False
+                self.shm.req.pcp_recovery_pid = 0
         return proto.command_complete("c")
 
     # ------------------------------------------------------------------ server control

@@ -168,6 +168,7 @@ class RequestInfo(ctypes.Structure):
         ("in_recovery", ctypes.c_int),  # InRecovery
         ("pcp_wakeup_request", ctypes.c_int),
         ("pcp_recovery_in_progress", ctypes.c_bool),
+        ("pcp_recovery_pid", ctypes.c_int),  # the PCP worker running it, so a dead one can be cleaned up
         ("config_generation", ctypes.c_int),  # bumped by main after each accepted reload
         ("num_backends", ctypes.c_int),
         # A follow child runs follow_primary_command: sr_check pauses, primary search keeps the primary.

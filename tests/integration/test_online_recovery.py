@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -503,3 +504,47 @@ def test_postmaster_not_up_within_recovery_timeout(failure_cluster: list[PgNode]
         assert pool_nodes(server)[1]["status"] == "down"
     finally:
         standby.start()
+
+
+def _process_with_title(title: str) -> int | None:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if title.encode() in f.read():
+                        return int(entry)
+            except OSError:
+                continue
+    return None
+
+
+def test_killed_recovery_worker_does_not_block_later_recoveries(failure_cluster: list[PgNode],
+                                                                pgpool_factory: PgpoolFactory) -> None:
+    marker = os.path.join(failure_cluster[0].datadir, "slow_stage_done")
+    # Slow the first time only (the script runs in the data directory).
+    put_script(failure_cluster[0], "slow_once_1st_stage",
+               "#!/bin/sh\nif [ ! -e slow_stage_done ]; then touch slow_stage_done; sleep 15; fi\nexit 0\n")
+    try:
+        server = start_pgpool(pgpool_factory, failure_cluster, "streaming",
+                              recovery_1st_stage_command="slow_once_1st_stage")
+        detach(server, 1)
+        first = subprocess.Popen(
+            [sys.executable, "-m", "pcp", "pcp_recovery_node", "-h", "127.0.0.1", "-p", str(server.pcp_port),
+             "-U", SERVER_USER, "-w", "-n", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_pcp_env(server), start_new_session=True)
+        try:
+            wait_for(lambda: os.path.exists(marker), 30, "the 1st stage to start")
+            worker = _process_with_title("PCP: processing recovery request")
+            assert worker is not None
+            os.kill(worker, signal.SIGKILL)
+        finally:
+            first.wait(30)
+        wait_for(lambda: "died during online recovery" in server.log_text(), 10, "the PCP server to clean up")
+        second = pcp_tool(server, "pcp_recovery_node", "-n", "1")
+        assert second.returncode == 0, second.stderr
+        wait_for(lambda: pool_nodes(server)[1]["status"] in ("up", "waiting"), 30, "node 1 attached")
+        assert_serves_new_clients(server)
+    finally:
+        failure_cluster[0].psql("SELECT 1")  # the node still serves
+        if os.path.exists(marker):
+            os.unlink(marker)
