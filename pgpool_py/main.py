@@ -27,7 +27,7 @@ from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
 from pgpool_py.health.primary import find_primary_node_repeatedly
 from pgpool_py.health.sr_check import run_sr_check
-from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, describe_status, spawn
+from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, reap, spawn
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, SharedState
 from pgpool_py.signals import SignalQueue, send, signal_name
 
@@ -288,14 +288,7 @@ class Main:
 
     def handle_sigchld(self) -> None:
         """SIGCHLD: reap every exited process; respawn children by their exit code."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            code, sig = describe_status(status)
+        for pid, code, sig in reap():
             index = self.pid_to_child.pop(pid, None)
             if index is None:
                 aux = self._aux_by_pid(pid)

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Iterator
 
 from pgpool_py import proctitle
 from pgpool_py.errors import ProcessFatal
@@ -143,6 +143,19 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the getppid() check still catches it
         pass
+
+
+def reap() -> Iterator[tuple[int, int | None, int | None]]:
+    """Every child process that has exited, without blocking: (pid, exit code, killing signal)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code, sig = describe_status(status)
+        yield pid, code, sig
 
 
 def describe_status(status: int) -> tuple[int | None, int | None]:

@@ -23,7 +23,7 @@ from pgpool_py.errors import ConfigError
 from pgpool_py.listen import close_listeners
 from pgpool_py.pcp_server.pcp_conf import load_pcp_conf
 from pgpool_py.pcp_server.worker import PcpWorker
-from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, describe_status, spawn
+from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, reap, spawn
 from pgpool_py.shmem.layout import LockId
 from pgpool_py.signals import SignalQueue, send, signal_name
 
@@ -121,15 +121,8 @@ class PcpServer:
         return logging.INFO if self.cfg.log_pcp_processes else logging.DEBUG
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, code, sig in reap():
             self.workers.discard(pid)
-            code, sig = describe_status(status)
             self._recovery_worker_gone(pid)
             if sig is not None:
                 log.warning("PCP process with pid: %d was terminated by signal %s", pid, signal_name(sig))
