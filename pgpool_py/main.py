@@ -107,11 +107,12 @@ class Main:
             # Children share the parent's pages as long as nothing writes to them: keep the
             # collector from touching every object's header after the fork.
             gc.freeze()
-            for index in range(cfg.num_init_children):
-                self._spawn_child(index)
+            # Helpers first: once a client is served, PCP and the checks are there too.
             for aux in self._aux_processes():
                 self.aux[aux.name] = aux
                 self._spawn_aux(aux)
+            for index in range(cfg.num_init_children):
+                self._spawn_child(index)
             log.info("pgpool-py successfully started. listening on port %d", cfg.port)
             return self._loop()
         finally:
