@@ -8,7 +8,6 @@ RowDescription of POOL_VERSION/POOL_PROCESSES twice).
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING, Callable
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
@@ -16,7 +15,8 @@ from pgpool_py.config import PARAMS, Context, Param, render
 from pgpool_py.health.check import health_check_stats_rows
 from pgpool_py.errors import PgError
 from pgpool_py.protocol import messages as m
-from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role
+from pgpool_py.routing.classify import parse_pool_command
+from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, show_time
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
@@ -51,14 +51,10 @@ POOL_BACKEND_STATS_COLUMNS = [
     "delete_cnt", "ddl_cnt", "other_cnt", "panic_cnt", "fatal_cnt", "error_cnt",
 ]
 
+# A SHOW POOL_<name> that parse_pool_command does not know: named in the error.
 _SHOW = re.compile(r"^\s*show\s+(pool_\w+)\s*;?\s*$", re.I)
-_PGPOOL_SHOW = re.compile(r"^\s*pgpool\s+show\s+(\w+)\s*;?\s*$", re.I)
-_PGPOOL_SET = re.compile(r"^\s*pgpool\s+set\s+(\w+)\s*(?:=|\s+to\s+|\s)\s*(.*?)\s*;?\s*$", re.I | re.S)
-_PGPOOL_RESET = re.compile(r"^\s*pgpool\s+reset\s+(\w+)\s*;?\s*$", re.I)
 
 
-def _ts(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
 
 
 class PoolCommands:
@@ -83,29 +79,30 @@ class PoolCommands:
         return body + m.ready_for_query(tx_status)
 
     def _dispatch(self, sql: str, session: Session) -> bytes:
-        match = _SHOW.match(sql)
-        if match:
-            handler = self._show.get(match.group(1).lower())
+        command = parse_pool_command(sql)
+        if command is None:
+            unknown = _SHOW.match(sql)
+            if unknown is None:
+                raise PgError(
+                    "syntax error in pgpool command", sqlstate="42601", detail=sql.strip()[:200],
+                    hint="use PGPOOL SHOW <parameter>|ALL, PGPOOL SET <parameter> = <value> or PGPOOL RESET <parameter>|ALL",
+                )
+            command = ("SHOW", unknown.group(1).lower())
+        verb, name, *value = command
+        if verb == "SHOW":
+            handler = self._show.get(name)
             if handler is None:
                 raise PgError(
-                    f'unrecognized pgpool command "SHOW {match.group(1)}"',
+                    f'unrecognized pgpool command "SHOW {name}"',
                     sqlstate="42704",
                     hint="pgpool-py knows SHOW " + ", ".join(n.upper() for n in self._show),
                 )
             return handler(session)
-        match = _PGPOOL_SHOW.match(sql)
-        if match:
-            return self.pgpool_show(match.group(1).lower(), session)
-        match = _PGPOOL_SET.match(sql)
-        if match:
-            return self.pgpool_set(match.group(1).lower(), match.group(2), session)
-        match = _PGPOOL_RESET.match(sql)
-        if match:
-            return self.pgpool_reset(match.group(1).lower(), session)
-        raise PgError(
-            "syntax error in pgpool command", sqlstate="42601", detail=sql.strip()[:200],
-            hint="use PGPOOL SHOW <parameter>|ALL, PGPOOL SET <parameter> = <value> or PGPOOL RESET <parameter>|ALL",
-        )
+        if verb == "PGPOOL SHOW":
+            return self.pgpool_show(name, session)
+        if verb == "PGPOOL SET":
+            return self.pgpool_set(name, value[0], session)
+        return self.pgpool_reset(name, session)
 
     # ------------------------------------------------------------------ SHOW POOL_*
 
@@ -141,7 +138,7 @@ class PoolCommands:
                 str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, self._pg_status(node),
                 f"{b.weight / total_weight:f}", self._role_label(node), pg_role,
                 str(b.select_cnt), "true" if node == lb_node else "false", str(b.standby_delay),
-                b.replication_state.decode(), b.replication_sync_state.decode(), _ts(b.status_changed_time),
+                b.replication_state.decode(), b.replication_sync_state.decode(), show_time(b.status_changed_time),
             ])
         return m.result_set(POOL_NODES_COLUMNS, rows)
 
@@ -153,7 +150,7 @@ class PoolCommands:
             b = shm.backends[node]
             rows.append([
                 str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label,
-                self._role_label(node), _ts(b.status_changed_time), *stats[node],
+                self._role_label(node), show_time(b.status_changed_time), *stats[node],
             ])
         return m.result_set(POOL_HEALTH_CHECK_STATS_COLUMNS, rows)
 
@@ -180,9 +177,9 @@ class PoolCommands:
             if p.current_pool >= 0:
                 info = shm.conn(child, p.current_pool, self._first_node(child, p.current_pool))
                 database, username = info.database.decode(), info.user.decode()
-                backend_time, counter = _ts(info.create_time), str(info.counter)
+                backend_time, counter = show_time(info.create_time), str(info.counter)
             rows.append([
-                str(p.pid), _ts(p.start_time), str(p.client_connection_count), database, username,
+                str(p.pid), show_time(p.start_time), str(p.client_connection_count), database, username,
                 backend_time, counter, ChildStatus(p.status).label,
             ])
         return m.result_set(POOL_PROCESSES_COLUMNS, rows)
@@ -199,11 +196,11 @@ class PoolCommands:
                     info = shm.conn(child, pool, node)
                     live = info.in_use
                     rows.append([
-                        str(p.pid), _ts(p.start_time), str(p.client_connection_count), str(pool), str(node),
+                        str(p.pid), show_time(p.start_time), str(p.client_connection_count), str(pool), str(node),
                         info.database.decode() if live else "", info.user.decode() if live else "",
-                        _ts(info.create_time) if live else "",
-                        _ts(info.client_connection_time) if live else "",
-                        _ts(info.client_disconnection_time) if live else "",
+                        show_time(info.create_time) if live else "",
+                        show_time(info.client_connection_time) if live else "",
+                        show_time(info.client_disconnection_time) if live else "",
                         str(info.client_idle_duration) if live else "0",
                         str(info.major) if live else "0", str(info.minor) if live else "0",
                         str(info.counter) if live else "0", str(info.pid) if live else "0",
@@ -251,9 +248,8 @@ class PoolCommands:
             )
         return param
 
-    def pgpool_set(self, name: str, raw: str, session: Session) -> bytes:
+    def pgpool_set(self, name: str, text: str, session: Session) -> bytes:
         param = self._session_param(name)
-        text = raw[1:-1].replace("''", "'") if len(raw) >= 2 and raw[0] == raw[-1] == "'" else raw
         try:
             value = param.parse(text)
         except ValueError:

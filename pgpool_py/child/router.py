@@ -35,7 +35,7 @@ from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
-from pgpool_py.routing.classify import Dest, StatementKind, Verdict
+from pgpool_py.routing.classify import Dest, StatementKind, Verdict, addressed_to_pgpool
 from pgpool_py.shmem.layout import ChildStatus, RequestDetail, RequestKind
 from pgpool_py.tls import reader
 
@@ -419,7 +419,7 @@ class Router:
                 target, verdict = Target((self.primary,), self.primary), None
             else:
                 sql = m.parse_query(memoryview(msg)[5:])
-                if session.is_pool_command(sql):
+                if addressed_to_pgpool(sql):
                     if self.in_flight is not None:
                         return True, start
                     send_c(self.child.commands.execute(sql, self._client_tx_status(), session))  # type: ignore[operator]

@@ -24,6 +24,7 @@ from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
 from pgpool_py.log import session as log_session
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
+from pgpool_py.routing.classify import POOL_PREFIX_WINDOW, addressed_to_pgpool_bytes
 from pgpool_py.protocol.stream import PeerClosed, Stream
 from pgpool_py.shmem.layout import ChildStatus
 from pgpool_py.tls import TlsStream, client_common_name, handshake, reader
@@ -263,10 +264,6 @@ class Session:
                 child.backend_failed(node_id, exc)
             raise
 
-    def is_pool_command(self, sql: str) -> bool:
-        head = sql[:32].lstrip().lower()
-        return head.startswith("show pool_") or head.startswith("pgpool ")
-
     def _connection_facts(self, user: str, database: str) -> dict[str, object]:
         return {
             "conn_type": self.conn_type,
@@ -400,7 +397,7 @@ class Session:
                 start = 0
                 for typ, mstart, mend in msgs:
                     if typ == _Q:
-                        if _is_pool_command(cbuf, mstart + 5):
+                        if addressed_to_pgpool_bytes(bytes(cbuf[mstart + 5 : mstart + 5 + POOL_PREFIX_WINDOW])):
                             if start < mstart:
                                 send_b(bytes(cbuf[start:mstart]))
                             start = mstart
@@ -575,9 +572,4 @@ def query_rows(conn: BackendConnection, sql: str, deadline: float) -> list[list[
         raise PgError(error.get("M", "error"), sqlstate=error.get("C", "XX000"))
     return rows
 
-
-def _is_pool_command(buf: bytearray, pos: int) -> bool:
-    """Cheap test on a Query body for SHOW POOL_* / PGPOOL ... (pgpool's own commands)."""
-    head = bytes(buf[pos : pos + 24]).lstrip().lower()
-    return head.startswith(b"show pool_") or head.startswith(b"pgpool ")
 

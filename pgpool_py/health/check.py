@@ -26,7 +26,7 @@ from pgpool_py.failover import failover_allowed
 from pgpool_py.health.probe import ProbeFailed, Target, Waker, query
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
-from pgpool_py.shmem.layout import BackendStatus, HealthCheckStats, RequestDetail, RequestKind, SharedState
+from pgpool_py.shmem.layout import BackendStatus, HealthCheckStats, RequestDetail, RequestKind, SharedState, show_time
 from pgpool_py.signals import SignalQueue
 
 log = logging.getLogger(__name__)
@@ -208,11 +208,9 @@ def health_check_stats_rows(shm: SharedState) -> list[list[str]]:
             str(s.retry_count), f"{s.retry_count / checked if checked else 0:f}", str(s.max_retry_count),
             str(s.max_health_check_duration), str(s.min_health_check_duration),
             f"{s.total_health_check_duration / checked if checked else 0:f}",
-            _ts(s.last_health_check), _ts(s.last_successful_health_check),
-            _ts(s.last_skip_health_check), _ts(s.last_failed_health_check),
+            show_time(s.last_health_check), show_time(s.last_successful_health_check),
+            show_time(s.last_skip_health_check), show_time(s.last_failed_health_check),
         ])
     return rows
 
 
-def _ts(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""

@@ -42,6 +42,7 @@ from pgpool_py.shmem.layout import (
     RequestDetail,
     RequestKind,
     Role,
+    show_time,
 )
 from pgpool_py.signals import SignalQueue, send
 
@@ -77,8 +78,6 @@ class _Disconnect(Exception):
     """The connection is over: X, end of file, a FATAL sent, or a fast/immediate shutdown."""
 
 
-def _ts(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
 
 
 Handler = Callable[[bytes], bytes]
@@ -337,7 +336,7 @@ class PcpWorker:
                 port=b.port,
                 status=backend_status_name(b.status, bool(b.quarantine)),
                 role=self._role(node).label,
-                last_status_change=_ts(b.status_changed_time),
+                last_status_change=show_time(b.status_changed_time),
                 total_count=int(total),
                 success_count=int(success),
                 fail_count=int(fail),
@@ -390,15 +389,15 @@ class PcpWorker:
                 rows.append(
                     ProcessInfo(
                         pool_pid=pid,
-                        process_start_time=_ts(p.start_time),
+                        process_start_time=show_time(p.start_time),
                         client_connection_count=p.client_connection_count,
                         pool_id=pool,
                         backend_id=node,
                         database=info.database.decode(errors="replace") if live else "",
                         username=info.user.decode(errors="replace") if live else "",
-                        backend_connection_time=_ts(info.create_time) if live else "",
-                        client_connection_time=_ts(info.client_connection_time) if live else "",
-                        client_disconnection_time=_ts(info.client_disconnection_time) if live else "",
+                        backend_connection_time=show_time(info.create_time) if live else "",
+                        client_connection_time=show_time(info.client_connection_time) if live else "",
+                        client_disconnection_time=show_time(info.client_disconnection_time) if live else "",
                         client_idle_duration=str(info.client_idle_duration) if live else "0",
                         pool_majorversion=info.major if live else 0,
                         pool_minorversion=info.minor if live else 0,

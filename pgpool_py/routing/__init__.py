@@ -10,6 +10,8 @@ from pgpool_py.routing.classify import (
     RoutingSettings,
     StatementKind,
     Verdict,
+    addressed_to_pgpool,
+    addressed_to_pgpool_bytes,
     is_pool_command,
     parse_pool_command,
 )
@@ -22,6 +24,8 @@ __all__ = [
     "RoutingSettings",
     "StatementKind",
     "Verdict",
+    "addressed_to_pgpool",
+    "addressed_to_pgpool_bytes",
     "is_pool_command",
     "parse_pool_command",
 ]

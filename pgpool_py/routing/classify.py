@@ -72,6 +72,11 @@ _TRUE_WORDS = frozenset({"on", "true", "t", "yes", "y", "1"})
 # (\s, not \s+: a repeated \s+ backtracks exponentially on a long run of blanks.)
 _LEAD = r"\A(?:\s|/\*.*?\*/|--[^\n]*(?:\n|\Z))*"
 _POOL_PREFIX = re.compile(_LEAD + r"(?:pgpool\s|show\s+pool_)", re.IGNORECASE | re.DOTALL)
+# The same test on the raw bytes of a Query body, for the raw-mode relay.
+_POOL_PREFIX_BYTES = re.compile(_POOL_PREFIX.pattern.encode(), re.IGNORECASE | re.DOTALL)
+# How much of a Query body the bytes test looks at: enough for leading comments, never the
+# whole of a multi-megabyte query.
+POOL_PREFIX_WINDOW = 1024
 _PGPOOL_COMMAND = re.compile(_LEAD + r"pgpool\s+(show|set|reset)\b", re.IGNORECASE | re.DOTALL)
 _NO_LOAD_BALANCE = re.compile(r"\A\s*/\*\s*NO LOAD BALANCE\s*\*/", re.IGNORECASE)
 
@@ -432,6 +437,17 @@ def _remember(cache: OrderedDict[str, Verdict], key: str, verdict: Verdict, limi
     cache[key] = verdict
     if len(cache) > limit:
         cache.popitem(last=False)
+
+
+def addressed_to_pgpool(sql: str) -> bool:
+    """The text starts like a pgpool command: pgpool-py answers it (perhaps with an error)
+    rather than a backend. ``parse_pool_command`` says which command it is."""
+    return _POOL_PREFIX.match(sql) is not None
+
+
+def addressed_to_pgpool_bytes(query_body: bytes) -> bool:
+    """``addressed_to_pgpool`` on the first bytes of a Query message body."""
+    return _POOL_PREFIX_BYTES.match(query_body[:POOL_PREFIX_WINDOW]) is not None
 
 
 def is_pool_command(sql: str) -> bool:

@@ -95,6 +95,11 @@ class LockId(enum.IntEnum):
     FOLLOW_PRIMARY = 6
 
 
+def show_time(epoch: float) -> str:
+    """A time kept in shared memory as SHOW and PCP print it (pgpool-II's %F %T); '' for never."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else ""
+
+
 class BackendInfo(ctypes.Structure):
     _fields_ = [
         ("hostname", ctypes.c_char * 256),

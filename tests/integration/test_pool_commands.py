@@ -90,3 +90,14 @@ def test_backend_stats_count_by_kind(pgpool_factory: Any, pg_cluster: Any) -> No
     primary = rows["0"]
     assert [int(v) for v in primary[6:10]] == [1, 1, 1, 2]  # insert, update, delete, ddl (create + drop)
     assert int(primary[13]) >= 1  # the error for the missing table
+
+
+@pytest.mark.parametrize("mode", ["raw", "streaming_replication"])
+def test_pool_command_after_a_comment(pgpool_factory: Any, pg_cluster: Any, mode: str) -> None:
+    """Both relays recognise pgpool's commands as the classifier does, leading comments included."""
+    server = pgpool_factory(pg_cluster, extra={"backend_clustering_mode": mode})
+    with server.connect(autocommit=True) as conn:
+        row = conn.execute("/* monitoring */ SHOW POOL_VERSION").fetchone()
+        assert row is not None and "pgpool-py" in row[0]
+        conn.execute("-- per session\nPGPOOL SET client_idle_limit TO 5")
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("5",)
