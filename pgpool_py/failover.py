@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from pgpool_py.health.primary import find_primary_node_repeatedly, valid_nodes
+from pgpool_py.health.primary import find_primary_node_repeatedly
 from pgpool_py.config.params import BackendFlag
 from pgpool_py.process import ProcessKind, spawn
 from pgpool_py.shmem.layout import (
+    VALID_STATUSES,
     BackendStatus,
     ChildStatus,
     NodeRequest,
@@ -176,7 +177,7 @@ def _failback(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
             run_command("failback_command", cfg.failback_command,
                         command_values(shm, node, int(shm.req.main_node_id), old_main, old_primary))
         streaming = cfg.clustering_mode == "streaming_replication"
-        if streaming and old_primary >= 0 and old_primary != node and old_primary in valid_nodes(shm):
+        if streaming and old_primary >= 0 and old_primary != node and old_primary in shm.valid_nodes():
             # The primary is unchanged: children pick the node up when they are next idle.
             for index in range(len(main.children)):
                 shm.procs[index].need_to_restart = True
@@ -210,7 +211,7 @@ def _failover(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
     downed = []
     for node in targets:
         b = shm.backends[node]
-        if b.status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT) and not (
+        if b.status not in VALID_STATUSES and not (
             request.kind == RequestKind.NODE_QUARANTINE and b.quarantine
         ):
             continue
@@ -376,7 +377,7 @@ def start_missing_aux(main: Main) -> None:
 def start_follow_primary(main: Main, new_primary: int, old_primary: int) -> None:
     """Mark every node but the new primary down and fork the follow child for them."""
     shm, cfg = main.shm, main.cfg
-    for node in valid_nodes(shm):
+    for node in shm.valid_nodes():
         if node != new_primary:
             shm.set_backend_status(node, BackendStatus.DOWN)
     main._update_main_and_primary()

@@ -152,17 +152,13 @@ class Main:
 
     def _update_main_and_primary(self) -> None:
         shm = self.shm
-        main = -1
-        for node in range(shm.req.num_backends):
-            if shm.backends[node].status in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
-                main = node
-                break
-        shm.req.main_node_id = main
+        valid = shm.valid_nodes()
+        shm.req.main_node_id = main = valid[0] if valid else -1
         # primary_node_id comes from find_primary_node (startup, failover); a node that is no
         # longer valid is no primary: -1 until the next search.
         if self.cfg.clustering_mode == "streaming_replication":
             primary = shm.req.primary_node_id
-            if primary >= 0 and shm.backends[primary].status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+            if primary >= 0 and not shm.node_valid(primary):
                 shm.req.primary_node_id = -1
             for node in range(shm.req.num_backends):
                 shm.backends[node].role = Role.PRIMARY if node == shm.req.primary_node_id else Role.STANDBY

@@ -166,25 +166,19 @@ class Child:
     def set_title(self, title: str) -> None:
         proctitle.set_title(title)
 
-    def _valid(self, node: int) -> bool:
-        return bool(0 <= node < self.shm.req.num_backends
-                    and self.shm.backends[node].status in (BackendStatus.UP, BackendStatus.CONNECT_WAIT))
-
     def main_node(self) -> int:
         """The node whose replies a session's client sees: the primary in streaming mode,
         else the lowest node id that is up or waiting (pgpool-II's MAIN_NODE_ID)."""
-        if self.cfg.clustering_mode == "streaming_replication" and self._valid(self.shm.req.primary_node_id):
+        if self.cfg.clustering_mode == "streaming_replication" and self.shm.node_valid(self.shm.req.primary_node_id):
             return int(self.shm.req.primary_node_id)
-        for node in range(self.shm.req.num_backends):
-            if self._valid(node):
-                return node
-        return -1
+        valid = self.shm.valid_nodes()
+        return valid[0] if valid else -1
 
     def session_nodes(self, main_node: int) -> list[int]:
         """The nodes a new session connects to: just the main node in raw mode, else every valid one."""
         if self.cfg.clustering_mode == "raw":
             return [main_node]
-        return [n for n in range(self.shm.req.num_backends) if self._valid(n)]
+        return self.shm.valid_nodes()
 
     # ------------------------------------------------------------------ routing helpers
 
@@ -280,8 +274,7 @@ class Child:
         )
         shutdown = exc is not None and exc.sqlstate in ("57P01", "57P02")  # admin/crash shutdown
         wanted = self.cfg.failover_on_backend_shutdown if shutdown else self.cfg.failover_on_backend_error
-        b = self.shm.backends[node]
-        if not wanted or b.status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+        if not wanted or not self.shm.node_valid(node):
             return
         if not failover_allowed(self.shm, node):
             log.info("failover of node %d is disallowed by backend_flag%d", node, node)

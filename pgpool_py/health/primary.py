@@ -19,18 +19,12 @@ from pgpool_py.config import Config
 from pgpool_py.config.params import BackendFlag
 from pgpool_py.errors import PgError
 from pgpool_py.health.probe import Target, Waker, query
-from pgpool_py.shmem.layout import BackendStatus, Role, SharedState
+from pgpool_py.shmem.layout import Role, SharedState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROBE_TIMEOUT = 10.0  # connect_timeout = 0: still never wait forever for one node
 SEARCH_RETRY_INTERVAL = 1.0
-
-
-def valid_nodes(shm: SharedState) -> list[int]:
-    """Nodes that are up or waiting (pgpool-II's VALID_BACKEND)."""
-    return [n for n in range(shm.req.num_backends)
-            if shm.backends[n].status in (BackendStatus.UP, BackendStatus.CONNECT_WAIT)]
 
 
 def sr_target(cfg: Config, shm: SharedState, node: int) -> Target:
@@ -58,7 +52,7 @@ def node_roles(cfg: Config, shm: SharedState, nodes: list[int], waker: Waker | N
 
 def find_primary_node(cfg: Config, shm: SharedState, waker: Waker | None = None) -> int:
     """The primary's node id, or -1 when none of the valid nodes is a primary."""
-    nodes = valid_nodes(shm)
+    nodes = shm.valid_nodes()
     for node in nodes:
         if shm.backends[node].flag & BackendFlag.ALWAYS_PRIMARY:
             return node
@@ -84,7 +78,7 @@ def find_primary_node_repeatedly(
     timeout = cfg.search_primary_node_timeout
     deadline = time.monotonic() + timeout
     while True:
-        if not valid_nodes(shm):
+        if not shm.valid_nodes():
             log.info("find_primary_node_repeatedly: all of the backends are down")
             return -1
         primary = find_primary_node(cfg, shm)

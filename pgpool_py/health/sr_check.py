@@ -21,7 +21,7 @@ import time
 from pgpool_py.process import die_with_parent
 from pgpool_py.config import Config, reload_config
 from pgpool_py.errors import ConfigError, PgError
-from pgpool_py.health.primary import false_primaries, probe_timeout, sr_target, valid_nodes
+from pgpool_py.health.primary import false_primaries, probe_timeout, sr_target
 from pgpool_py.health.probe import Waker, query
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
@@ -93,7 +93,7 @@ class SrCheckWorker:
         cfg, shm = self.cfg, self.shm
         roles: dict[int, Role] = {}
         lsns: dict[int, int | None] = {}
-        for node in valid_nodes(shm):
+        for node in shm.valid_nodes():
             try:
                 rows = query(sr_target(cfg, shm, node), ROLE_AND_LSN, probe_timeout(cfg), self.waker)
             except PgError as exc:

@@ -511,7 +511,7 @@ class PcpWorker:
         if node == self.shm.req.primary_node_id:
             raise PgError("invalid promote request",
                           detail=f"specified node is already primary node, can't promote node id {node}")
-        if self.shm.backends[node].status not in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+        if not self.shm.node_valid(node):
             # pgpool-II answers CommandComplete and only logs; say it instead.
             raise PgError(message, detail=f"node {node} is not up",
                           hint=f"attach it first with pcp_attach_node -n {node}")

@@ -33,7 +33,7 @@ from psycopg import sql
 
 from pgpool_py.errors import PgError
 from pgpool_py.requests import register_node_operation_request
-from pgpool_py.shmem.layout import BackendStatus, LockId, Recovery, RequestDetail, RequestKind, SharedState
+from pgpool_py.shmem.layout import VALID_STATUSES, BackendStatus, LockId, Recovery, RequestDetail, RequestKind, SharedState
 
 if TYPE_CHECKING:
     from pgpool_py.config import Config
@@ -112,7 +112,7 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
     status = shm.backends[node_id].status
     if status == BackendStatus.UNUSED:
         raise PgError(f"node recovery failed, node id: {node_id} is unused")
-    if status in (BackendStatus.UP, BackendStatus.CONNECT_WAIT):
+    if status in VALID_STATUSES:
         raise PgError(
             f"node recovery failed, node id: {node_id} is alive; detach it first",
             hint=f'detach it with "pcp_detach_node -n {node_id}", then run pcp_recovery_node again',

@@ -39,6 +39,9 @@ class BackendStatus(enum.IntEnum):
         return ("unused", "waiting", "up", "down")[self]
 
 
+VALID_STATUSES = frozenset({BackendStatus.UP, BackendStatus.CONNECT_WAIT})
+
+
 class Role(enum.IntEnum):
     MAIN = 0
     REPLICA = 1
@@ -318,6 +321,13 @@ class SharedState:
         return bool(self.req.request_queue_head == self.req.request_queue_tail)
 
     # ------------------------------------------------------------ backend status
+
+    def node_valid(self, node: int) -> bool:
+        """pgpool-II's VALID_BACKEND: the node is up or waiting."""
+        return 0 <= node < self.req.num_backends and self.backends[node].status in VALID_STATUSES
+
+    def valid_nodes(self) -> list[int]:
+        return [n for n in range(self.req.num_backends) if self.backends[n].status in VALID_STATUSES]
 
     def set_backend_status(self, node: int, status: BackendStatus) -> None:
         """Main only."""
