@@ -99,6 +99,7 @@ class Workload:
     clients: int
 
 
+TARGET_NAMES = ("direct", "pgpool-py", "pgpool-II", "PgBouncer")
 WORKLOADS = [
     Workload("`-S` simple, 8 clients", ("-S", "-M", "simple"), 8),
     Workload("`-S` simple, 32 clients", ("-S", "-M", "simple"), 32),
@@ -376,21 +377,26 @@ default_pool_size = {NUM_INIT_CHILDREN * 2}
 
 def start_targets(args: argparse.Namespace, nodes: list[PgNode], work: str, targets: list[Target]) -> None:
     targets.append(Target("direct", nodes[0].port))
+    if "pgpool-py" not in args.targets and args.profile:
+        raise BenchError("--profile measures pgpool-py: leave it in --targets")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if args.profile:
         # The profile quotes source lines: those pgpool-py runs, even if the tree changes meanwhile.
         for path in REPO.glob("pgpool_py/**/*.py"):
             linecache.getlines(str(path))
-    start_pgpool(targets, "pgpool-py", [sys.executable, "-m", "pgpool_py"], nodes, work, env=env)
+    if "pgpool-py" in args.targets:
+        start_pgpool(targets, "pgpool-py", [sys.executable, "-m", "pgpool_py"], nodes, work, env=env)
     if args.profile:
         return
-    pgpool_ii = find_program(PGPOOL_II, "pgpool2")
+    pgpool_ii = "pgpool-II" in args.targets and find_program(PGPOOL_II, "pgpool2")
     if pgpool_ii:
         start_pgpool(targets, "pgpool-II", [pgpool_ii], nodes, work)
-    pgbouncer = find_program(PGBOUNCER, "pgbouncer")
+    pgbouncer = "PgBouncer" in args.targets and find_program(PGBOUNCER, "pgbouncer")
     if pgbouncer:
         start_pgbouncer(targets, pgbouncer, nodes[0], work)
+    if "direct" not in args.targets:
+        targets.pop(0)
 
 
 # --- pgbench -----------------------------------------------------------------------------
@@ -443,10 +449,10 @@ def results_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> 
     ratios = [(a, b) for a, b in (("pgpool-py", "pgpool-II"), ("pgpool-py", "PgBouncer")) if b in names]
     head = ["pgbench workload"] + names + [f"{a} / {b}" for a, b in ratios]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    for w in WORKLOADS:
-        medians = {n: cells[w.label, n].median() for n in names}
+    for label in dict.fromkeys(label for label, _ in cells):  # the workloads measured, in order
+        medians = {n: cells[label, n].median() for n in names}
         direct = medians.get("direct")
-        row = [w.label]
+        row = [label]
         for n in names:
             m = medians[n]
             if m is None:
@@ -465,10 +471,10 @@ def cpu_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> str:
     names = [t.name for t in targets if t.proc]
     lines = ["| pooler CPU per transaction, µs user + system | " + " | ".join(names) + " |",
              "|---" + "|---:" * len(names) + "|"]
-    for w in WORKLOADS:
-        row = [w.label]
+    for label in dict.fromkeys(label for label, _ in cells):
+        row = [label]
         for n in names:
-            m = cells[w.label, n].median()
+            m = cells[label, n].median()
             row.append(f"{m.cpu_us[0]:.0f} + {m.cpu_us[1]:.0f}" if m and m.cpu_us else "—")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -623,9 +629,9 @@ def measure(args: argparse.Namespace, targets: list[Target], work: str) -> str:
             pgbench(t, ["-S"], NUM_INIT_CHILDREN, args.warmup)
         except BenchError as e:
             errors.append(f"- warm-up, {t.name}: {e}")
-    cells = {(w.label, t.name): Cell() for w in WORKLOADS for t in targets}
+    cells = {(w.label, t.name): Cell() for w in args.workloads for t in targets}
     for rnd in range(1, args.rounds + 1):
-        for w in WORKLOADS:
+        for w in args.workloads:
             for t in targets:
                 cell = cells[w.label, t.name]
                 try:
@@ -657,7 +663,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const=WORKLOADS[0].label, metavar="WORKLOAD",
                    help="only pgpool-py, sampled with py-spy under a workload (part of its name, "
                         "default: %(const)s): where its time goes")
+    p.add_argument("--targets", metavar="NAMES", default=",".join(TARGET_NAMES),
+                   help="comma-separated subset of %(default)s (while working on one of them)")
+    p.add_argument("--workloads", metavar="PART", action="append",
+                   help="only the workloads whose name contains PART (repeatable; default: all)")
     args = p.parse_args(argv)
+    args.targets = [n.strip() for n in args.targets.split(",") if n.strip()]
+    unknown = [n for n in args.targets if n not in TARGET_NAMES]
+    if unknown or not args.targets:
+        p.error(f"--targets: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(TARGET_NAMES)}")
+    args.workloads = [w for w in WORKLOADS if not args.workloads or any(
+        part.lower().replace("`", "") in w.label.lower().replace("`", "") for part in args.workloads)]
+    if not args.workloads:
+        p.error("--workloads matches none of: " + "; ".join(w.label.replace("`", "") for w in WORKLOADS))
     if args.rounds < 1 or args.duration < 1:
         p.error("--rounds and --duration must be at least 1")
     if args.quick:
