@@ -17,6 +17,8 @@ from pgpool_py.routing import (
     is_pool_command,
     parse_pool_command,
 )
+from pgpool_py.routing import classify as classify_module
+from pgpool_py.routing.classify import literal_key
 
 K = StatementKind
 PRIMARY, BOTH, EITHER = Dest.PRIMARY, Dest.BOTH, Dest.EITHER
@@ -654,3 +656,51 @@ def test_literal_dependent_verdicts_are_not_shared(first: str, second: str, dest
     assert c.classify(second).dest is dest
     if "terminate" in second:
         assert c.classify(second).terminate_backend_pid == 2
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("SELECT abalance FROM pgbench_accounts WHERE aid = 482913;",
+     "SELECT abalance FROM pgbench_accounts WHERE aid = $i;"),
+    ("SELECT 'a''b', 1.5, .5, 1e10, 12345678901", "SELECT $s, $f, $f, $f, $l"),
+    ("SELECT t1.c2, x1, 5abc, 1.5.3 FROM t2", "SELECT t1.c2, x1, 5abc, 1.5.3 FROM t2"),  # not numbers
+    ("SELECT 1::numeric(10,2)", "SELECT $i::numeric($i,$i)"),
+    ("SELECT ٣ FROM é1", "SELECT ٣ FROM é1"),   # a non-ASCII digit is a name character
+    ('SELECT "a1" FROM t', None), ("SELECT E'x'", None), ("SELECT U&'x'", None),
+    ("SELECT 1 -- note", None), ("/* x */ SELECT 1", None), ("SELECT $1", None),
+    ("SELECT $$x$$", None), ("SELECT \\x", None),
+    ("SELECT 'a\\'", "SELECT $s"),  # standard_conforming_strings, as the parser reads it
+])
+def test_literal_key(text: str, key: str | None) -> None:
+    assert literal_key(text) == key
+
+
+def test_texts_differing_in_literals_skip_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    normalized: list[str] = []
+    normalize = classify_module._pg_parser.normalize
+    monkeypatch.setattr(classify_module._pg_parser, "normalize", lambda sql: normalized.append(sql) or normalize(sql))
+    c = classifier()
+    first = c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+    assert c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 2") is first
+    c.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 'x'")   # a string, not an integer
+    c.classify("/* c */ SELECT abalance FROM pgbench_accounts WHERE aid = 3")
+    assert normalized == ["SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+                          "SELECT abalance FROM pgbench_accounts WHERE aid = 'x'",
+                          "/* c */ SELECT abalance FROM pgbench_accounts WHERE aid = 3"]
+
+
+_FRAGMENTS = st.sampled_from([
+    "SELECT", "INSERT INTO t1 VALUES", "UPDATE t1 SET a =", "DELETE FROM", "FROM", "WHERE", "AND",
+    "t1", "t2", "pg_temp.t", "pg_class", "f_vol(", "f_stab(", "nextval(", "pg_terminate_backend(",
+    ")", "(", ",", "=", "+", "-", ";", "::int", "::numeric(", "FOR UPDATE", "INTO x", "WITH w AS (",
+    "1", "2", "10", "1.5", ".5", "1e3", "12345678901", "'a'", "'b'", "'a''b'", "E'x'", "'--'",
+    "x1", "\"t1\"", "$1", "-- c\n", "/* NO LOAD BALANCE */", "٣", "é",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(_FRAGMENTS, min_size=1, max_size=8).map(" ".join), min_size=1, max_size=6))
+def test_a_cached_verdict_is_the_verdict_of_the_text_itself(texts: list[str]) -> None:
+    shared = classifier()
+    for text in texts:
+        for variant in (text, text.replace("1", "7"), text.replace("'a'", "'zz'")):
+            assert shared.classify(variant) == classifier().classify(variant), variant
