@@ -37,7 +37,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pglast import parser as _pg_parser
@@ -77,6 +77,7 @@ _POOL_PREFIX_BYTES = re.compile(_POOL_PREFIX.pattern.encode(), re.IGNORECASE | r
 # How much of a Query body the bytes test looks at: enough for leading comments, never the
 # whole of a multi-megabyte query.
 POOL_PREFIX_WINDOW = 1024
+_POOL_STARTS = frozenset({"pg", "sh"})
 _PGPOOL_COMMAND = re.compile(_LEAD + r"pgpool\s+(show|set|reset)\b", re.IGNORECASE | re.DOTALL)
 _NO_LOAD_BALANCE = re.compile(r"\A\s*/\*\s*NO LOAD BALANCE\s*\*/", re.IGNORECASE)
 
@@ -190,6 +191,17 @@ class Verdict:
     dropped_tables: tuple[str, ...] = ()
     uses_temp_table: bool = False               # set from the temp_tables lookup, never cached
     parse_error: bool = False                   # unparsable: pgpool sends it to the primary as a write
+    # Derived once here rather than per query by the relay: whether the statement changes the
+    # session's transaction state or its set of temporary tables, and the counter it bumps.
+    changes_session: bool = field(init=False, repr=False, compare=False)
+    stats_field: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        changes = (self.tx_start or self.tx_end or bool(self.created_temp_tables) or bool(self.dropped_tables)
+                   or (self.is_write and self.dest is Dest.PRIMARY))
+        object.__setattr__(self, "changes_session", changes)
+        counter = self.kind.stats_counter
+        object.__setattr__(self, "stats_field", None if counter is None else counter + "_cnt")
 
     @property
     def load_balance_ok(self) -> bool:
@@ -508,6 +520,10 @@ def _remember(cache: OrderedDict[str, Verdict], key: str, verdict: Verdict, limi
 def addressed_to_pgpool(sql: str) -> bool:
     """The text starts like a pgpool command: pgpool-py answers it (perhaps with an error)
     rather than a backend. ``parse_pool_command`` says which command it is."""
+    # Most texts start with a keyword that is not SHOW or PGPOOL: two characters tell.
+    first = sql[:1]
+    if sql[:2].lower() not in _POOL_STARTS and first not in "/-" and not first.isspace():
+        return False
     return _POOL_PREFIX.match(sql) is not None
 
 
