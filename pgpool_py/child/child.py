@@ -112,6 +112,7 @@ class Child:
         self.close_idle_requested = False
         self.in_session = False
         self.proc = shm.procs[index]
+        self._status: ChildStatus | None = None  # what set_status last wrote
         self._classifier: Classifier | None = None
         self._volatility: dict[tuple[str, str], str | None] = {}
         self._rng = random.Random()
@@ -160,8 +161,9 @@ class Child:
     # ------------------------------------------------------------------ state shown to others
 
     def set_status(self, status: ChildStatus) -> None:
-        if self.proc.status != status:  # a shared-memory write per query is not free
-            self.proc.status = status
+        # Twice per query: the last value is kept here, as reading shared memory is not free either.
+        if self._status is not status:
+            self._status = self.proc.status = status
 
     def set_title(self, title: str) -> None:
         proctitle.set_title(title)
@@ -301,7 +303,7 @@ class Child:
         proc.client_connection_count = 0
         proc.need_to_restart = False
         proc.current_pool = -1
-        proc.status = ChildStatus.WAIT_FOR_CONNECT
+        self.set_status(ChildStatus.WAIT_FOR_CONNECT)
         idle_since = time.monotonic()
         try:
             while True:
@@ -342,7 +344,7 @@ class Child:
                         break
         finally:
             self.pool.discard_all()
-            proc.status = ChildStatus.WAIT_FOR_CONNECT
+            self.set_status(ChildStatus.WAIT_FOR_CONNECT)
 
     def _wait_while_paused(self) -> bool:
         """
@@ -394,7 +396,7 @@ class Child:
         shm, proc, cfg = self.shm, self.proc, self.cfg
         count = shm.conn_counter_up()
         # Not WAIT_FOR_CONNECT while counted: main counts out a child that dies mid-session.
-        proc.status = ChildStatus.CONNECTING
+        self.set_status(ChildStatus.CONNECTING)
         proc.client_host = host.encode()[:63]
         proc.client_port = port.encode()[:7]
         pglog.session.host, pglog.session.port = (host or "[local]"), port
@@ -424,7 +426,7 @@ class Child:
             try:
                 sock.close()
             finally:
-                proc.status = ChildStatus.WAIT_FOR_CONNECT  # first: main must never count us out twice
+                self.set_status(ChildStatus.WAIT_FOR_CONNECT)  # first: main must never count us out twice
                 shm.conn_counter_down()
                 pglog.clear_session()
                 proc.client_host = b""

@@ -53,6 +53,7 @@ _EXTENDED = frozenset(ord(c) for c in "PBDEC")
 _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
 _SQL_PREPARED = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
 _DEST_RANK = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
+_DEST_BY_RANK = {rank: dest for dest, rank in _DEST_RANK.items()}
 
 
 @dataclass
@@ -82,7 +83,7 @@ class NodeChannel:
 Replay = list[tuple[Prepared, int]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     nodes: tuple[int, ...]
     answer: int  # the node whose replies the client sees
@@ -104,7 +105,7 @@ class Router:
             for node, conn in slot.conns.items()
         }
         self.by_fd = {ch.fd: ch for ch in self.channels.values()}
-        self.everyone = tuple(sorted(self.channels))  # every node of this session
+        self._nodes_changed()
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, set[int]] = {}
         self.sql_prepared: dict[str, int] = {}  # SQL-level PREPARE name -> node
@@ -121,6 +122,14 @@ class Router:
         self.classifier = self.child.get_classifier()
         self.child.session_temp_tables = self.temp_tables
         self.child.volatility_lookup = self._function_volatility
+
+    def _nodes_changed(self) -> None:
+        """Targets and statistics rows for the session's nodes, made once rather than per query."""
+        self.everyone = tuple(sorted(self.channels))  # every node of this session
+        self.to_node = {node: Target((node,), node) for node in self.everyone}
+        self.to_all = Target(self.everyone, self.primary)
+        backends = self.child.shm.backends
+        self.node_stats = {node: backends[node] for node in self.everyone}
 
     # ------------------------------------------------------------------ routing decisions
 
@@ -149,39 +158,33 @@ class Router:
         return self.lb_node
 
     def _target(self, dest: Dest, verdict: Verdict | None) -> Target:
-        everyone = self.everyone
-        if self.native:
-            if dest is Dest.EITHER and (verdict is None or verdict.is_read):
-                return Target((self._read_target(verdict),), self._read_target(verdict))
-            return Target(everyone, self.primary)
-        if dest is Dest.PRIMARY:
-            return Target((self.primary,), self.primary)
-        if dest is Dest.BOTH:
-            return Target(everyone, self.primary)
-        node = self._read_target(verdict)
-        return Target((node,), node)
+        if dest is Dest.EITHER and (not self.native or verdict is None or verdict.is_read):
+            return self.to_node[self._read_target(verdict)]
+        if dest is Dest.PRIMARY and not self.native:
+            return self.to_node[self.primary]
+        return self.to_all
 
     def _note_verdict(self, verdict: Verdict, target: Target) -> None:
         """Predict the transaction state a batch leaves (ReadyForQuery corrects it)."""
-        if verdict.tx_start:
-            self.in_tx, self.tx_written, self.tx_failed = True, False, False
-            self.tx_serializable = verdict.serializable
-        if verdict.is_write and not verdict.tx_start and not verdict.tx_end and verdict.dest is Dest.PRIMARY:
-            if self.in_tx:
-                self.tx_written = True
-            self.session_written = True
-        if verdict.tx_end:
-            self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
-        if verdict.created_temp_tables:
-            self.temp_tables.update(verdict.created_temp_tables)
-        for name in verdict.dropped_tables:
-            self.temp_tables.discard(name)
-        counter = verdict.kind.stats_counter  # SHOW POOL_NODES / POOL_BACKEND_STATS
-        if counter is not None:
-            backends = self.child.shm.backends
-            field = counter + "_cnt"
+        if verdict.changes_session:
+            if verdict.tx_start:
+                self.in_tx, self.tx_written, self.tx_failed = True, False, False
+                self.tx_serializable = verdict.serializable
+            if verdict.is_write and not verdict.tx_start and not verdict.tx_end and verdict.dest is Dest.PRIMARY:
+                if self.in_tx:
+                    self.tx_written = True
+                self.session_written = True
+            if verdict.tx_end:
+                self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
+            if verdict.created_temp_tables:
+                self.temp_tables.update(verdict.created_temp_tables)
+            for name in verdict.dropped_tables:
+                self.temp_tables.discard(name)
+        field = verdict.stats_field  # SHOW POOL_NODES / POOL_BACKEND_STATS
+        if field is not None:
+            stats = self.node_stats
             for node in target.nodes:
-                info = backends[node]
+                info = stats[node]
                 setattr(info, field, getattr(info, field) + 1)
 
     def _route_query(self, sql: str) -> tuple[Target, Verdict]:
@@ -198,15 +201,16 @@ class Router:
             if verdict.kind is StatementKind.DEALLOCATE:
                 if name is None:
                     self.sql_prepared.clear()
-                    return Target(self.everyone, self.primary), verdict
+                    return self.to_all, verdict
                 self.sql_prepared.pop(name, None)
             return Target((node,), node), verdict
         return self._target(verdict.dest, verdict), verdict
 
     def _route_batch(self, batch: list[tuple[int, bytes]]) -> tuple[Target, Replay, list[tuple[str, Prepared]], Verdict | None]:
         """Decide where an extended-protocol batch goes, and which earlier Parses to replay where."""
-        dest = Dest.EITHER
-        verdict: Verdict | None = None
+        dest_rank = _DEST_RANK[Dest.EITHER]
+        verdict: Verdict | None = None  # the batch's most demanding verdict (the later one on a tie)
+        verdict_rank = -1
         new_statements: list[tuple[str, Prepared]] = []
         needed: list[str] = []  # statements the batch uses that were prepared earlier
         pinned: set[int] | None = None
@@ -218,32 +222,36 @@ class Router:
                 prepared = Prepared(msg, v, set())
                 pending[name] = prepared
                 new_statements.append((name, prepared))
-                dest = max(dest, v.dest, key=_DEST_RANK.__getitem__)
-                verdict = v if verdict is None or _DEST_RANK[v.dest] >= _DEST_RANK[verdict.dest] else verdict
             elif typ == _B:
-                portal, stmt = _two_names(msg)
-                info = pending.get(stmt) or self.statements.get(stmt)
-                if info is None:
-                    dest = Dest.PRIMARY
-                else:
-                    if stmt not in pending:
-                        needed.append(stmt)
-                    dest = max(dest, info.verdict.dest, key=_DEST_RANK.__getitem__)
-                    if verdict is None or _DEST_RANK[info.verdict.dest] >= _DEST_RANK[verdict.dest]:
-                        verdict = info.verdict
-            elif typ in (_E, _D, _C):
-                kind, name = _target_name(msg, typ)
-                if kind == "P" and name in self.portals and typ != _C:
-                    pinned = self.portals[name]
-                elif kind == "S" and typ == _D and name not in pending and name in self.statements:
-                    needed.append(name)
+                _portal, stmt = _two_names(msg)
+                found = pending.get(stmt)
+                if found is None:
+                    found = self.statements.get(stmt)
+                    if found is None:
+                        dest_rank = _DEST_RANK[Dest.PRIMARY]
+                        continue
+                    needed.append(stmt)
+                v = found.verdict
+            else:
+                if typ in (_E, _D, _C):
+                    kind, name = _target_name(msg, typ)
+                    if kind == "P" and name in self.portals and typ != _C:
+                        pinned = self.portals[name]
+                    elif kind == "S" and typ == _D and name not in pending and name in self.statements:
+                        needed.append(name)
+                continue
+            rank = _DEST_RANK[v.dest]
+            if rank >= verdict_rank:
+                verdict, verdict_rank = v, rank
+            if rank > dest_rank:
+                dest_rank = rank
         if pinned is not None:
             node = min(pinned)
             target = Target(tuple(sorted(pinned)), self.primary if self.primary in pinned else node)
         else:
-            target = self._target(dest, verdict)
+            target = self._target(_DEST_BY_RANK[dest_rank], verdict)
         replay: Replay = []
-        for stmt in dict.fromkeys(needed):
+        for stmt in dict.fromkeys(needed) if needed else ():
             info = self.statements[stmt]
             replay.extend((info, node) for node in target.nodes if node not in info.nodes)
         return target, replay, new_statements, verdict
@@ -317,15 +325,23 @@ class Router:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> None:
+        # epoll: unlike poll(), the kernel keeps the interest list between waits.
+        self.poller = select.epoll()
+        try:
+            self._run()
+        finally:
+            self.poller.close()
+
+    def _run(self) -> None:
         session = self.session
         child = self.child
         csock = session.sock
         cfd = csock.fileno()
-        poller = self.poller = select.poll()
-        poller.register(cfd, select.POLLIN)
+        poller = self.poller
+        poller.register(cfd, select.EPOLLIN)
         for ch in self.channels.values():
-            poller.register(ch.fd, select.POLLIN)
-        poller.register(child.sigq.wakeup_fd, select.POLLIN)
+            poller.register(ch.fd, select.EPOLLIN)
+        poller.register(child.sigq.wakeup_fd, select.EPOLLIN)
         cbuf = bytearray(session.client.buf)
         session.client.buf.clear()
         held = False
@@ -348,13 +364,13 @@ class Router:
                 if self.in_flight is not None:
                     child.set_status(ChildStatus.COMMAND_EXECUTE)
             if terminate_by is None:
-                timeout = session.idle_timeout(self.in_flight is not None, idle_since)
+                timeout = -1 if self.in_flight is not None else session.idle_timeout(False, idle_since)
             else:
                 left = terminate_by - time.monotonic()
                 if left <= 0:
                     return self._terminated()
                 timeout = int(left * 1000) + 1
-            events = poller.poll(timeout)
+            events = poller.poll(timeout / 1000 if timeout > 0 else timeout)
             for fd, _ev in events:
                 chan = self.by_fd.get(fd)
                 if chan is not None:
@@ -400,7 +416,7 @@ class Router:
                 batch, batch_start = [], -1
                 continue
             if typ in _COPY_MESSAGES:
-                target = self.in_flight or Target((self.primary,), self.primary)
+                target = self.in_flight or self.to_node[self.primary]
                 for node in target.nodes:
                     self.channels[node].sock.sendall(msg)  # type: ignore[attr-defined]
                 continue
@@ -416,7 +432,7 @@ class Router:
                     hint="send Sync before a simple Query",
                 )
             if typ == _F:
-                target, verdict = Target((self.primary,), self.primary), None
+                target, verdict = self.to_node[self.primary], None
             else:
                 sql = m.parse_query(memoryview(msg)[5:])
                 if addressed_to_pgpool(sql):
@@ -460,7 +476,7 @@ class Router:
             return False
         if verdict is not None:
             self._note_verdict(verdict, target)
-        payload = b"".join(msg for _typ, msg in batch)
+        payload = b"".join([msg for _typ, msg in batch])
         self._send(target, payload, expect_ready=sync, replay=replay)
         for info, node in replay:
             info.nodes.add(node)
@@ -504,7 +520,7 @@ class Router:
         self.poller.unregister(ch.fd)
         del self.channels[node]
         del self.by_fd[ch.fd]
-        self.everyone = tuple(sorted(self.channels))
+        self._nodes_changed()
         self.child.pool.forget_node(self.slot, node)
         self.child.backend_failed(node, None)
         for prepared in self.statements.values():
@@ -549,8 +565,9 @@ class Router:
         if ch.scanner.errors:
             self.child.shm.backends[ch.node_id].error_cnt += ch.scanner.errors
             ch.scanner.errors = 0
-        if any(c.pending for c in self.channels.values()):
-            return False
+        for other in self.channels.values():
+            if other.pending:
+                return False
         if self.native:
             self._compare_results(target)
             if self.reply_held:
@@ -653,6 +670,8 @@ def _cstring_end(body: bytes, start: int, what: str) -> int:
 
 def _two_names(msg: bytes) -> tuple[str, str]:
     """Bind: (portal, statement)."""
+    if msg[5:7] == b"\0\0":
+        return "", ""  # the unnamed portal and statement: most Binds
     body = msg[5:]
     e1 = _cstring_end(body, 0, "Bind")
     e2 = _cstring_end(body, e1 + 1, "Bind")
@@ -663,6 +682,8 @@ def _target_name(msg: bytes, typ: int) -> tuple[str, str]:
     """Describe/Close: ('S' or 'P', name); Execute: ('P', portal)."""
     body = msg[5:]
     if typ == _E:
+        if body[:1] == b"\0":
+            return "P", ""
         return "P", body[: _cstring_end(body, 0, "Execute")].decode(errors="replace")
     if body[:1] not in (b"S", b"P"):
         raise ProtocolError(f"invalid {'Describe' if typ == _D else 'Close'} message: bad target type")
