@@ -465,32 +465,43 @@ class _Unmaskable(Exception):
     pass
 
 
-# Literal tokens, and what makes a text unsafe to mask (see literal_key).
-_MASKED_TOKEN = re.compile(r"""'(?:[^']|'')*'|["$\\&]|--|/\*|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?""", re.ASCII)
+# Literal tokens, and what makes a text unsafe to mask (see literal_key).  Every match starts
+# with one character of a class, which lets the regular expression engine skip to candidates
+# at C speed (an alternation of the same tokens scanned three times slower); the lookbehinds
+# pick the rest of the token by its first character.
+_MASKED_TOKEN = re.compile(
+    r"""[-'"$\\&/.0-9](?:"""
+    r"""(?<=')(?:[^']|'')*'"""                                    # a standard string
+    r"""|(?<=[0-9])[0-9]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?"""        # a number
+    r"""|(?<=\.)[0-9]+(?:[eE][+-]?[0-9]+)?"""                       # a number starting with "."
+    r"""|(?<=-)-|(?<=/)\*"""                                       # a comment
+    r"""|(?<=["$\\&]))"""                                          # a quoted name, $, \\, U&''
+)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
-def _is_name_char(c: str) -> bool:
-    """A character PostgreSQL's lexer may continue a name with (any non-ASCII one too)."""
-    return c.isalnum() or c == "_" or c >= "\x80"
+def _touches_name(c: str) -> bool:
+    """A character PostgreSQL's lexer may continue a name or number with."""
+    return c in _NAME_CHARS or c >= "\x80"
 
 
 def _mask(match: re.Match[str]) -> str:
     token = match.group()
-    text, start, end = match.string, match.start(), match.end()
     first = token[0]
-    if first == "'":
-        if start and _is_name_char(text[start - 1]):
-            raise _Unmaskable  # E'', B'', X'', N'' strings follow other lexing rules
-        return "$s"
-    if first.isdigit() or first == ".":
+    if first in "0123456789.":
         # Digits that touch a name or another token (t1, x.5, 1abc) are not a number of their own.
-        before = text[start - 1] if start else " "
-        after = text[end] if end < len(text) else " "
-        if _is_name_char(before) or before == "." or _is_name_char(after) or after in ".'":
+        text, start, end = match.string, match.start(), match.end()
+        if (start and (_touches_name(text[start - 1]) or text[start - 1] == ".")) or \
+                (end < len(text) and (_touches_name(text[end]) or text[end] in ".'")):
             return token
         if "." in token or "e" in token or "E" in token:
             return "$f"
         return "$i" if len(token) < 10 else "$l"  # 10+ digits may be too big for an integer
+    if first == "'":
+        start = match.start()
+        if start and _touches_name(match.string[start - 1]):
+            raise _Unmaskable  # E'', B'', X'', N'' strings follow other lexing rules
+        return "$s"
     raise _Unmaskable  # a quoted name, dollar quote, backslash, U&'', or a comment
 
 
