@@ -76,6 +76,8 @@ class NodeChannel:
     drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
     drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
     tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
+    swallow: int = 0  # replies to a BEGIN of ours to drop, through their ReadyForQuery
+    swallowed: bytes = b""  # the start of those replies, while incomplete
     collect: bytearray | None = None  # native replication: the batch's replies, to compare
 
 
@@ -119,6 +121,11 @@ class Router:
         self.unsent = 0  # extended messages the client left without Sync when it said Terminate
         self.reply_held = bytearray()  # native replication: the answer, until every node has answered
         self.open_target: Target | None = None  # extended batch sent up to a Flush, not yet Synced
+        # A BEGIN goes to the primary at once and to another node only when the transaction
+        # first sends it something (pgpool-II sends it to every node): most transactions
+        # that write never read from a standby.  begun: the nodes that have it.
+        self.deferred_begin: bytes | None = None
+        self.begun: set[int] = set()
         self.classifier = self.child.get_classifier()
         self.child.session_temp_tables = self.temp_tables
         self.child.volatility_lookup = self._function_volatility
@@ -126,6 +133,7 @@ class Router:
     def _nodes_changed(self) -> None:
         """Targets and statistics rows for the session's nodes, made once rather than per query."""
         self.everyone = tuple(sorted(self.channels))  # every node of this session
+        self.lazy_begin = not self.native and len(self.everyone) > 1
         self.to_node = {node: Target((node,), node) for node in self.everyone}
         self.to_all = Target(self.everyone, self.primary)
         backends = self.child.shm.backends
@@ -267,6 +275,13 @@ class Router:
                 data = b"".join(parses) + payload
                 if node == target.answer:
                     ch.drop_parse_complete += len(parses)
+            if self.deferred_begin is not None and node not in self.begun:
+                data = self.deferred_begin + data
+                ch.swallow += 1
+                self.begun.add(node)
+                if self.cfg.log_per_node_statement:
+                    log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
+                             _describe(self.deferred_begin))
             try:
                 ch.sock.sendall(data)  # type: ignore[attr-defined]
             except OSError:
@@ -441,6 +456,8 @@ class Router:
                     send_c(self.child.commands.execute(sql, self._client_tx_status(), session))  # type: ignore[operator]
                     continue
                 target, verdict = self._route_query(sql)
+                if target is self.to_all:
+                    target = self._defer_begin(verdict, target, msg)
             if not self._can_send(target):
                 return True, start
             if verdict is None:
@@ -449,6 +466,20 @@ class Router:
                 self._note_verdict(verdict, target)
                 self._send_query(target, verdict, msg)
         return False, (consumed if batch_start < 0 else batch_start)
+
+    def _defer_begin(self, verdict: Verdict, target: Target, payload: bytes | None) -> Target:
+        """
+        A BEGIN (or the end of its transaction) for every node: only where it is needed.
+        ``payload`` is the client's Query; an extended-protocol BEGIN (None) goes everywhere.
+        """
+        if verdict.kind is StatementKind.TX_BEGIN and payload is not None and self.lazy_begin and not self.in_tx:
+            # A standby refuses BEGIN READ WRITE / SERIALIZABLE: it will get a plain BEGIN.
+            self.deferred_begin = m.query("BEGIN") if verdict.begin_default_on_standby else payload
+            self.begun = {self.primary}
+            return self.to_node[self.primary]
+        if verdict.tx_end and self.deferred_begin is not None:
+            return Target(tuple(sorted(self.begun)), self.primary)
+        return target
 
     def _send_query(self, target: Target, verdict: Verdict, payload: bytes) -> None:
         if verdict.begin_default_on_standby and len(target.nodes) > 1:
@@ -472,6 +503,8 @@ class Router:
                     new_statements.append((name, Prepared(msg, self.classifier.classify(sql), set())))
         else:
             target, replay, new_statements, verdict = self._route_batch(batch)
+            if target is self.to_all and verdict is not None:
+                target = self._defer_begin(verdict, target, None)
         if not self._can_send(target):
             return False
         if verdict is not None:
@@ -527,6 +560,7 @@ class Router:
             prepared.nodes.discard(node)
         for nodes in self.portals.values():
             nodes.discard(node)
+        self.begun.discard(node)
         if self.lb_node == node:
             self.lb_node = self.slot.load_balance_node = self.primary
         log.info("backend node %d closed its connection; the session goes on without it", node)
@@ -534,6 +568,10 @@ class Router:
     def _on_backend_data(self, ch: NodeChannel, data: bytes, send_c: object) -> bool:
         """Forward or drop a chunk; True when the batch in flight has completed everywhere."""
         target = self.in_flight
+        if ch.swallow:
+            data = self._swallow_begin(ch, data)
+            if not data:
+                return False
         if ch.drop_parse_complete:
             while ch.drop_parse_complete and data.startswith(_PARSE_COMPLETE):
                 data = data[len(_PARSE_COMPLETE):]
@@ -584,6 +622,22 @@ class Router:
         self.child.set_status(ChildStatus.IDLE if status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         return True
 
+    def _swallow_begin(self, ch: NodeChannel, data: bytes) -> bytes:
+        """Drop the replies to a deferred BEGIN sent by us, up to their ReadyForQuery."""
+        buf = ch.swallowed + data
+        msgs, rest = m.split_messages(buf)
+        for typ, start, end in msgs:
+            if typ == _E:
+                fields = m.parse_error_fields(buf[start + 5 : end])
+                log.warning("backend node %d could not begin the transaction: %s", ch.node_id, fields.get("M", ""))
+            elif typ == ord("Z"):
+                ch.swallow -= 1
+                if not ch.swallow:
+                    ch.swallowed = b""
+                    return buf[end:]
+        ch.swallowed = buf[rest:]
+        return b""
+
     def _drop_own_ready(self, ch: NodeChannel, data: bytes, completed: int) -> bytes:
         """
         Cut the ReadyForQuery answering our own Sync out of the stream.  Nothing follows it
@@ -605,6 +659,7 @@ class Router:
         if status == m.TX_IDLE:
             self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
             self.portals.clear()
+            self.deferred_begin = None
         else:
             self.in_tx = True
             self.tx_failed = status == m.TX_FAILED

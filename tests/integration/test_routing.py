@@ -201,3 +201,48 @@ def test_native_replication_divergence_detaches_node(pgpool_factory: Any, pg_clu
     assert status.splitlines()[1].split("|")[3] == "down", status
     assert "detected a difference" in server.log_text()
     assert "UPDATE 1" in server.log_text() and "UPDATE 2" in server.log_text()
+
+
+def _standby_transactions(standby: Any) -> list[str]:
+    """States of the test's session on the standby."""
+    rows = standby.psql("SELECT state FROM pg_stat_activity WHERE application_name = 'lazy_begin'")
+    return [r for r in rows.splitlines() if r]
+
+
+def test_begin_reaches_a_standby_only_when_the_transaction_reads_there(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # pgpool-II sends BEGIN to every node; pgpool-py sends it to a standby with the first
+    # statement of the transaction that goes there, and COMMIT only where BEGIN went.
+    server = pgpool_factory(pg_cluster, extra={"read_only_function_list": "pg_is_in_recovery,now", "backend_weight0": 0,
+                                               "log_per_node_statement": True})
+    standby = pg_cluster[1]
+    with server.connect(autocommit=True, application_name="lazy_begin") as conn:
+        conn.execute("DROP TABLE IF EXISTS lazy; CREATE TABLE lazy (v int)")
+        wait_replayed(pg_cluster)
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO lazy VALUES (1)")
+        assert conn.execute("SELECT pg_is_in_recovery(), count(*) FROM lazy").fetchone() == (False, 1)
+        assert _standby_transactions(standby) == ["idle"]  # no BEGIN there
+        conn.execute("COMMIT")
+        # A transaction that reads from the standby has a transaction there: now() stays put.
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        first = conn.execute("SELECT pg_is_in_recovery(), now()").fetchone()
+        assert first[0] is True
+        assert _standby_transactions(standby) == ["idle in transaction"]
+        time.sleep(0.05)
+        assert conn.execute("SELECT pg_is_in_recovery(), now()").fetchone() == first
+        conn.execute("SAVEPOINT s")
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        conn.execute("INSERT INTO lazy VALUES (2)")
+        conn.execute("COMMIT")
+        assert _standby_transactions(standby) == ["idle"]
+        # BEGIN READ WRITE is refused by a standby: it gets a plain BEGIN.
+        conn.execute("BEGIN READ WRITE")
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        conn.execute("ROLLBACK")
+        assert conn.execute("SELECT count(*) FROM lazy").fetchone() == (2,)
+        conn.execute("DROP TABLE lazy")
+    log = server.log_text()
+    standby_begins = [line for line in log.splitlines()
+                      if "lazy_begin" in line and "DB node id: 1" in line and "BEGIN" in line]
+    assert len(standby_begins) == 2, standby_begins
+    assert not [line for line in log.splitlines() if "could not begin" in line]
