@@ -34,6 +34,9 @@ class BackendConnection:
     # The authentication methods the backend asked for (AUTH_* codes); 0 = trust.
     auth_codes: list[int] = field(default_factory=list)
     create_time: float = field(default_factory=time.time)
+    # A client's statements ran on it since it was made or last reset: the reset queries
+    # (reset_query_list) are for such connections only.
+    dirty: bool = False
 
     @property
     def sock(self) -> socket.socket:

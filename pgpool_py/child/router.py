@@ -78,6 +78,7 @@ class NodeChannel:
     tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
     swallow: int = 0  # replies to a BEGIN of ours to drop, through their ReadyForQuery
     swallowed: bytes = b""  # the start of those replies, while incomplete
+    used: bool = False  # the session sent this node something (it needs the reset queries)
     collect: bytearray | None = None  # native replication: the batch's replies, to compare
 
 
@@ -286,6 +287,7 @@ class Router:
                 ch.sock.sendall(data)  # type: ignore[attr-defined]
             except OSError:
                 raise self.session._backend_lost(self.slot.conns[node]) from None
+            ch.used = True
             if expect_ready:
                 ch.pending += 1
             if self.native and len(target.nodes) > 1 and ch.collect is None:
@@ -677,7 +679,9 @@ class Router:
 
     def _save_tx_status(self) -> None:
         for node, ch in self.channels.items():
-            self.slot.conns[node].tx_status = ch.scanner.tx_status
+            conn = self.slot.conns[node]
+            conn.tx_status = ch.scanner.tx_status
+            conn.dirty = conn.dirty or ch.used
 
     # ------------------------------------------------------------------ native replication
 

@@ -372,6 +372,7 @@ class Session:
         """
         child = self.child
         backend = slot.main
+        backend.dirty = True
         csock, bsock = self.sock, backend.sock
         cfd, bfd = csock.fileno(), bsock.fileno()
         wakeup = child.sigq.wakeup_fd
@@ -523,6 +524,8 @@ class Session:
 
     def _reset(self, slot: PoolSlot) -> None:
         for conn in slot.conns.values():
+            if not conn.dirty and conn.tx_status == m.TX_IDLE:
+                continue  # the session sent this node nothing: its state is as it was
             queries = [q for q in self.cfg.reset_query_list if q.strip()]
             if conn.tx_status == m.TX_IDLE:
                 queries = [q for q in queries if q.strip().upper() != "ABORT"]
@@ -530,6 +533,7 @@ class Session:
                 queries.insert(0, "ABORT")
             for sql in queries:
                 run_simple(conn, sql, time.monotonic() + RESET_QUERY_TIMEOUT)
+            conn.dirty = False
 
 
 def run_simple(conn: BackendConnection, sql: str, deadline: float) -> None:
