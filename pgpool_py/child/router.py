@@ -224,6 +224,7 @@ class Router:
         needed: list[str] = []  # statements the batch uses that were prepared earlier
         pinned: set[int] | None = None
         pending: dict[str, Prepared] = {}
+        bound: set[str] = set()  # portals this batch binds: they follow the batch, not an earlier Bind
         for typ, msg in batch:
             if typ == _P:
                 name, sql = m.parse_parse(memoryview(msg)[5:])
@@ -232,7 +233,8 @@ class Router:
                 pending[name] = prepared
                 new_statements.append((name, prepared))
             elif typ == _B:
-                _portal, stmt = _two_names(msg)
+                portal, stmt = _two_names(msg)
+                bound.add(portal)
                 found = pending.get(stmt)
                 if found is None:
                     found = self.statements.get(stmt)
@@ -244,7 +246,7 @@ class Router:
             else:
                 if typ in (_E, _D, _C):
                     kind, name = _target_name(msg, typ)
-                    if kind == "P" and name in self.portals and typ != _C:
+                    if kind == "P" and name in self.portals and typ != _C and name not in bound:
                         pinned = self.portals[name]
                     elif kind == "S" and typ == _D and name not in pending and name in self.statements:
                         needed.append(name)
@@ -469,10 +471,31 @@ class Router:
                 self._send_query(target, verdict, msg)
         return False, (consumed if batch_start < 0 else batch_start)
 
+    def _begin_text(self, batch: list[tuple[int, bytes]], verdict: Verdict) -> bytes | None:
+        """An extended-protocol BEGIN as the Query a standby gets later; None when the batch
+        runs anything else (one Bind, of a statement that is a BEGIN, qualifies)."""
+        if verdict.kind is not StatementKind.TX_BEGIN:
+            return None
+        binds = [msg for typ, msg in batch if typ == _B]
+        if len(binds) != 1:
+            return None
+        name = _two_names(binds[0])[1]
+        parse = None
+        for typ, msg in batch:
+            if typ == _P and m.parse_parse(memoryview(msg)[5:])[0] == name:
+                parse = msg
+        if parse is None:
+            prepared = self.statements.get(name)
+            parse = prepared.parse if prepared is not None else None
+        if parse is None:
+            return None
+        sql = m.parse_parse(memoryview(parse)[5:])[1]
+        return m.query(sql) if self.classifier.classify(sql).kind is StatementKind.TX_BEGIN else None
+
     def _defer_begin(self, verdict: Verdict, target: Target, payload: bytes | None) -> Target:
         """
         A BEGIN (or the end of its transaction) for every node: only where it is needed.
-        ``payload`` is the client's Query; an extended-protocol BEGIN (None) goes everywhere.
+        ``payload`` is the BEGIN as a Query message; None leaves it for every node.
         """
         if verdict.kind is StatementKind.TX_BEGIN and payload is not None and self.lazy_begin and not self.in_tx:
             # A standby refuses BEGIN READ WRITE / SERIALIZABLE: it will get a plain BEGIN.
@@ -506,7 +529,8 @@ class Router:
         else:
             target, replay, new_statements, verdict = self._route_batch(batch)
             if target is self.to_all and verdict is not None:
-                target = self._defer_begin(verdict, target, None)
+                target = self._defer_begin(verdict, target, self._begin_text(batch, verdict))
+                replay = [(info, node) for info, node in replay if node in target.nodes]
         if not self._can_send(target):
             return False
         if verdict is not None:

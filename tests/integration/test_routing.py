@@ -240,11 +240,23 @@ def test_begin_reaches_a_standby_only_when_the_transaction_reads_there(pgpool_fa
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
         conn.execute("ROLLBACK")
         assert conn.execute("SELECT count(*) FROM lazy").fetchone() == (2,)
+        # The same through the extended protocol: a named statement, parsed once, bound twice.
+        for _ in range(2):
+            conn.execute("BEGIN", prepare=True)
+            conn.execute("INSERT INTO lazy VALUES (3)", prepare=True)
+            assert _standby_transactions(standby) == ["idle"]
+            assert conn.execute("SELECT pg_is_in_recovery()", prepare=True).fetchone() == (False,)
+            conn.execute("COMMIT", prepare=True)
+            conn.execute("BEGIN", prepare=True)
+            assert conn.execute("SELECT pg_is_in_recovery()", prepare=True).fetchone() == (True,)
+            assert _standby_transactions(standby) == ["idle in transaction"]
+            conn.execute("COMMIT", prepare=True)
+            assert _standby_transactions(standby) == ["idle"]
         conn.execute("DROP TABLE lazy")
     log = server.log_text()
     standby_begins = [line for line in log.splitlines()
                       if "lazy_begin" in line and "DB node id: 1" in line and "BEGIN" in line]
-    assert len(standby_begins) == 2, standby_begins
+    assert len(standby_begins) == 4, standby_begins
     assert not [line for line in log.splitlines() if "could not begin" in line]
 
 
