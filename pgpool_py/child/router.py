@@ -41,6 +41,7 @@ from pgpool_py.tls import reader
 
 if TYPE_CHECKING:
     from pgpool_py.child.pool import PoolSlot
+    from pgpool_py.config.loader import Config
     from pgpool_py.child.session import Session
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,15 @@ _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
 _SQL_PREPARED = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
 _DEST_RANK = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
 _DEST_BY_RANK = {rank: dest for dest, rank in _DEST_RANK.items()}
+# The commonest statements by their first keyword.  In a session whose statements all go to
+# the primary this is all the relay needs to know of them (the statistics counter, and that a
+# write makes the transaction a writing one), and it costs less than classifying the text.
+_BY_KEYWORD = {
+    "SELECT": Verdict(StatementKind.SELECT, Dest.PRIMARY, is_read=True, is_write=False),
+    "INSERT": Verdict(StatementKind.INSERT, Dest.PRIMARY),
+    "UPDATE": Verdict(StatementKind.UPDATE, Dest.PRIMARY),
+    "DELETE": Verdict(StatementKind.DELETE, Dest.PRIMARY),
+}
 
 
 @dataclass
@@ -128,8 +138,23 @@ class Router:
         self.deferred_begin: bytes | None = None
         self.begun: set[int] = set()
         self.classifier = self.child.get_classifier()
+        self.reconfigure(self.cfg)
         self.child.session_temp_tables = self.temp_tables
         self.child.volatility_lookup = self._function_volatility
+
+    def reconfigure(self, cfg: Config) -> None:
+        """A new configuration for the session (PGPOOL SET/RESET)."""
+        self.cfg = cfg
+        self._balancing_changed()
+
+    def _balancing_changed(self) -> None:
+        # No statement of this session can go to another node than the primary: the session
+        # reads from the primary (its load-balance node, or load balancing off) and the node
+        # is not chosen again per statement.  Streaming replication only.
+        cfg = self.cfg
+        self.primary_only = not self.native and (
+            not cfg.load_balance_mode or self.lb_node not in self.channels
+            or (self.lb_node == self.primary and not cfg.statement_level_load_balance))
 
     def _nodes_changed(self) -> None:
         """Targets and statistics rows for the session's nodes, made once rather than per query."""
@@ -197,6 +222,10 @@ class Router:
                 setattr(info, field, getattr(info, field) + 1)
 
     def _route_query(self, sql: str) -> tuple[Target, Verdict]:
+        if self.primary_only and sql[6:7].isspace():
+            known = _BY_KEYWORD.get(sql[:6].upper())
+            if known is not None:
+                return self.to_node[self.primary], known
         verdict = self.classifier.classify(sql)
         if verdict.kind in _SQL_PREPARED:
             # SQL-level EXECUTE/DEALLOCATE follow their PREPARE (regression 121).
@@ -589,6 +618,7 @@ class Router:
         self.begun.discard(node)
         if self.lb_node == node:
             self.lb_node = self.slot.load_balance_node = self.primary
+        self._balancing_changed()
         log.info("backend node %d closed its connection; the session goes on without it", node)
 
     def _on_backend_data(self, ch: NodeChannel, data: bytes, send_c: object) -> bool:

@@ -463,7 +463,7 @@ class Session:
         """PGPOOL SET/RESET: the session sees the file's values with its own on top."""
         self.cfg = self.child.cfg.with_session_values(self.session_values)  # type: ignore[arg-type]
         if self.router is not None:
-            self.router.cfg = self.cfg
+            self.router.reconfigure(self.cfg)
 
     def idle_timeout(self, busy: bool, idle_since: float) -> int:
         """

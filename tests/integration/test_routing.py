@@ -263,17 +263,24 @@ def test_begin_reaches_a_standby_only_when_the_transaction_reads_there(pgpool_fa
 def test_reset_queries_run_only_on_the_nodes_a_session_used(pgpool_factory: Any, pg_cluster: Any) -> None:
     server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0, "num_init_children": 1})  # one pool
 
-    def last_queries() -> list[str]:
-        return [node.psql("SELECT coalesce(string_agg(query, ','), '') FROM pg_stat_activity "
-                          "WHERE application_name = 'reset_probe'") for node in pg_cluster]
+    def last_queries(expected: list[str]) -> list[str]:
+        """The last query of the probe's backends, once they are as expected (the reset runs
+        after the client has gone) or after 5 s."""
+        deadline = time.monotonic() + 5
+        while True:
+            seen = [node.psql("SELECT coalesce(string_agg(query, ','), '') FROM pg_stat_activity "
+                              "WHERE application_name = 'reset_probe'") for node in pg_cluster]
+            if seen == expected or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.05)
 
     with server.connect(autocommit=True, application_name="reset_probe") as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)   # on the standby (weight 0 on the primary)
-    assert last_queries() == ["", "DISCARD ALL"]  # the primary has run nothing at all
+    assert last_queries(["", "DISCARD ALL"]) == ["", "DISCARD ALL"]  # the primary has run nothing at all
     with server.connect(autocommit=True, application_name="reset_probe") as conn:  # the same pooled connections
         conn.execute("SET statement_timeout = 12345")       # every node
         conn.execute("CREATE TEMP TABLE reset_probe (v int)")
-    assert last_queries() == ["DISCARD ALL", "DISCARD ALL"]
+    assert last_queries(["DISCARD ALL", "DISCARD ALL"]) == ["DISCARD ALL", "DISCARD ALL"]
     with server.connect(autocommit=True, application_name="reset_probe") as conn:
         assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'reset_probe'").fetchone() == (0,)
