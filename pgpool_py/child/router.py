@@ -55,15 +55,16 @@ _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
 _SQL_PREPARED = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
 _DEST_RANK = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
 _DEST_BY_RANK = {rank: dest for dest, rank in _DEST_RANK.items()}
-# The commonest statements by their first keyword.  In a session whose statements all go to
-# the primary this is all the relay needs to know of them (the statistics counter, and that a
-# write makes the transaction a writing one), and it costs less than classifying the text.
+# The commonest statements by their first keyword.  Where only the primary can get them, this
+# is all the relay needs to know of them (the statistics counter, and that a write makes the
+# transaction a writing one), and it costs less than classifying the text.
 _BY_KEYWORD = {
     "SELECT": Verdict(StatementKind.SELECT, Dest.PRIMARY, is_read=True, is_write=False),
     "INSERT": Verdict(StatementKind.INSERT, Dest.PRIMARY),
     "UPDATE": Verdict(StatementKind.UPDATE, Dest.PRIMARY),
     "DELETE": Verdict(StatementKind.DELETE, Dest.PRIMARY),
 }
+_SELECT = _BY_KEYWORD["SELECT"]
 
 
 @dataclass
@@ -222,9 +223,12 @@ class Router:
                 setattr(info, field, getattr(info, field) + 1)
 
     def _route_query(self, sql: str) -> tuple[Target, Verdict]:
-        if self.primary_only and sql[6:7].isspace():
+        if sql[6:7].isspace() and (self.primary_only or (
+                self.in_tx and self.tx_written and self.cfg.disable_load_balance_on_write != "off")):
+            # Only the primary can get it: in such a session, or in a writing transaction.
             known = _BY_KEYWORD.get(sql[:6].upper())
-            if known is not None:
+            # SELECT INTO TEMP makes a temporary table, which later reads must follow.
+            if known is not None and (known is not _SELECT or "into" not in sql.lower()):
                 return self.to_node[self.primary], known
         verdict = self.classifier.classify(sql)
         if verdict.kind in _SQL_PREPARED:

@@ -284,3 +284,20 @@ def test_reset_queries_run_only_on_the_nodes_a_session_used(pgpool_factory: Any,
     with server.connect(autocommit=True, application_name="reset_probe") as conn:
         assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'reset_probe'").fetchone() == (0,)
+
+
+def test_statements_in_a_writing_transaction_still_track_temporary_tables(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # In a writing transaction every statement goes to the primary; a SELECT INTO TEMP there
+    # must still be seen, or a later read of the table would be balanced to the standby.
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight0": 0})
+    with server.connect(autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS written; CREATE TABLE written (v int)")
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO written VALUES (1)")
+        conn.execute("SELECT v INTO TEMP tmp_written FROM written")
+        assert conn.execute("SELECT pg_is_in_recovery(), v FROM written").fetchone() == (False, 1)
+        conn.execute("COMMIT")
+        assert conn.execute("SELECT v FROM tmp_written").fetchone() == (1,)
+        wait_replayed(pg_cluster)
+        assert conn.execute("SELECT pg_is_in_recovery(), v FROM written").fetchone() == (True, 1)
+        conn.execute("DROP TABLE written")
