@@ -416,7 +416,11 @@ class Router:
                 if self.in_flight is not None:
                     child.set_status(ChildStatus.COMMAND_EXECUTE)
             if terminate_by is None:
-                timeout = -1 if self.in_flight is not None else session.idle_timeout(False, idle_since)
+                cfg = self.cfg
+                if self.in_flight is not None or (cfg.client_idle_limit <= 0 and not cfg.client_idle_limit_in_recovery):
+                    timeout = -1  # busy, or no idle limit whatever the recovery state
+                else:
+                    timeout = session.idle_timeout(False, idle_since)
             else:
                 left = terminate_by - time.monotonic()
                 if left <= 0:
@@ -486,7 +490,7 @@ class Router:
             if typ == _F:
                 target, verdict = self.to_node[self.primary], None
             else:
-                sql = m.parse_query(memoryview(msg)[5:])
+                sql = m.query_text(msg)
                 if addressed_to_pgpool(sql):
                     if self.in_flight is not None:
                         return True, start

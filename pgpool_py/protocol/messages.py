@@ -383,6 +383,12 @@ def parse_authentication(body: bytes | memoryview) -> AuthRequest:
     return AuthRequest(code, bytes(body[4:]))
 
 
+def query_text(msg: bytes) -> str:
+    """The SQL text of a whole Query message (type byte and length included), without copies."""
+    end = msg.find(b"\0", 5)
+    return msg[5 : end if end >= 0 else len(msg)].decode(errors="replace")
+
+
 def parse_query(body: bytes | memoryview) -> str:
     """The SQL text of a Query ('Q') message body."""
     raw = bytes(body)

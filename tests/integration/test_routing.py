@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 import asyncpg
+import psycopg
 import pytest
 
 from pgpool_py.cluster import HOST, SERVER_USER
@@ -301,3 +302,15 @@ def test_statements_in_a_writing_transaction_still_track_temporary_tables(pgpool
         wait_replayed(pg_cluster)
         assert conn.execute("SELECT pg_is_in_recovery(), v FROM written").fetchone() == (True, 1)
         conn.execute("DROP TABLE written")
+
+
+@pytest.mark.parametrize("how", ["pgpool.conf", "PGPOOL SET"])
+def test_client_idle_limit_ends_an_idle_session(pgpool_factory: Any, pg_cluster: Any, how: str) -> None:
+    server = pgpool_factory(pg_cluster, extra={"client_idle_limit": 1} if how == "pgpool.conf" else {})
+    with server.connect(autocommit=True) as conn:
+        if how == "PGPOOL SET":
+            conn.execute("PGPOOL SET client_idle_limit = 1")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        time.sleep(1.5)
+        with pytest.raises(psycopg.OperationalError, match="client_idle_limit"):
+            conn.execute("SELECT 1")

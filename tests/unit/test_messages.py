@@ -228,3 +228,10 @@ def test_parsers() -> None:
     assert m.parse_parse(b"stmt\0select $1\0\0\0") == ("stmt", "select $1")
     notice = m.parse_error_fields(m.notice_response("hello")[5:])
     assert notice["S"] == "NOTICE" and notice["M"] == "hello"
+
+
+def test_query_text_of_a_whole_message() -> None:
+    assert m.query_text(m.query("SELECT 'é'")) == "SELECT 'é'"
+    assert m.query_text(b"Q\x00\x00\x00\x07abc") == "abc"        # no NUL: everything after the header
+    assert m.query_text(b"Q\x00\x00\x00\x08a\x00bc") == "a"       # up to the first NUL, as parse_query
+    assert m.query_text(b"Q\x00\x00\x00\x05\xff") == "\ufffd"     # not UTF-8: replaced, never raised
