@@ -35,7 +35,7 @@ from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
-from pgpool_py.routing.classify import Dest, StatementKind, Verdict, addressed_to_pgpool
+from pgpool_py.routing.classify import DEST_RANK, Dest, StatementKind, Verdict, addressed_to_pgpool
 from pgpool_py.shmem.layout import ChildStatus, RequestDetail, RequestKind
 from pgpool_py.tls import reader
 
@@ -52,9 +52,8 @@ _Q, _X, _S, _H, _P, _B, _D, _E, _C, _F = (ord(c) for c in "QXSHPBDECF")
 _COPY_MESSAGES = frozenset(ord(c) for c in "dcf")
 _EXTENDED = frozenset(ord(c) for c in "PBDEC")
 _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
-_SQL_PREPARED = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
-_DEST_RANK = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
-_DEST_BY_RANK = {rank: dest for dest, rank in _DEST_RANK.items()}
+_DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
+_EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
 # The commonest statements by their first keyword.  Where only the primary can get them, this
 # is all the relay needs to know of them (the statistics counter, and that a write makes the
 # transaction a writing one), and it costs less than classifying the text.
@@ -67,7 +66,7 @@ _BY_KEYWORD = {
 _SELECT = _BY_KEYWORD["SELECT"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """A named (or the unnamed) prepared statement of this session."""
 
@@ -231,7 +230,7 @@ class Router:
             if known is not None and (known is not _SELECT or "into" not in sql.lower()):
                 return self.to_node[self.primary], known
         verdict = self.classifier.classify(sql)
-        if verdict.kind in _SQL_PREPARED:
+        if verdict.sql_prepared:
             # SQL-level EXECUTE/DEALLOCATE follow their PREPARE (regression 121).
             name = verdict.prepared_name
             if verdict.kind is StatementKind.PREPARE:
@@ -250,7 +249,7 @@ class Router:
 
     def _route_batch(self, batch: list[tuple[int, bytes]]) -> tuple[Target, Replay, list[tuple[str, Prepared]], Verdict | None]:
         """Decide where an extended-protocol batch goes, and which earlier Parses to replay where."""
-        dest_rank = _DEST_RANK[Dest.EITHER]
+        dest_rank = _EITHER_RANK
         verdict: Verdict | None = None  # the batch's most demanding verdict (the later one on a tie)
         verdict_rank = -1
         new_statements: list[tuple[str, Prepared]] = []
@@ -272,7 +271,7 @@ class Router:
                 if found is None:
                     found = self.statements.get(stmt)
                     if found is None:
-                        dest_rank = _DEST_RANK[Dest.PRIMARY]
+                        dest_rank = _PRIMARY_RANK
                         continue
                     needed.append(stmt)
                 v = found.verdict
@@ -284,7 +283,7 @@ class Router:
                     elif kind == "S" and typ == _D and name not in pending and name in self.statements:
                         needed.append(name)
                 continue
-            rank = _DEST_RANK[v.dest]
+            rank = v.dest_rank
             if rank >= verdict_rank:
                 verdict, verdict_rank = v, rank
             if rank > dest_rank:
@@ -458,6 +457,7 @@ class Router:
         msgs, consumed = m.split_messages(cbuf)
         batch: list[tuple[int, bytes]] = []
         batch_start = -1
+        interleaved = False  # COPY data came between the batch's messages
         for typ, start, end in msgs:
             msg = bytes(cbuf[start:end])
             if typ in _EXTENDED:
@@ -467,11 +467,17 @@ class Router:
                 continue
             if typ in (_S, _H):
                 batch.append((typ, msg))
-                if not self._flush_batch(batch, sync=typ == _S):
+                # The batch's messages usually lie together in the buffer: one copy sends them all.
+                if interleaved:
+                    payload = b"".join([part for _t, part in batch])
+                else:
+                    payload = bytes(cbuf[start if batch_start < 0 else batch_start : end])
+                if not self._flush_batch(batch, payload, sync=typ == _S):
                     return True, (start if batch_start < 0 else batch_start)
-                batch, batch_start = [], -1
+                batch, batch_start, interleaved = [], -1, False
                 continue
             if typ in _COPY_MESSAGES:
+                interleaved = interleaved or bool(batch)
                 target = self.in_flight or self.to_node[self.primary]
                 for node in target.nodes:
                     self.channels[node].sock.sendall(msg)  # type: ignore[attr-defined]
@@ -552,7 +558,7 @@ class Router:
             return
         self._send(target, payload, expect_ready=True)
 
-    def _flush_batch(self, batch: list[tuple[int, bytes]], sync: bool) -> bool:
+    def _flush_batch(self, batch: list[tuple[int, bytes]], payload: bytes, sync: bool) -> bool:
         """Send an extended batch (ending in Sync or Flush); False when it must wait."""
         replay: Replay = []
         new_statements: list[tuple[str, Prepared]] = []
@@ -572,7 +578,6 @@ class Router:
             return False
         if verdict is not None:
             self._note_verdict(verdict, target)
-        payload = b"".join([msg for _typ, msg in batch])
         self._send(target, payload, expect_ready=sync, replay=replay)
         for info, node in replay:
             info.nodes.add(node)
@@ -801,14 +806,18 @@ def _two_names(msg: bytes) -> tuple[str, str]:
 
 def _target_name(msg: bytes, typ: int) -> tuple[str, str]:
     """Describe/Close: ('S' or 'P', name); Execute: ('P', portal)."""
-    body = msg[5:]
     if typ == _E:
-        if body[:1] == b"\0":
-            return "P", ""
+        if msg[5:6] == b"\0":
+            return "P", ""  # the unnamed portal: most Executes
+        body = msg[5:]
         return "P", body[: _cstring_end(body, 0, "Execute")].decode(errors="replace")
-    if body[:1] not in (b"S", b"P"):
+    kind = msg[5:6]
+    if kind not in (b"S", b"P"):
         raise ProtocolError(f"invalid {'Describe' if typ == _D else 'Close'} message: bad target type")
-    return chr(body[0]), body[1 : _cstring_end(body, 1, "Describe or Close")].decode(errors="replace")
+    if msg[6:7] == b"\0":
+        return kind.decode(), ""
+    body = msg[5:]
+    return kind.decode(), body[1 : _cstring_end(body, 1, "Describe or Close")].decode(errors="replace")
 
 
 def _describe(payload: bytes) -> str:

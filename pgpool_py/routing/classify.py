@@ -101,6 +101,10 @@ class Dest(enum.Enum):
     EITHER = "either"
 
 
+# How demanding a destination is: a batch of several statements goes where its most demanding one must.
+DEST_RANK = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
+
+
 class StatementKind(enum.Enum):
     EMPTY = "empty"                     # "" or ";" — JBoss's ping; pgpool treats it as a read
     POOL_COMMAND = "pool_command"       # answered by pgpool-py itself, never sent to a backend
@@ -160,6 +164,9 @@ _STATS_COUNTER: dict[StatementKind, str | None] = {
 }
 
 
+_SQL_PREPARED_KINDS = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The classification of one query string (which may hold several statements).
@@ -195,6 +202,8 @@ class Verdict:
     # session's transaction state or its set of temporary tables, and the counter it bumps.
     changes_session: bool = field(init=False, repr=False, compare=False)
     stats_field: str | None = field(init=False, repr=False, compare=False)
+    dest_rank: int = field(init=False, repr=False, compare=False)  # DEST_RANK[dest]
+    sql_prepared: bool = field(init=False, repr=False, compare=False)  # PREPARE, EXECUTE or DEALLOCATE
 
     def __post_init__(self) -> None:
         changes = (self.tx_start or self.tx_end or bool(self.created_temp_tables) or bool(self.dropped_tables)
@@ -202,6 +211,9 @@ class Verdict:
         object.__setattr__(self, "changes_session", changes)
         counter = self.kind.stats_counter
         object.__setattr__(self, "stats_field", None if counter is None else counter + "_cnt")
+        # Enum members hash in Python code: dictionary and set lookups by them cost per query.
+        object.__setattr__(self, "dest_rank", DEST_RANK[self.dest])
+        object.__setattr__(self, "sql_prepared", self.kind in _SQL_PREPARED_KINDS)
 
     @property
     def load_balance_ok(self) -> bool:
