@@ -173,20 +173,22 @@ class Router:
             return "v"  # the primary connection is busy: assume the worst
         return self.child.function_volatility(self.slot.conns[self.primary], self.slot.database, name)
 
+    def _reads_kept_on_primary(self) -> bool:
+        """The transaction's state or the session's writes keep reads on the primary
+        (a failed or SERIALIZABLE transaction; disable_load_balance_on_write)."""
+        if self.in_tx and (self.tx_failed or self.tx_serializable):
+            return True
+        mode = self.cfg.disable_load_balance_on_write
+        if mode == "off":
+            return False
+        return ((self.in_tx and self.tx_written)
+                or (mode == "always" and self.session_written)
+                or (mode == "trans_transaction" and self.in_tx and self.session_written))
+
     def _read_target(self, verdict: Verdict | None) -> int:
         cfg = self.cfg
-        if not cfg.load_balance_mode or self.lb_node not in self.channels:
+        if not cfg.load_balance_mode or self.lb_node not in self.channels or self._reads_kept_on_primary():
             return self.primary
-        mode = cfg.disable_load_balance_on_write
-        if self.in_tx and (self.tx_failed or self.tx_serializable):
-            return self.primary
-        if mode != "off":
-            if self.in_tx and self.tx_written:
-                return self.primary
-            if mode == "always" and self.session_written:
-                return self.primary
-            if mode == "trans_transaction" and self.in_tx and self.session_written:
-                return self.primary
         if cfg.statement_level_load_balance:
             return self.child.choose_load_balance_node(self.slot, self.session)
         return self.lb_node
@@ -222,9 +224,8 @@ class Router:
                 setattr(info, field, getattr(info, field) + 1)
 
     def _route_query(self, sql: str) -> tuple[Target, Verdict]:
-        if sql[6:7].isspace() and (self.primary_only or (
-                self.in_tx and self.tx_written and self.cfg.disable_load_balance_on_write != "off")):
-            # Only the primary can get it: in such a session, or in a writing transaction.
+        if sql[6:7].isspace() and (self.primary_only or self._reads_kept_on_primary()):
+            # Only the primary can get it: in such a session, or while reads are kept there.
             known = _BY_KEYWORD.get(sql[:6].upper())
             # SELECT INTO TEMP makes a temporary table, which later reads must follow.
             if known is not None and (known is not _SELECT or "into" not in sql.lower()):
@@ -415,11 +416,7 @@ class Router:
                 if self.in_flight is not None:
                     child.set_status(ChildStatus.COMMAND_EXECUTE)
             if terminate_by is None:
-                cfg = self.cfg
-                if self.in_flight is not None or (cfg.client_idle_limit <= 0 and not cfg.client_idle_limit_in_recovery):
-                    timeout = -1  # busy, or no idle limit whatever the recovery state
-                else:
-                    timeout = session.idle_timeout(False, idle_since)
+                timeout = session.idle_timeout(self.in_flight is not None, idle_since)
             else:
                 left = terminate_by - time.monotonic()
                 if left <= 0:
@@ -514,7 +511,8 @@ class Router:
                 self._send_query(target, verdict, msg)
         return False, (consumed if batch_start < 0 else batch_start)
 
-    def _begin_text(self, batch: list[tuple[int, bytes]], verdict: Verdict) -> bytes | None:
+    def _begin_text(self, batch: list[tuple[int, bytes]], verdict: Verdict,
+                    new_statements: list[tuple[str, Prepared]]) -> bytes | None:
         """An extended-protocol BEGIN as the Query a standby gets later; None when the batch
         runs anything else (one Bind, of a statement that is a BEGIN, qualifies)."""
         if verdict.kind is not StatementKind.TX_BEGIN:
@@ -523,17 +521,11 @@ class Router:
         if len(binds) != 1:
             return None
         name = _two_names(binds[0])[1]
-        parse = None
-        for typ, msg in batch:
-            if typ == _P and m.parse_parse(memoryview(msg)[5:])[0] == name:
-                parse = msg
-        if parse is None:
-            prepared = self.statements.get(name)
-            parse = prepared.parse if prepared is not None else None
-        if parse is None:
+        # The statement as _route_batch saw it: the batch's last Parse of that name, else an earlier one.
+        prepared = dict(new_statements).get(name) or self.statements.get(name)
+        if prepared is None or prepared.verdict.kind is not StatementKind.TX_BEGIN:
             return None
-        sql = m.parse_parse(memoryview(parse)[5:])[1]
-        return m.query(sql) if self.classifier.classify(sql).kind is StatementKind.TX_BEGIN else None
+        return m.query(m.parse_parse(memoryview(prepared.parse)[5:])[1])
 
     def _defer_begin(self, verdict: Verdict, target: Target, payload: bytes | None) -> Target:
         """
@@ -572,7 +564,7 @@ class Router:
         else:
             target, replay, new_statements, verdict = self._route_batch(batch)
             if target is self.to_all and verdict is not None:
-                target = self._defer_begin(verdict, target, self._begin_text(batch, verdict))
+                target = self._defer_begin(verdict, target, self._begin_text(batch, verdict, new_statements))
                 replay = [(info, node) for info, node in replay if node in target.nodes]
         if not self._can_send(target):
             return False

@@ -471,8 +471,9 @@ class Session:
         client has been idle too long.  During online recovery client_idle_limit_in_recovery
         replaces client_idle_limit (a SIGUSR2 wakes the relay when recovery starts).
         """
-        if busy:
-            return -1
+        cfg = self.cfg
+        if busy or (cfg.client_idle_limit <= 0 and not cfg.client_idle_limit_in_recovery):
+            return -1  # no limit whatever the recovery state: shared memory need not be read
         if self.child.shm.req.in_recovery:
             limit, name = self.cfg.client_idle_limit_in_recovery, "client_idle_limit_in_recovery"
             if limit == -1:

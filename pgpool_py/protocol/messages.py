@@ -385,15 +385,18 @@ def parse_authentication(body: bytes | memoryview) -> AuthRequest:
 
 def query_text(msg: bytes) -> str:
     """The SQL text of a whole Query message (type byte and length included), without copies."""
-    end = msg.find(b"\0", 5)
-    return msg[5 : end if end >= 0 else len(msg)].decode(errors="replace")
+    return _text_to_nul(msg, 5)
 
 
 def parse_query(body: bytes | memoryview) -> str:
     """The SQL text of a Query ('Q') message body."""
-    raw = bytes(body)
-    end = raw.find(b"\0")
-    return raw[: end if end >= 0 else len(raw)].decode(errors="replace")
+    return _text_to_nul(bytes(body), 0)
+
+
+def _text_to_nul(raw: bytes, start: int) -> str:
+    """Text from ``start`` to the first NUL (or the end), never failing on bad UTF-8."""
+    end = raw.find(b"\0", start)
+    return raw[start : end if end >= 0 else len(raw)].decode(errors="replace")
 
 
 def parse_parse(body: bytes | memoryview) -> tuple[str, str]:

@@ -77,7 +77,10 @@ _POOL_PREFIX_BYTES = re.compile(_POOL_PREFIX.pattern.encode(), re.IGNORECASE | r
 # How much of a Query body the bytes test looks at: enough for leading comments, never the
 # whole of a multi-megabyte query.
 POOL_PREFIX_WINDOW = 1024
-_POOL_STARTS = frozenset({"pg", "sh"})
+# What the first two characters of a pgpool command, or the first of blanks or a comment
+# before one, may be (text and bytes alike).
+_POOL_STARTS = frozenset({"pg", "sh", b"pg", b"sh"})
+_LEADERS = frozenset({"/", "-", b"/", b"-"})
 _PGPOOL_COMMAND = re.compile(_LEAD + r"pgpool\s+(show|set|reset)\b", re.IGNORECASE | re.DOTALL)
 _NO_LOAD_BALANCE = re.compile(r"\A\s*/\*\s*NO LOAD BALANCE\s*\*/", re.IGNORECASE)
 
@@ -543,16 +546,20 @@ def _remember(cache: OrderedDict[str, Verdict], key: str, verdict: Verdict, limi
 def addressed_to_pgpool(sql: str) -> bool:
     """The text starts like a pgpool command: pgpool-py answers it (perhaps with an error)
     rather than a backend. ``parse_pool_command`` says which command it is."""
-    # Most texts start with a keyword that is not SHOW or PGPOOL: two characters tell.
-    first = sql[:1]
-    if sql[:2].lower() not in _POOL_STARTS and first not in "/-" and not first.isspace():
-        return False
-    return _POOL_PREFIX.match(sql) is not None
+    return _may_start_pool_command(sql) and _POOL_PREFIX.match(sql) is not None
 
 
 def addressed_to_pgpool_bytes(query_body: bytes) -> bool:
     """``addressed_to_pgpool`` on the first bytes of a Query message body."""
-    return _POOL_PREFIX_BYTES.match(query_body[:POOL_PREFIX_WINDOW]) is not None
+    return _may_start_pool_command(query_body) and \
+        _POOL_PREFIX_BYTES.match(query_body[:POOL_PREFIX_WINDOW]) is not None
+
+
+def _may_start_pool_command(text: str | bytes) -> bool:
+    """Most texts start with a keyword that is not SHOW or PGPOOL: two characters tell,
+    without the leading-comment regular expression."""
+    first = text[:1]
+    return text[:2].lower() in _POOL_STARTS or first in _LEADERS or first.isspace()
 
 
 def is_pool_command(sql: str) -> bool:
