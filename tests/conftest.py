@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["pytester", "tests.fix_pg", "tests.fix_pgpool"]
+pytest_plugins = ["pytester", "tests.fix_pg", "tests.fix_pgpool", "tests.tls_certs"]
 
 # A test's directory decides its marker, so `-m "not integration"` needs no decorators.
 _DIR_MARKERS = {"process": pytest.mark.process, "integration": pytest.mark.integration}

@@ -1,4 +1,5 @@
-"""Throwaway X.509 material for TLS tests, made with the openssl command line tool."""
+"""Throwaway X.509 material for TLS tests, made with the openssl command line tool, and the
+fixtures that hand it out (a plugin: see conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 DAYS = "2"
 
@@ -44,3 +47,15 @@ def make_ca(directory: Path) -> Certs:
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
              "-days", DAYS, "-subj", "/CN=pgpool-py test CA", cwd=directory)
     return Certs(directory / "ca.crt", directory)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """A CA of the test module's own."""
+    return make_ca(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def server_pair(certs: Certs) -> KeyPair:
+    """A server certificate for localhost and 127.0.0.1, signed by ``certs``."""
+    return certs.issue("server", "localhost", server=True)

@@ -19,21 +19,11 @@ import psycopg
 import pytest
 
 from pgpool_py.cluster import SERVER_USER, PgNode
-from tests.tls_certs import Certs, KeyPair, make_ca
+from tests.tls_certs import Certs, KeyPair
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 RAW = {"backend_clustering_mode": "raw"}
 BIG = 3_000_000  # bytes in one DataRow: many TLS records
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_ca(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def server_pair(certs: Certs) -> KeyPair:
-    return certs.issue("server", "localhost", server=True)
 
 
 def _ssl_conf(pair: KeyPair, certs: Certs | None = None) -> dict[str, str | int | bool]:

@@ -19,17 +19,7 @@ from pgpool_py.tls import (
     reader,
     server_context,
 )
-from tests.tls_certs import Certs, KeyPair, make_ca
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_ca(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def server_pair(certs: Certs) -> KeyPair:
-    return certs.issue("server", "localhost", server=True)
+from tests.tls_certs import Certs, KeyPair
 
 
 def _config(tmp_path: Path, text: str) -> object:
