@@ -60,12 +60,22 @@ def put_script(node: PgNode, name: str, text: str | None = None) -> None:
     shutil.chown(path, SERVER_USER, SERVER_USER)
 
 
+def _pcp_argv(server: PgpoolServer, tool: str, *args: str, real: bool = False) -> list[str]:
+    program = [os.path.join(REAL_PCP_BIN, tool)] if real else [sys.executable, "-m", "pcp", tool]
+    return program + ["-h", "127.0.0.1", "-p", str(server.pcp_port), "-U", SERVER_USER, "-w", *args]
+
+
 def pcp_tool(server: PgpoolServer, tool: str, *args: str, real: bool = False,
              timeout: float = PCP_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    program = [os.path.join(REAL_PCP_BIN, tool)] if real else [sys.executable, "-m", "pcp", tool]
-    return subprocess.run(program + ["-h", "127.0.0.1", "-p", str(server.pcp_port), "-U", SERVER_USER, "-w", *args],
-                          capture_output=True, text=True, timeout=timeout, env=_pcp_env(server),
-                          start_new_session=True)
+    return subprocess.run(_pcp_argv(server, tool, *args, real=real), capture_output=True, text=True,
+                          timeout=timeout, env=_pcp_env(server), start_new_session=True)
+
+
+def start_pcp_tool(server: PgpoolServer, tool: str, *args: str, capture: bool = False) -> subprocess.Popen[str]:
+    """Our ``tool`` in the background; its output is kept only with ``capture``."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(_pcp_argv(server, tool, *args), stdout=out, stderr=out, text=True,
+                            env=_pcp_env(server), start_new_session=True)
 
 
 def _pcp_env(server: PgpoolServer) -> dict[str, str]:
@@ -349,10 +359,7 @@ def test_native_recovery_holds_new_clients_during_2nd_stage(pg_cluster_factory: 
     server.psql("CREATE TABLE t (id int PRIMARY KEY, note text)")
     server.psql("INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g")
 
-    recovery = subprocess.Popen(
-        [sys.executable, "-m", "pcp", "pcp_recovery_node", "-h", "127.0.0.1", "-p", str(server.pcp_port),
-         "-U", SERVER_USER, "-w", "-n", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_pcp_env(server), start_new_session=True)
+    recovery = start_pcp_tool(server, "pcp_recovery_node", "-n", "1", capture=True)
     try:
         wait_for(lambda: os.path.exists(marker), 60, "the 2nd stage")
         stage2 = time.monotonic()
@@ -419,10 +426,7 @@ def test_dropped_pcp_connection_still_finishes_recovery(pg_cluster_factory: Clus
                                                         pgpool_factory: PgpoolFactory) -> None:
     nodes, server, marker = _native_setup(pg_cluster_factory, pgpool_factory,
                                           'sleep 2\nexec "$1/replication_mode_recovery_2nd_stage" "$@"')
-    recovery = subprocess.Popen(
-        [sys.executable, "-m", "pcp", "pcp_recovery_node", "-h", "127.0.0.1", "-p", str(server.pcp_port),
-         "-U", SERVER_USER, "-w", "-n", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_pcp_env(server), start_new_session=True)
+    recovery = start_pcp_tool(server, "pcp_recovery_node", "-n", "1")
     try:
         wait_for(lambda: os.path.exists(marker), 60, "the 2nd stage")
     finally:
@@ -528,10 +532,7 @@ def test_killed_recovery_worker_does_not_block_later_recoveries(failure_cluster:
         server = start_pgpool(pgpool_factory, failure_cluster, "streaming",
                               recovery_1st_stage_command="slow_once_1st_stage")
         detach(server, 1)
-        first = subprocess.Popen(
-            [sys.executable, "-m", "pcp", "pcp_recovery_node", "-h", "127.0.0.1", "-p", str(server.pcp_port),
-             "-U", SERVER_USER, "-w", "-n", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_pcp_env(server), start_new_session=True)
+        first = start_pcp_tool(server, "pcp_recovery_node", "-n", "1")
         try:
             wait_for(lambda: os.path.exists(marker), 30, "the 1st stage to start")
             worker = _process_with_title("PCP: processing recovery request")
