@@ -35,7 +35,7 @@ from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
-from pgpool_py.routing.classify import DEST_RANK, Dest, StatementKind, Verdict, addressed_to_pgpool
+from pgpool_py.routing.classify import DEST_RANK, Dest, StatementKind, Verdict, addressed_to_pgpool_bytes
 from pgpool_py.shmem.layout import ChildStatus, RequestDetail, RequestKind
 from pgpool_py.tls import reader
 
@@ -58,12 +58,12 @@ _EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
 # is all the relay needs to know of them (the statistics counter, and that a write makes the
 # transaction a writing one), and it costs less than classifying the text.
 _BY_KEYWORD = {
-    "SELECT": Verdict(StatementKind.SELECT, Dest.PRIMARY, is_read=True, is_write=False),
-    "INSERT": Verdict(StatementKind.INSERT, Dest.PRIMARY),
-    "UPDATE": Verdict(StatementKind.UPDATE, Dest.PRIMARY),
-    "DELETE": Verdict(StatementKind.DELETE, Dest.PRIMARY),
+    b"SELECT": Verdict(StatementKind.SELECT, Dest.PRIMARY, is_read=True, is_write=False),
+    b"INSERT": Verdict(StatementKind.INSERT, Dest.PRIMARY),
+    b"UPDATE": Verdict(StatementKind.UPDATE, Dest.PRIMARY),
+    b"DELETE": Verdict(StatementKind.DELETE, Dest.PRIMARY),
 }
-_SELECT = _BY_KEYWORD["SELECT"]
+_SELECT = _BY_KEYWORD[b"SELECT"]
 
 
 @dataclass(slots=True)
@@ -223,14 +223,15 @@ class Router:
                 info = stats[node]
                 setattr(info, field, getattr(info, field) + 1)
 
-    def _route_query(self, sql: str) -> tuple[Target, Verdict]:
-        if sql[6:7].isspace() and (self.primary_only or self._reads_kept_on_primary()):
+    def _route_query(self, text: bytes) -> tuple[Target, Verdict]:
+        """Where a simple Query goes; ``text`` is its SQL as the client sent it."""
+        if text[6:7].isspace() and (self.primary_only or self._reads_kept_on_primary()):
             # Only the primary can get it: in such a session, or while reads are kept there.
-            known = _BY_KEYWORD.get(sql[:6].upper())
+            known = _BY_KEYWORD.get(text[:6].upper())
             # SELECT INTO TEMP makes a temporary table, which later reads must follow.
-            if known is not None and (known is not _SELECT or "into" not in sql.lower()):
+            if known is not None and (known is not _SELECT or b"into" not in text.lower()):
                 return self.to_node[self.primary], known
-        verdict = self.classifier.classify(sql)
+        verdict = self.classifier.classify_bytes(text)
         if verdict.sql_prepared:
             # SQL-level EXECUTE/DEALLOCATE follow their PREPARE (regression 121).
             name = verdict.prepared_name
@@ -493,13 +494,14 @@ class Router:
             if typ == _F:
                 target, verdict = self.to_node[self.primary], None
             else:
-                sql = m.query_text(msg)
-                if addressed_to_pgpool(sql):
+                text = m.query_bytes(msg)
+                if addressed_to_pgpool_bytes(text):
                     if self.in_flight is not None:
                         return True, start
+                    sql = text.decode(errors="replace")
                     send_c(self.child.commands.execute(sql, self._client_tx_status(), session))  # type: ignore[operator]
                     continue
-                target, verdict = self._route_query(sql)
+                target, verdict = self._route_query(text)
                 if target is self.to_all:
                     target = self._defer_begin(verdict, target, msg)
             if not self._can_send(target):

@@ -388,6 +388,12 @@ def query_text(msg: bytes) -> str:
     return _text_to_nul(msg, 5)
 
 
+def query_bytes(msg: bytes) -> bytes:
+    """``query_text`` undecoded: the bytes up to the first NUL (or the end)."""
+    end = msg.find(b"\0", 5)
+    return msg[5 : end if end >= 0 else len(msg)]
+
+
 def parse_query(body: bytes | memoryview) -> str:
     """The SQL text of a Query ('Q') message body."""
     return _text_to_nul(bytes(body), 0)

@@ -697,10 +697,29 @@ _FRAGMENTS = st.sampled_from([
 ])
 
 
+_OTHER_DIGITS = str.maketrans("0123456789", "7395102864")
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.lists(_FRAGMENTS, min_size=1, max_size=8).map(" ".join), min_size=1, max_size=6))
 def test_a_cached_verdict_is_the_verdict_of_the_text_itself(texts: list[str]) -> None:
     shared = classifier()
     for text in texts:
-        for variant in (text, text.replace("1", "7"), text.replace("'a'", "'zz'")):
-            assert shared.classify(variant) == classifier().classify(variant), variant
+        # Other literal values, and other digits in the same places (one digit key).
+        for variant in (text, text.replace("1", "7"), text.replace("'a'", "'zz'"), text.translate(_OTHER_DIGITS)):
+            expected = classifier().classify(variant)
+            assert shared.classify(variant) == expected, variant
+            assert shared.classify_bytes(variant.encode()) == expected, variant
+
+
+def test_a_digit_key_is_shared_only_by_texts_whose_digits_are_literals(monkeypatch: pytest.MonkeyPatch) -> None:
+    masked: list[str] = []
+    monkeypatch.setattr(classify_module, "literal_key", lambda sql: masked.append(sql) or literal_key(sql))
+    c = classifier(write_function_list=["f2"])
+    assert c.classify_bytes(b"SELECT abalance FROM pgbench_accounts WHERE aid = 1234").dest is EITHER
+    assert c.classify_bytes(b"SELECT abalance FROM pgbench_accounts WHERE aid = 5678").dest is EITHER
+    assert c.classify_bytes(b"SELECT f1(5)").dest is EITHER
+    assert c.classify_bytes(b"SELECT f2(5)").dest is PRIMARY     # a digit in a name: its own entry
+    assert c.classify_bytes(b"SELECT f2(7)").dest is PRIMARY
+    assert masked == ["SELECT abalance FROM pgbench_accounts WHERE aid = 1234", "SELECT f1(5)",
+                      "SELECT f2(5)", "SELECT f2(7)"]
