@@ -439,8 +439,17 @@ class Router:
                         data = b""
                     if not data:
                         raise PeerClosed("client")
-                    cbuf += data
                     idle_since = time.monotonic()
+                    if not cbuf and data[0] == _Q and len(data) == m.message_length(data, 0) \
+                            and not held and terminate_by is None:
+                        # Most reads are one whole Query: routed from the chunk itself, without
+                        # the buffer and its copies.
+                        if self._simple(_Q, data, send_c):
+                            if self.in_flight is not None:
+                                child.set_status(ChildStatus.COMMAND_EXECUTE)
+                            continue
+                        held = True
+                    cbuf += data
                 else:
                     child.sigq.drain()
                     child.on_interrupt()
@@ -491,27 +500,33 @@ class Router:
                     "simple query arrived before ending an extended query message",
                     hint="send Sync before a simple Query",
                 )
-            if typ == _F:
-                target, verdict = self.to_node[self.primary], None
-            else:
-                text = m.query_bytes(msg)
-                if addressed_to_pgpool_bytes(text):
-                    if self.in_flight is not None:
-                        return True, start
-                    sql = text.decode(errors="replace")
-                    send_c(self.child.commands.execute(sql, self._client_tx_status(), session))  # type: ignore[operator]
-                    continue
-                target, verdict = self._route_query(text)
-                if target is self.to_all:
-                    target = self._defer_begin(verdict, target, msg)
-            if not self._can_send(target):
+            if not self._simple(typ, msg, send_c):
                 return True, start
-            if verdict is None:
-                self._send(target, msg, expect_ready=True)
-            else:
-                self._note_verdict(verdict, target)
-                self._send_query(target, verdict, msg)
         return False, (consumed if batch_start < 0 else batch_start)
+
+    def _simple(self, typ: int, msg: bytes, send_c: object) -> bool:
+        """Route a Query or FunctionCall message; False when it must wait for the batch in flight."""
+        if typ == _F:
+            target, verdict = self.to_node[self.primary], None
+        else:
+            text = m.query_bytes(msg)
+            if addressed_to_pgpool_bytes(text):
+                if self.in_flight is not None:
+                    return False
+                sql = text.decode(errors="replace")
+                send_c(self.child.commands.execute(sql, self._client_tx_status(), self.session))  # type: ignore[operator]
+                return True
+            target, verdict = self._route_query(text)
+            if target is self.to_all:
+                target = self._defer_begin(verdict, target, msg)
+        if not self._can_send(target):
+            return False
+        if verdict is None:
+            self._send(target, msg, expect_ready=True)
+        else:
+            self._note_verdict(verdict, target)
+            self._send_query(target, verdict, msg)
+        return True
 
     def _begin_text(self, batch: list[tuple[int, bytes]], verdict: Verdict,
                     new_statements: list[tuple[str, Prepared]]) -> bytes | None:
