@@ -16,7 +16,7 @@ from pgpool_py.health.check import health_check_stats_rows
 from pgpool_py.errors import PgError
 from pgpool_py.protocol import messages as m
 from pgpool_py.routing.classify import parse_pool_command
-from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, show_time
+from pgpool_py.shmem.layout import STATEMENT_COUNTERS, BackendStatus, ChildStatus, Role, show_time
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
@@ -46,10 +46,7 @@ POOL_HEALTH_CHECK_STATS_COLUMNS = [
     "max_retry_count", "max_duration", "min_duration", "average_duration", "last_health_check",
     "last_successful_health_check", "last_skip_health_check", "last_failed_health_check",
 ]
-POOL_BACKEND_STATS_COLUMNS = [
-    "node_id", "hostname", "port", "status", "role", "select_cnt", "insert_cnt", "update_cnt",
-    "delete_cnt", "ddl_cnt", "other_cnt", "panic_cnt", "fatal_cnt", "error_cnt",
-]
+POOL_BACKEND_STATS_COLUMNS = ["node_id", "hostname", "port", "status", "role", *STATEMENT_COUNTERS]
 
 # A SHOW POOL_<name> that parse_pool_command does not know: named in the error.
 _SHOW = re.compile(r"^\s*show\s+(pool_\w+)\s*;?\s*$", re.I)
@@ -137,7 +134,7 @@ class PoolCommands:
             rows.append([
                 str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, self._pg_status(node),
                 f"{b.weight / total_weight:f}", self._role_label(node), pg_role,
-                str(b.select_cnt), "true" if node == lb_node else "false", str(b.standby_delay),
+                str(shm.statement_counts(node)["select_cnt"]), "true" if node == lb_node else "false", str(b.standby_delay),
                 b.replication_state.decode(), b.replication_sync_state.decode(), show_time(b.status_changed_time),
             ])
         return m.result_set(POOL_NODES_COLUMNS, rows)
@@ -159,10 +156,10 @@ class PoolCommands:
         rows: Rows = []
         for node in self._used_nodes():
             b = shm.backends[node]
+            counts = shm.statement_counts(node)
             rows.append([
                 str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, self._role_label(node),
-                str(b.select_cnt), str(b.insert_cnt), str(b.update_cnt), str(b.delete_cnt), str(b.ddl_cnt),
-                str(b.other_cnt), str(b.panic_cnt), str(b.fatal_cnt), str(b.error_cnt),
+                *(str(counts[name]) for name in STATEMENT_COUNTERS),
             ])
         return m.result_set(POOL_BACKEND_STATS_COLUMNS, rows)
 

@@ -162,8 +162,8 @@ class Router:
         self.lazy_begin = not self.native and len(self.everyone) > 1
         self.to_node = {node: Target((node,), node) for node in self.everyone}
         self.to_all = Target(self.everyone, self.primary)
-        backends = self.child.shm.backends
-        self.node_stats = {node: backends[node] for node in self.everyone}
+        shm, index = self.child.shm, self.child.index
+        self.node_stats = {node: shm.child_counters(index, node) for node in self.everyone}
 
     # ------------------------------------------------------------------ routing decisions
 
@@ -679,7 +679,7 @@ class Router:
             return False
         ch.pending = max(0, ch.pending - completed)
         if ch.scanner.errors:
-            self.child.shm.backends[ch.node_id].error_cnt += ch.scanner.errors
+            self.node_stats[ch.node_id].error_cnt += ch.scanner.errors
             ch.scanner.errors = 0
         for other in self.channels.values():
             if other.pending:

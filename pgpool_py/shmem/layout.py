@@ -116,21 +116,25 @@ class BackendInfo(ctypes.Structure):
         ("quarantine", ctypes.c_bool),
         ("status_changed_time", ctypes.c_double),
         ("standby_delay", ctypes.c_uint64),
-        ("select_cnt", ctypes.c_uint64),
-        # SHOW POOL_BACKEND_STATS: statements routed to the node, by kind, and errors it sent.
-        ("insert_cnt", ctypes.c_uint64),
-        ("update_cnt", ctypes.c_uint64),
-        ("delete_cnt", ctypes.c_uint64),
-        ("ddl_cnt", ctypes.c_uint64),
-        ("other_cnt", ctypes.c_uint64),
-        ("panic_cnt", ctypes.c_uint64),
-        ("fatal_cnt", ctypes.c_uint64),
-        ("error_cnt", ctypes.c_uint64),
         ("pg_role", ctypes.c_int),  # live role seen by sr_check: -1 unknown
         # pg_stat_replication.state / sync_state of this node as a standby (sr_check worker)
         ("replication_state", ctypes.c_char * 64),
         ("replication_sync_state", ctypes.c_char * 64),
     ]
+
+
+# SHOW POOL_NODES (select_cnt) and SHOW POOL_BACKEND_STATS: statements routed to a node, by
+# kind, and the errors it sent.
+STATEMENT_COUNTERS = ("select_cnt", "insert_cnt", "update_cnt", "delete_cnt", "ddl_cnt", "other_cnt",
+                      "panic_cnt", "fatal_cnt", "error_cnt")
+
+
+class StatementCounters(ctypes.Structure):
+    """One child's counts for one node.  Each child writes only its own (the SHOW commands add
+    them up): a counter shared by every child was a cache line passed between the CPUs on
+    every statement."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in STATEMENT_COUNTERS]
 
 
 class HealthCheckStats(ctypes.Structure):
@@ -242,6 +246,7 @@ class SharedState:
             ctypes.sizeof(ProcessInfo) * num_children,
             ctypes.sizeof(ConnectionInfo) * num_children * max_pool * MAX_BACKENDS,
             ctypes.sizeof(HealthCheckStats) * MAX_BACKENDS,
+            ctypes.sizeof(StatementCounters) * num_children * MAX_BACKENDS,
         ]
         total = sum(_align(s) for s in sizes)
         self._mem = mmap.mmap(-1, total)  # MAP_SHARED | MAP_ANONYMOUS
@@ -255,6 +260,8 @@ class SharedState:
         self.conns = (ConnectionInfo * (num_children * max_pool * MAX_BACKENDS)).from_buffer(self._mem, off)
         off += _align(sizes[3])
         self.health_stats = (HealthCheckStats * MAX_BACKENDS).from_buffer(self._mem, off)
+        off += _align(sizes[4])
+        self.counters = (StatementCounters * (num_children * MAX_BACKENDS)).from_buffer(self._mem, off)
         self.size = total
         self.req.main_node_id = -1
         self.req.primary_node_id = -1
@@ -264,6 +271,18 @@ class SharedState:
 
     def conn(self, child: int, pool: int, node: int) -> ConnectionInfo:
         return self.conns[(child * self.max_pool + pool) * MAX_BACKENDS + node]
+
+    def child_counters(self, child: int, node: int) -> StatementCounters:
+        return self.counters[child * MAX_BACKENDS + node]
+
+    def statement_counts(self, node: int) -> dict[str, int]:
+        """The node's counters summed over every child slot (a respawned child carries on)."""
+        totals = dict.fromkeys(STATEMENT_COUNTERS, 0)
+        for child in range(self.num_children):
+            counters = self.counters[child * MAX_BACKENDS + node]
+            for name in STATEMENT_COUNTERS:
+                totals[name] += getattr(counters, name)
+        return totals
 
     # ------------------------------------------------------------ locks
 

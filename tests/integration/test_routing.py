@@ -159,6 +159,18 @@ def test_show_pool_nodes_counts(pgpool_factory: Any, pg_cluster: Any) -> None:
     # Readiness probe + 5 sessions: every SELECT went to the standby.
     assert int(by_node["1"][8]) >= 5 and by_node["0"][8] == "0"
     assert by_node["1"][9] == "true"
+    # Each child counts for itself; SHOW POOL_NODES adds up the children: three sessions at
+    # once are three children.
+    before = int(by_node["1"][8])
+    sessions = [server.connect(autocommit=True) for _ in range(3)]
+    for conn in sessions:
+        conn.execute("SELECT 1")
+        conn.execute("SELECT 2")
+    for conn in sessions:
+        conn.close()
+    with server.connect(autocommit=True) as conn:
+        after = {r[0]: r for r in conn.execute("SHOW POOL_NODES").fetchall()}
+    assert int(after["1"][8]) == before + 6 and after["0"][8] == "0"
 
 
 # ---------------------------------------------------------------- native replication
