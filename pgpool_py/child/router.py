@@ -261,8 +261,9 @@ class Router:
         bound: set[str] = set()  # portals this batch binds: they follow the batch, not an earlier Bind
         for typ, msg in batch:
             if typ == _P:
-                name, sql = m.parse_parse(memoryview(msg)[5:])
-                v = self.classifier.classify(sql)
+                raw_name, text = m.parse_parse_bytes(msg)
+                name = raw_name.decode(errors="replace") if raw_name else ""
+                v = self.classifier.classify_bytes(text)
                 prepared = Prepared(msg, v, set())
                 pending[name] = prepared
                 new_statements.append((name, prepared))
@@ -403,17 +404,21 @@ class Router:
         recv_c = reader(csock)
 
         terminate_by: float | None = None  # Terminate seen: finish what is in flight first
+        chunk = b""  # what the client sent while nothing was buffered: routed without a copy
         while True:
-            if cbuf and not held and terminate_by is None:
-                held, cut = self._process_client(cbuf, send_c)
+            if (cbuf or chunk) and not held and terminate_by is None:
+                held, cut = self._process_client(chunk or cbuf, send_c)
                 if cut < 0:
                     # Replies still due are relayed (and, in native replication, compared)
                     # before the session ends, within a bound.
                     if not self._pending():
                         return self._terminated()
                     terminate_by = time.monotonic() + TERMINATE_DRAIN_SECONDS
+                elif chunk:
+                    cbuf += chunk[cut:]
                 else:
                     del cbuf[:cut]
+                chunk = b""
                 if self.in_flight is not None:
                     child.set_status(ChildStatus.COMMAND_EXECUTE)
             if terminate_by is None:
@@ -449,12 +454,15 @@ class Router:
                                 child.set_status(ChildStatus.COMMAND_EXECUTE)
                             continue
                         held = True
-                    cbuf += data
+                    if cbuf or held or terminate_by is not None:
+                        cbuf += data
+                    else:
+                        chunk = data
                 else:
                     child.sigq.drain()
                     child.on_interrupt()
 
-    def _process_client(self, cbuf: bytearray, send_c: object) -> tuple[bool, int]:
+    def _process_client(self, cbuf: bytes | bytearray, send_c: object) -> tuple[bool, int]:
         """
         Route the complete messages in ``cbuf``.  Returns (held, cut): ``held`` when a batch must
         wait for the one in flight, ``cut`` the bytes handled (-1 after Terminate).  An extended

@@ -407,12 +407,17 @@ def _text_to_nul(raw: bytes, start: int) -> str:
 
 def parse_parse(body: bytes | memoryview) -> tuple[str, str]:
     """(statement name, query text) of a Parse ('P') message body."""
-    raw = bytes(body)
-    e1 = raw.find(b"\0")
+    name, text = parse_parse_bytes(bytes(body), 0)
+    return name.decode(errors="replace"), text.decode(errors="replace")
+
+
+def parse_parse_bytes(raw: bytes, start: int = 5) -> tuple[bytes, bytes]:
+    """``parse_parse`` undecoded, from ``start`` (5: a whole message)."""
+    e1 = raw.find(b"\0", start)
     e2 = raw.find(b"\0", e1 + 1) if e1 >= 0 else -1
     if e2 < 0:  # fuzzing found it: a ValueError here escaped the session and killed the child
         raise ProtocolError("invalid Parse message: name or query is not NUL-terminated")
-    return raw[:e1].decode(errors="replace"), raw[e1 + 1 : e2].decode(errors="replace")
+    return raw[start:e1], raw[e1 + 1 : e2]
 
 
 @dataclass

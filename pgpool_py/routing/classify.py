@@ -259,8 +259,9 @@ class Classifier:
     ``temp_tables()`` returns the session's temporary table names; it is asked on every call,
     outside the cache, for load-balanceable queries that name a relation.
 
-    Four caches, each bounded by ``cache_size``: for ``classify_bytes``, the text with its
-    digits zeroed → verdict, for texts whose digits all lie in literals; query text → verdict
+    Five caches, each bounded by ``cache_size``: for ``classify_bytes``, the text's bytes →
+    verdict, and the text with its digits zeroed → verdict, for texts whose digits all lie in
+    literals; query text → verdict
     (a hit is a dict lookup); the text with its literals masked (``literal_key``) → verdict,
     so that a new text that differs only in literal values (pgbench -S in simple protocol)
     costs a regular expression instead of PostgreSQL's parser; and pglast's normalized text →
@@ -284,6 +285,7 @@ class Classifier:
         self._shapes: OrderedDict[str, Verdict] = OrderedDict()
         self._by_literals: dict[str, Verdict] = {}  # evicted oldest first
         self._by_digits: dict[bytes, Verdict] = {}  # evicted oldest first
+        self._by_bytes: dict[bytes, Verdict] = {}  # evicted oldest first
         self.reconfigure(settings or RoutingSettings())
 
     def reconfigure(self, settings: RoutingSettings) -> None:
@@ -302,6 +304,7 @@ class Classifier:
         self._shapes.clear()
         self._by_literals.clear()
         self._by_digits.clear()
+        self._by_bytes.clear()
 
     def classify(self, sql: str) -> Verdict:
         return self._for_session(self._lookup(sql)[0])
@@ -320,9 +323,14 @@ class Classifier:
         key = text.translate(_DIGITS_AS_ZERO)
         verdict = self._by_digits.get(key)
         if verdict is None:
-            verdict, masked = self._lookup(text.decode(errors="replace"))
-            if masked is not None and _DIGIT.search(masked) is None and _shareable(verdict):
-                _add_bounded(self._by_digits, key, verdict, self._cache_size)
+            verdict = self._by_bytes.get(text)
+            if verdict is None:
+                verdict, masked = self._lookup(text.decode(errors="replace"))
+                if masked is None:
+                    # Seen before as text, or no masked key ($n, comments, quoted names): by itself.
+                    _add_bounded(self._by_bytes, text, verdict, self._cache_size)
+                elif _DIGIT.search(masked) is None and _shareable(verdict):
+                    _add_bounded(self._by_digits, key, verdict, self._cache_size)
         return self._for_session(verdict)
 
     def _lookup(self, sql: str) -> tuple[Verdict, str | None]:
