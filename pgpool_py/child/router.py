@@ -145,16 +145,20 @@ class Router:
     def reconfigure(self, cfg: Config) -> None:
         """A new configuration for the session (PGPOOL SET/RESET)."""
         self.cfg = cfg
+        # The settings read for every statement, as attributes of the router: a Config holds
+        # hundreds, and under load each lookup in it is a cache miss.
+        self.statement_level_load_balance = cfg.statement_level_load_balance
+        self.disable_load_balance_on_write = cfg.disable_load_balance_on_write
+        self.log_per_node_statement = cfg.log_per_node_statement
         self._balancing_changed()
 
     def _balancing_changed(self) -> None:
+        self.balancing = self.cfg.load_balance_mode and self.lb_node in self.channels
         # No statement of this session can go to another node than the primary: the session
         # reads from the primary (its load-balance node, or load balancing off) and the node
         # is not chosen again per statement.  Streaming replication only.
-        cfg = self.cfg
         self.primary_only = not self.native and (
-            not cfg.load_balance_mode or self.lb_node not in self.channels
-            or (self.lb_node == self.primary and not cfg.statement_level_load_balance))
+            not self.balancing or (self.lb_node == self.primary and not self.statement_level_load_balance))
 
     def _nodes_changed(self) -> None:
         """Targets and statistics rows for the session's nodes, made once rather than per query."""
@@ -178,7 +182,7 @@ class Router:
         (a failed or SERIALIZABLE transaction; disable_load_balance_on_write)."""
         if self.in_tx and (self.tx_failed or self.tx_serializable):
             return True
-        mode = self.cfg.disable_load_balance_on_write
+        mode = self.disable_load_balance_on_write
         if mode == "off":
             return False
         return ((self.in_tx and self.tx_written)
@@ -186,10 +190,9 @@ class Router:
                 or (mode == "trans_transaction" and self.in_tx and self.session_written))
 
     def _read_target(self, verdict: Verdict | None) -> int:
-        cfg = self.cfg
-        if not cfg.load_balance_mode or self.lb_node not in self.channels or self._reads_kept_on_primary():
+        if not self.balancing or self._reads_kept_on_primary():
             return self.primary
-        if cfg.statement_level_load_balance:
+        if self.statement_level_load_balance:
             return self.child.choose_load_balance_node(self.slot, self.session)
         return self.lb_node
 
@@ -317,7 +320,7 @@ class Router:
                 data = self.deferred_begin + data
                 ch.swallow += 1
                 self.begun.add(node)
-                if self.cfg.log_per_node_statement:
+                if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                              _describe(self.deferred_begin))
             try:
@@ -329,7 +332,7 @@ class Router:
                 ch.pending += 1
             if self.native and len(target.nodes) > 1 and ch.collect is None:
                 ch.collect = bytearray()
-        if self.cfg.log_per_node_statement:
+        if self.log_per_node_statement:
             for node in target.nodes:
                 log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                          _describe(payload))

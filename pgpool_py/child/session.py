@@ -31,6 +31,7 @@ from pgpool_py.tls import TlsStream, client_common_name, handshake, reader
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
+    from pgpool_py.config.loader import Config
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Session:
     ) -> None:
         self.too_many_clients = too_many_clients
         self.child = child
-        self.cfg = child.cfg
+        self._configure(child.cfg)
         self.session_values: dict[str, object] = {}  # PGPOOL SET values of this session
         self.router: Router | None = None
         self.sock = sock
@@ -461,9 +462,14 @@ class Session:
 
     def apply_session_values(self) -> None:
         """PGPOOL SET/RESET: the session sees the file's values with its own on top."""
-        self.cfg = self.child.cfg.with_session_values(self.session_values)  # type: ignore[arg-type]
+        self._configure(self.child.cfg.with_session_values(self.session_values))  # type: ignore[arg-type]
         if self.router is not None:
             self.router.reconfigure(self.cfg)
+
+    def _configure(self, cfg: Config) -> None:
+        self.cfg = cfg
+        # Asked before every wait for the client: kept here rather than looked up in cfg.
+        self.idle_limited = cfg.client_idle_limit > 0 or bool(cfg.client_idle_limit_in_recovery)
 
     def idle_timeout(self, busy: bool, idle_since: float) -> int:
         """
@@ -471,8 +477,7 @@ class Session:
         client has been idle too long.  During online recovery client_idle_limit_in_recovery
         replaces client_idle_limit (a SIGUSR2 wakes the relay when recovery starts).
         """
-        cfg = self.cfg
-        if busy or (cfg.client_idle_limit <= 0 and not cfg.client_idle_limit_in_recovery):
+        if busy or not self.idle_limited:
             return -1  # no limit whatever the recovery state: shared memory need not be read
         if self.child.shm.req.in_recovery:
             limit, name = self.cfg.client_idle_limit_in_recovery, "client_idle_limit_in_recovery"
