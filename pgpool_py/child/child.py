@@ -113,6 +113,7 @@ class Child:
         self.in_session = False
         self.proc = shm.procs[index]
         self._status: ChildStatus | None = None  # what set_status last wrote
+        self._status_cells, self._status_index = shm.int_cell(self.proc, "status")
         self._classifier: Classifier | None = None
         self._volatility: dict[tuple[str, str], str | None] = {}
         self._rng = random.Random()
@@ -161,9 +162,10 @@ class Child:
     # ------------------------------------------------------------------ state shown to others
 
     def set_status(self, status: ChildStatus) -> None:
-        # Twice per query: the last value is kept here, as reading shared memory is not free either.
+        # Twice per query: the last value is kept here, as reading shared memory is not free
+        # either, and written through a memoryview, cheaper than the ctypes field.
         if self._status is not status:
-            self._status = self.proc.status = status
+            self._status_cells[self._status_index] = self._status = status
 
     def set_title(self, title: str) -> None:
         proctitle.set_title(title)

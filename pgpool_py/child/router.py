@@ -36,7 +36,7 @@ from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.routing.classify import DEST_RANK, Dest, StatementKind, Verdict, addressed_to_pgpool_bytes
-from pgpool_py.shmem.layout import ChildStatus, RequestDetail, RequestKind
+from pgpool_py.shmem.layout import STATEMENT_COUNTERS, ChildStatus, RequestDetail, RequestKind
 from pgpool_py.tls import reader
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ _BY_KEYWORD = {
     b"DELETE": Verdict(StatementKind.DELETE, Dest.PRIMARY),
 }
 _SELECT = _BY_KEYWORD[b"SELECT"]
+_COUNTER_INDEX = {name: i for i, name in enumerate(STATEMENT_COUNTERS)}
 
 
 @dataclass(slots=True)
@@ -167,7 +168,8 @@ class Router:
         self.to_node = {node: Target((node,), node) for node in self.everyone}
         self.to_all = Target(self.everyone, self.primary)
         shm, index = self.child.shm, self.child.index
-        self.node_stats = {node: shm.child_counters(index, node) for node in self.everyone}
+        self.counter_cells = shm.counter_cells
+        self.node_stats = {node: shm.counter_base(index, node) for node in self.everyone}
 
     # ------------------------------------------------------------------ routing decisions
 
@@ -221,10 +223,10 @@ class Router:
                 self.temp_tables.discard(name)
         field = verdict.stats_field  # SHOW POOL_NODES / POOL_BACKEND_STATS
         if field is not None:
-            stats = self.node_stats
+            index = _COUNTER_INDEX[field]
+            cells, stats = self.counter_cells, self.node_stats
             for node in target.nodes:
-                info = stats[node]
-                setattr(info, field, getattr(info, field) + 1)
+                cells[stats[node] + index] += 1
 
     def _route_query(self, text: bytes) -> tuple[Target, Verdict]:
         """Where a simple Query goes; ``text`` is its SQL as the client sent it."""
@@ -690,7 +692,7 @@ class Router:
             return False
         ch.pending = max(0, ch.pending - completed)
         if ch.scanner.errors:
-            self.node_stats[ch.node_id].error_cnt += ch.scanner.errors
+            self.counter_cells[self.node_stats[ch.node_id] + _COUNTER_INDEX["error_cnt"]] += ch.scanner.errors
             ch.scanner.errors = 0
         for other in self.channels.values():
             if other.pending:

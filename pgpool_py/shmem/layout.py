@@ -262,6 +262,11 @@ class SharedState:
         self.health_stats = (HealthCheckStats * MAX_BACKENDS).from_buffer(self._mem, off)
         off += _align(sizes[4])
         self.counters = (StatementCounters * (num_children * MAX_BACKENDS)).from_buffer(self._mem, off)
+        # The same counters as one array of integers for the relay, which bumps one or two per
+        # statement: an index into a memoryview costs a fraction of a ctypes field by name.
+        self.counter_cells = memoryview(self._mem)[off : off + sizes[5]].cast("Q")
+        self._int_cells = memoryview(self._mem).cast("i")
+        self._base = ctypes.addressof(ctypes.c_char.from_buffer(self._mem))
         self.size = total
         self.req.main_node_id = -1
         self.req.primary_node_id = -1
@@ -272,8 +277,14 @@ class SharedState:
     def conn(self, child: int, pool: int, node: int) -> ConnectionInfo:
         return self.conns[(child * self.max_pool + pool) * MAX_BACKENDS + node]
 
-    def child_counters(self, child: int, node: int) -> StatementCounters:
-        return self.counters[child * MAX_BACKENDS + node]
+    def int_cell(self, struct: ctypes.Structure, field: str) -> tuple[memoryview, int]:
+        """A c_int field of a shared structure as (array, index), for a value written often."""
+        offset = ctypes.addressof(struct) - self._base + getattr(type(struct), field).offset
+        return self._int_cells, offset // ctypes.sizeof(ctypes.c_int)
+
+    def counter_base(self, child: int, node: int) -> int:
+        """Where a child's counters for a node start in ``counter_cells`` (STATEMENT_COUNTERS order)."""
+        return (child * MAX_BACKENDS + node) * len(STATEMENT_COUNTERS)
 
     def statement_counts(self, node: int) -> dict[str, int]:
         """The node's counters summed over every child slot (a respawned child carries on)."""

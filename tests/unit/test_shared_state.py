@@ -1,0 +1,37 @@
+"""The shared-memory views the relay writes through, against the structures others read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pgpool_py.config.params import MAX_BACKENDS
+from pgpool_py.shmem.layout import STATEMENT_COUNTERS, ChildStatus, SharedState
+
+
+@pytest.fixture
+def shm() -> Iterator[SharedState]:
+    state = SharedState(4, 2)
+    yield state
+    state._lockfile.close()
+
+
+def test_a_status_cell_is_that_child_s_status_field(shm: SharedState) -> None:
+    cells, index = shm.int_cell(shm.procs[2], "status")
+    cells[index] = ChildStatus.IDLE_IN_TRANS
+    assert [p.status for p in shm.procs] == [0, 0, ChildStatus.IDLE_IN_TRANS, 0]
+    assert shm.procs[2].pid == 0 and shm.procs[2].need_to_restart is False  # its neighbours untouched
+
+
+def test_counter_cells_are_each_child_s_counters_and_the_show_commands_add_them_up(shm: SharedState) -> None:
+    error = STATEMENT_COUNTERS.index("error_cnt")
+    select = STATEMENT_COUNTERS.index("select_cnt")
+    shm.counter_cells[shm.counter_base(0, 1) + select] += 2
+    shm.counter_cells[shm.counter_base(2, 1) + select] += 3
+    shm.counter_cells[shm.counter_base(2, 1) + error] += 1
+    shm.counter_cells[shm.counter_base(1, MAX_BACKENDS - 1) + select] += 7
+    assert shm.counters[2 * MAX_BACKENDS + 1].select_cnt == 3
+    assert shm.statement_counts(1) == {**dict.fromkeys(STATEMENT_COUNTERS, 0), "select_cnt": 5, "error_cnt": 1}
+    assert shm.statement_counts(MAX_BACKENDS - 1)["select_cnt"] == 7
+    assert shm.statement_counts(0) == dict.fromkeys(STATEMENT_COUNTERS, 0)
