@@ -2,6 +2,7 @@
 Side-by-side benchmark: pgbench through pgpool-py, pgpool-II and PgBouncer, against PostgreSQL directly.
 
     python bench/run.py [--rounds 2] [--duration 10] [--reuse DIR] [--quick] [--profile [WORKLOAD]]
+                        [--targets NAMES] [--workloads PART] [--compare REV]
 
 Builds a primary + streaming standby on 127.0.0.1 (``pgbench -i -s 10`` on the primary),
 starts each pooler in its own session with the same settings (streaming mode, load
@@ -15,6 +16,8 @@ and PSS of main + all children, idle and after the run.
 Results go to the terminal and to bench/results/<UTC time>.md.  ``--profile`` instead
 samples pgpool-py's processes with py-spy under one workload (``-S`` simple, 8 clients,
 unless named) and prints the source lines and functions where their time goes.
+``--compare REV`` adds pgpool-py as of a git revision as one more target, to measure a
+change against the code before it in the same interleaved run.
 
 Every process and directory made here is removed at the end (the cluster stays when it
 lives in a ``--reuse`` directory).  A benchmark, not a test.
@@ -375,6 +378,23 @@ default_pool_size = {NUM_INIT_CHILDREN * 2}
     return start_server(targets, "PgBouncer", [program, ini], port, directory, user=user)
 
 
+def revision_env(rev: str, work: str, env: dict[str, str]) -> dict[str, str]:
+    """An environment whose ``python -m pgpool_py`` runs the package as of git revision ``rev``."""
+    tree = os.path.join(work, "pgpool-py-at-revision")
+    os.makedirs(tree)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "pgpool_py"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise BenchError(f"--compare {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))}
+    found = subprocess.run([sys.executable, "-c", "import pgpool_py; print(pgpool_py.__file__)"], env=env,
+                           cwd=tree, capture_output=True, text=True, check=False).stdout.strip()
+    if not found.startswith(tree):
+        raise BenchError(f"--compare {rev}: python imports pgpool_py from {found or 'nowhere'}, not {tree}")
+    return env
+
+
 def start_targets(args: argparse.Namespace, nodes: list[PgNode], work: str, targets: list[Target]) -> None:
     targets.append(Target("direct", nodes[0].port))
     if "pgpool-py" not in args.targets and args.profile:
@@ -389,6 +409,9 @@ def start_targets(args: argparse.Namespace, nodes: list[PgNode], work: str, targ
         start_pgpool(targets, "pgpool-py", [sys.executable, "-m", "pgpool_py"], nodes, work, env=env)
     if args.profile:
         return
+    if args.compare:
+        start_pgpool(targets, f"pgpool-py@{args.compare}", [sys.executable, "-m", "pgpool_py"], nodes, work,
+                     env=revision_env(args.compare, work, env))
     pgpool_ii = "pgpool-II" in args.targets and find_program(PGPOOL_II, "pgpool2")
     if pgpool_ii:
         start_pgpool(targets, "pgpool-II", [pgpool_ii], nodes, work)
@@ -447,6 +470,7 @@ def fmt_int(x: float) -> str:
 def results_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> str:
     names = [t.name for t in targets]
     ratios = [(a, b) for a, b in (("pgpool-py", "pgpool-II"), ("pgpool-py", "PgBouncer")) if b in names]
+    ratios += [("pgpool-py", n) for n in names if n.startswith("pgpool-py@")]
     head = ["pgbench workload"] + names + [f"{a} / {b}" for a, b in ratios]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for label in dict.fromkeys(label for label, _ in cells):  # the workloads measured, in order
@@ -667,6 +691,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated subset of %(default)s (while working on one of them)")
     p.add_argument("--workloads", metavar="PART", action="append",
                    help="only the workloads whose name contains PART (repeatable; default: all)")
+    p.add_argument("--compare", metavar="REV",
+                   help="also run pgpool-py as of git revision REV (target pgpool-py@REV), taking turns "
+                        "with the working tree: what a change is worth, in one interleaved run")
     args = p.parse_args(argv)
     args.targets = [n.strip() for n in args.targets.split(",") if n.strip()]
     unknown = [n for n in args.targets if n not in TARGET_NAMES]
