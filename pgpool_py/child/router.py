@@ -162,14 +162,14 @@ class Router:
             not self.balancing or (self.lb_node == self.primary and not self.statement_level_load_balance))
 
     def _nodes_changed(self) -> None:
-        """Targets and statistics rows for the session's nodes, made once rather than per query."""
+        """Targets and statement counters for the session's nodes, made once rather than per query."""
         self.everyone = tuple(sorted(self.channels))  # every node of this session
         self.lazy_begin = not self.native and len(self.everyone) > 1
         self.to_node = {node: Target((node,), node) for node in self.everyone}
         self.to_all = Target(self.everyone, self.primary)
         shm, index = self.child.shm, self.child.index
         self.counter_cells = shm.counter_cells
-        self.node_stats = {node: shm.counter_base(index, node) for node in self.everyone}
+        self.counter_bases = {node: shm.counter_base(index, node) for node in self.everyone}
 
     # ------------------------------------------------------------------ routing decisions
 
@@ -224,9 +224,9 @@ class Router:
         field = verdict.stats_field  # SHOW POOL_NODES / POOL_BACKEND_STATS
         if field is not None:
             index = _COUNTER_INDEX[field]
-            cells, stats = self.counter_cells, self.node_stats
+            cells, bases = self.counter_cells, self.counter_bases
             for node in target.nodes:
-                cells[stats[node] + index] += 1
+                cells[bases[node] + index] += 1
 
     def _route_query(self, text: bytes) -> tuple[Target, Verdict]:
         """Where a simple Query goes; ``text`` is its SQL as the client sent it."""
@@ -266,10 +266,8 @@ class Router:
         bound: set[str] = set()  # portals this batch binds: they follow the batch, not an earlier Bind
         for typ, msg in batch:
             if typ == _P:
-                raw_name, text = m.parse_parse_bytes(msg)
-                name = raw_name.decode(errors="replace") if raw_name else ""
-                v = self.classifier.classify_bytes(text)
-                prepared = Prepared(msg, v, set())
+                name, prepared = self._prepared(msg)
+                v = prepared.verdict
                 pending[name] = prepared
                 new_statements.append((name, prepared))
             elif typ == _B:
@@ -306,6 +304,12 @@ class Router:
             info = self.statements[stmt]
             replay.extend((info, node) for node in target.nodes if node not in info.nodes)
         return target, replay, new_statements, verdict
+
+    def _prepared(self, parse: bytes) -> tuple[str, Prepared]:
+        """The statement a Parse message prepares, by name, not yet on any node."""
+        raw_name, text = m.parse_parse_bytes(parse)
+        name = raw_name.decode(errors="replace") if raw_name else ""
+        return name, Prepared(parse, self.classifier.classify_bytes(text), set())
 
     # ------------------------------------------------------------------ sending
 
@@ -589,8 +593,7 @@ class Router:
             target = self.open_target
             for typ, msg in batch:
                 if typ == _P:
-                    name, sql = m.parse_parse(memoryview(msg)[5:])
-                    new_statements.append((name, Prepared(msg, self.classifier.classify(sql), set())))
+                    new_statements.append(self._prepared(msg))
         else:
             target, replay, new_statements, verdict = self._route_batch(batch)
             if target is self.to_all and verdict is not None:
@@ -692,7 +695,7 @@ class Router:
             return False
         ch.pending = max(0, ch.pending - completed)
         if ch.scanner.errors:
-            self.counter_cells[self.node_stats[ch.node_id] + _COUNTER_INDEX["error_cnt"]] += ch.scanner.errors
+            self.counter_cells[self.counter_bases[ch.node_id] + _COUNTER_INDEX["error_cnt"]] += ch.scanner.errors
             ch.scanner.errors = 0
         for other in self.channels.values():
             if other.pending:
