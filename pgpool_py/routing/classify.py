@@ -77,10 +77,10 @@ _POOL_PREFIX_BYTES = re.compile(_POOL_PREFIX.pattern.encode(), re.IGNORECASE | r
 # How much of a Query body the bytes test looks at: enough for leading comments, never the
 # whole of a multi-megabyte query.
 POOL_PREFIX_WINDOW = 1024
-# What the first two characters of a pgpool command, or the first of blanks or a comment
-# before one, may be (text and bytes alike).
-_POOL_STARTS = frozenset({"pg", "sh", b"pg", b"sh"})
-_LEADERS = frozenset({"/", "-", b"/", b"-"})
+# What the first two bytes of a pgpool command, or the first of blanks or a comment before
+# one, may be.
+_POOL_STARTS = frozenset({b"pg", b"sh"})
+_LEADERS = frozenset({b"/", b"-"})
 _PGPOOL_COMMAND = re.compile(_LEAD + r"pgpool\s+(show|set|reset)\b", re.IGNORECASE | re.DOTALL)
 _NO_LOAD_BALANCE = re.compile(r"\A\s*/\*\s*NO LOAD BALANCE\s*\*/", re.IGNORECASE)
 
@@ -261,13 +261,13 @@ class Classifier:
 
     Five caches, each bounded by ``cache_size``: for ``classify_bytes``, the text's bytes →
     verdict, and the text with its digits zeroed → verdict, for texts whose digits all lie in
-    literals; query text → verdict
-    (a hit is a dict lookup); the text with its literals masked (``literal_key``) → verdict,
-    so that a new text that differs only in literal values (pgbench -S in simple protocol)
-    costs a regular expression instead of PostgreSQL's parser; and pglast's normalized text →
-    verdict of the parse tree, for the texts ``literal_key`` declines (comments, quoted names,
-    $n, ...).  Under load the parser's code is cold in the CPU caches: a normalization costs
-    ~12 µs there against ~2 µs in a loop, which is why the masked key comes first.
+    literals; query text → verdict (a hit is a dict lookup); the text with its literals masked
+    (``literal_key``) → verdict, so that a new text that differs only in literal values
+    (pgbench -S in simple protocol) costs a regular expression instead of PostgreSQL's parser;
+    and pglast's normalized text → verdict of the parse tree, for the texts ``literal_key``
+    declines (comments, quoted names, $n, ...).  Under load the parser's code is cold in the
+    CPU caches: a normalization costs ~12 µs there against ~2 µs in a loop, which is why the
+    masked key comes first.
     """
 
     def __init__(
@@ -346,7 +346,7 @@ class Classifier:
         verdict = self._by_literals.get(key) if key is not None else None
         if verdict is None:
             verdict = self._classify_uncached(sql)
-            _remember(self._cache, sql, verdict, self._cache_size)
+            _add_bounded(self._cache, sql, verdict, self._cache_size)
             if key is not None and _shareable(verdict):
                 _add_bounded(self._by_literals, key, verdict, self._cache_size)
         return verdict, key
@@ -371,7 +371,7 @@ class Classifier:
             if verdict is None:
                 verdict, shareable = self._classify_tree(_parse(sql))
                 if shareable:
-                    _remember(self._shapes, shape, verdict, self._cache_size)
+                    _add_bounded(self._shapes, shape, verdict, self._cache_size)
             else:
                 self._shapes.move_to_end(shape)
         except _UNPARSABLE:
@@ -584,32 +584,22 @@ def _shareable(verdict: Verdict) -> bool:
 
 
 def _add_bounded(cache: dict[_K, Verdict], key: _K, verdict: Verdict, limit: int) -> None:
+    """Add, evicting the oldest entry (an OrderedDict's least recently used) past ``limit``."""
     cache[key] = verdict
     if len(cache) > limit:
         del cache[next(iter(cache))]
 
 
-def _remember(cache: OrderedDict[str, Verdict], key: str, verdict: Verdict, limit: int) -> None:
-    cache[key] = verdict
-    if len(cache) > limit:
-        cache.popitem(last=False)
-
-
-def addressed_to_pgpool(sql: str) -> bool:
-    """The text starts like a pgpool command: pgpool-py answers it (perhaps with an error)
-    rather than a backend. ``parse_pool_command`` says which command it is."""
-    return _may_start_pool_command(sql) and _POOL_PREFIX.match(sql) is not None
-
-
 def addressed_to_pgpool_bytes(query_body: bytes) -> bool:
-    """``addressed_to_pgpool`` on the first bytes of a Query message body."""
+    """The Query's text starts like a pgpool command: pgpool-py answers it (perhaps with an
+    error) rather than a backend. ``parse_pool_command`` says which command it is."""
     return _may_start_pool_command(query_body) and \
         _POOL_PREFIX_BYTES.match(query_body[:POOL_PREFIX_WINDOW]) is not None
 
 
-def _may_start_pool_command(text: str | bytes) -> bool:
-    """Most texts start with a keyword that is not SHOW or PGPOOL: two characters tell,
-    without the leading-comment regular expression."""
+def _may_start_pool_command(text: bytes) -> bool:
+    """Most texts start with a keyword that is not SHOW or PGPOOL: two bytes tell, without the
+    leading-comment regular expression."""
     first = text[:1]
     return text[:2].lower() in _POOL_STARTS or first in _LEADERS or first.isspace()
 
