@@ -383,26 +383,20 @@ def parse_authentication(body: bytes | memoryview) -> AuthRequest:
     return AuthRequest(code, bytes(body[4:]))
 
 
-def query_text(msg: bytes) -> str:
-    """The SQL text of a whole Query message (type byte and length included), without copies."""
-    return _text_to_nul(msg, 5)
-
-
 def query_bytes(msg: bytes) -> bytes:
-    """``query_text`` undecoded: the bytes up to the first NUL (or the end)."""
-    end = msg.find(b"\0", 5)
-    return msg[5 : end if end >= 0 else len(msg)]
+    """The SQL of a whole Query message (type byte and length included), undecoded: the bytes
+    up to the first NUL (or the end)."""
+    return _to_nul(msg, 5)
 
 
 def parse_query(body: bytes | memoryview) -> str:
-    """The SQL text of a Query ('Q') message body."""
-    return _text_to_nul(bytes(body), 0)
+    """The SQL text of a Query ('Q') message body, never failing on bad UTF-8."""
+    return _to_nul(bytes(body), 0).decode(errors="replace")
 
 
-def _text_to_nul(raw: bytes, start: int) -> str:
-    """Text from ``start`` to the first NUL (or the end), never failing on bad UTF-8."""
+def _to_nul(raw: bytes, start: int) -> bytes:
     end = raw.find(b"\0", start)
-    return raw[start : end if end >= 0 else len(raw)].decode(errors="replace")
+    return raw[start : end if end >= 0 else len(raw)]
 
 
 def parse_parse(body: bytes | memoryview) -> tuple[str, str]:

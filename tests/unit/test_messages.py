@@ -230,8 +230,9 @@ def test_parsers() -> None:
     assert notice["S"] == "NOTICE" and notice["M"] == "hello"
 
 
-def test_query_text_of_a_whole_message() -> None:
-    assert m.query_text(m.query("SELECT 'é'")) == "SELECT 'é'"
-    assert m.query_text(b"Q\x00\x00\x00\x07abc") == "abc"        # no NUL: everything after the header
-    assert m.query_text(b"Q\x00\x00\x00\x08a\x00bc") == "a"       # up to the first NUL, as parse_query
-    assert m.query_text(b"Q\x00\x00\x00\x05\xff") == "\ufffd"     # not UTF-8: replaced, never raised
+def test_query_bytes_of_a_whole_message() -> None:
+    assert m.query_bytes(m.query("SELECT 'é'")) == "SELECT 'é'".encode()
+    assert m.query_bytes(b"Q\x00\x00\x00\x07abc") == b"abc"        # no NUL: everything after the header
+    assert m.query_bytes(b"Q\x00\x00\x00\x08a\x00bc") == b"a"       # up to the first NUL, as parse_query
+    assert m.query_bytes(b"Q\x00\x00\x00\x05\xff") == b"\xff"      # undecoded: not UTF-8 is no error
+    assert m.parse_query(b"\xff\x00") == "\ufffd"                    # decoded: replaced, never raised
