@@ -52,6 +52,8 @@ _Q, _X, _S, _H, _P, _B, _D, _E, _C, _F = (ord(c) for c in "QXSHPBDECF")
 _COPY_MESSAGES = frozenset(ord(c) for c in "dcf")
 _EXTENDED = frozenset(ord(c) for c in "PBDEC")
 _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
+# What a standby gets for a BEGIN it would refuse (READ WRITE, SERIALIZABLE).
+_PLAIN_BEGIN = m.query("BEGIN")
 _DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
 _EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
 # The commonest statements by their first keyword.  Where only the primary can get them, this
@@ -567,8 +569,7 @@ class Router:
         ``payload`` is the BEGIN as a Query message; None leaves it for every node.
         """
         if verdict.kind is StatementKind.TX_BEGIN and payload is not None and self.lazy_begin and not self.in_tx:
-            # A standby refuses BEGIN READ WRITE / SERIALIZABLE: it will get a plain BEGIN.
-            self.deferred_begin = m.query("BEGIN") if verdict.begin_default_on_standby else payload
+            self.deferred_begin = _PLAIN_BEGIN if verdict.begin_default_on_standby else payload
             self.begun = {self.primary}
             return self.to_node[self.primary]
         if verdict.tx_end and self.deferred_begin is not None:
@@ -577,9 +578,8 @@ class Router:
 
     def _send_query(self, target: Target, verdict: Verdict, payload: bytes) -> None:
         if verdict.begin_default_on_standby and len(target.nodes) > 1:
-            # A standby refuses BEGIN READ WRITE / SERIALIZABLE: it gets a plain BEGIN.
             for node in target.nodes:
-                data = payload if node == self.primary else m.query("BEGIN")
+                data = payload if node == self.primary else _PLAIN_BEGIN
                 self._send(Target((node,), target.answer), data, expect_ready=True)
             return
         self._send(target, payload, expect_ready=True)

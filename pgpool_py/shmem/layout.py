@@ -282,15 +282,20 @@ class SharedState:
         offset = ctypes.addressof(struct) - self._base + getattr(type(struct), field).offset
         return self._int_cells, offset // ctypes.sizeof(ctypes.c_int)
 
+    @staticmethod
+    def _counters_index(child: int, node: int) -> int:
+        """A child's StatementCounters for a node, in ``counters``."""
+        return child * MAX_BACKENDS + node
+
     def counter_base(self, child: int, node: int) -> int:
         """Where a child's counters for a node start in ``counter_cells`` (STATEMENT_COUNTERS order)."""
-        return (child * MAX_BACKENDS + node) * len(STATEMENT_COUNTERS)
+        return self._counters_index(child, node) * len(STATEMENT_COUNTERS)
 
     def statement_counts(self, node: int) -> dict[str, int]:
         """The node's counters summed over every child slot (a respawned child carries on)."""
         totals = dict.fromkeys(STATEMENT_COUNTERS, 0)
         for child in range(self.num_children):
-            counters = self.counters[child * MAX_BACKENDS + node]
+            counters = self.counters[self._counters_index(child, node)]
             for name in STATEMENT_COUNTERS:
                 totals[name] += getattr(counters, name)
         return totals
