@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ from pgpool_py.cluster import (
     write_pgpool_conf,
     write_pool_hba_conf,
 )
+from pgpool_py.protocol import messages as m
 
 PGPOOL_PY = [sys.executable, "-m", "pgpool_py"]
 READY_TIMEOUT = 15.0
@@ -105,6 +107,15 @@ class PgpoolServer:
         params.update(kw)
         return psycopg.connect(**params)
 
+    def raw_session(self, timeout: float = 5.0, **params: str) -> socket.socket:
+        """A socket logged in as postgres to ``test`` (trust), for speaking the protocol by hand;
+        ``params`` go into the startup packet too."""
+        sock = socket.create_connection((HOST, self.port), timeout=timeout)
+        sock.sendall(m.startup_message(m.PROTOCOL_3_0, {"user": SERVER_USER, "database": "test", **params}))
+        reply = read_until_ready(sock)
+        assert b"SFATAL\0" not in reply and b"SERROR\0" not in reply, f"login failed: {reply!r}"
+        return sock
+
     def psql(self, sql: str, dbname: str = "test") -> str:
         return run_psql(self.conninfo(dbname), sql)
 
@@ -161,6 +172,18 @@ class PgpoolServer:
                 pass
         # Also catches children whose main process already exited.
         self.kill()
+
+
+def read_until_ready(sock: socket.socket, count: int = 1) -> bytes:
+    """Backend messages up to and including the ``count``-th ReadyForQuery."""
+    buf = b""
+    while True:
+        data = sock.recv(65536)
+        assert data, f"the connection closed before ReadyForQuery: {buf!r}"
+        buf += data
+        msgs, _ = m.split_messages(buf)
+        if sum(1 for typ, _s, _e in msgs if typ == ord("Z")) >= count:
+            return buf
 
 
 @pytest.fixture

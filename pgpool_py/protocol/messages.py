@@ -194,7 +194,8 @@ def message_length(buf: bytes | bytearray | memoryview, pos: int) -> int:
     return 1 + length
 
 
-def _msg(kind: bytes, body: bytes = b"") -> bytes:
+def frame(kind: bytes, body: bytes = b"") -> bytes:
+    """One protocol message: its type byte, its length, its body."""
     return _HDR.pack(kind, len(body) + 4) + body
 
 
@@ -220,21 +221,21 @@ def ssl_request() -> bytes:
 
 
 def query(sql: str) -> bytes:
-    return _msg(b"Q", _cstr(sql))
+    return frame(b"Q", _cstr(sql))
 
 
 def password_message(data: bytes) -> bytes:
     """PasswordMessage / SASLInitialResponse / SASLResponse all use type 'p'."""
-    return _msg(b"p", data)
+    return frame(b"p", data)
 
 
 def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
-    return _msg(b"p", _cstr(mechanism) + _I32.pack(len(data)) + data)
+    return frame(b"p", _cstr(mechanism) + _I32.pack(len(data)) + data)
 
 
-TERMINATE = _msg(b"X")
-SYNC = _msg(b"S")
-FLUSH = _msg(b"H")
+TERMINATE = frame(b"X")
+SYNC = frame(b"S")
+FLUSH = frame(b"H")
 
 
 # ---------------------------------------------------------------- backend messages (we send to clients)
@@ -248,7 +249,7 @@ AUTH_SASL_FINAL = 12
 
 
 def authentication(code: int, data: bytes = b"") -> bytes:
-    return _msg(b"R", _I32.pack(code) + data)
+    return frame(b"R", _I32.pack(code) + data)
 
 
 AUTHENTICATION_OK = authentication(AUTH_OK)
@@ -259,20 +260,20 @@ def authentication_sasl(mechanisms: Sequence[str]) -> bytes:
 
 
 def parameter_status(name: str, value: str) -> bytes:
-    return _msg(b"S", _cstr(name) + _cstr(value))
+    return frame(b"S", _cstr(name) + _cstr(value))
 
 
 def backend_key_data(pid: int, key: bytes) -> bytes:
-    return _msg(b"K", _I32.pack(pid) + key)
+    return frame(b"K", _I32.pack(pid) + key)
 
 
 def ready_for_query(status: int = TX_IDLE) -> bytes:
-    return _msg(b"Z", bytes((status,)))
+    return frame(b"Z", bytes((status,)))
 
 
 def negotiate_protocol_version(newest_minor: int, unsupported: Sequence[str]) -> bytes:
     body = _I32.pack(PROTOCOL_3_0 | newest_minor) + _I32.pack(len(unsupported))
-    return _msg(b"v", body + b"".join(_cstr(o) for o in unsupported))
+    return frame(b"v", body + b"".join(_cstr(o) for o in unsupported))
 
 
 def _fields(fields: Iterable[tuple[bytes, str | None]]) -> bytes:
@@ -287,7 +288,7 @@ def error_response(
     detail: str | None = None,
     hint: str | None = None,
 ) -> bytes:
-    return _msg(
+    return frame(
         b"E",
         _fields(
             [
@@ -303,7 +304,7 @@ def error_response(
 
 
 def notice_response(message: str, *, severity: str = "NOTICE", sqlstate: str = "00000", detail: str | None = None) -> bytes:
-    return _msg(b"N", _fields([(b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", message), (b"D", detail)]))
+    return frame(b"N", _fields([(b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", message), (b"D", detail)]))
 
 
 def parse_error_fields(body: bytes | memoryview) -> dict[str, str]:
@@ -333,7 +334,7 @@ def row_description(columns: Sequence[Column | str]) -> bytes:
         c = col if isinstance(col, Column) else Column(col)
         # table oid 0, column 0, type oid, size -1, typmod -1, text format
         parts.append(_cstr(c.name) + struct.pack("!ihihih", 0, 0, c.type_oid, -1, -1, 0))
-    return _msg(b"T", b"".join(parts))
+    return frame(b"T", b"".join(parts))
 
 
 def data_row(values: Sequence[str | None]) -> bytes:
@@ -344,18 +345,18 @@ def data_row(values: Sequence[str | None]) -> bytes:
         else:
             b = v.encode()
             parts.append(_I32.pack(len(b)) + b)
-    return _msg(b"D", b"".join(parts))
+    return frame(b"D", b"".join(parts))
 
 
 def command_complete(tag: str) -> bytes:
-    return _msg(b"C", _cstr(tag))
+    return frame(b"C", _cstr(tag))
 
 
-EMPTY_QUERY_RESPONSE = _msg(b"I")
-PARSE_COMPLETE = _msg(b"1")
-BIND_COMPLETE = _msg(b"2")
-CLOSE_COMPLETE = _msg(b"3")
-NO_DATA = _msg(b"n")
+EMPTY_QUERY_RESPONSE = frame(b"I")
+PARSE_COMPLETE = frame(b"1")
+BIND_COMPLETE = frame(b"2")
+CLOSE_COMPLETE = frame(b"3")
+NO_DATA = frame(b"n")
 
 
 def result_set(columns: Sequence[Column | str], rows: Sequence[Sequence[str | None]], tag: str | None = None) -> bytes:

@@ -29,27 +29,23 @@ QUERIES = ["SELECT 1", "SELECT now()", "SELECT $1::int", "SHOW server_version", 
            "SELECT * FROM generate_series(1, 50)"]
 
 
-def _msg(kind: bytes, body: bytes = b"") -> bytes:
-    return kind + struct.pack("!I", len(body) + 4) + body
-
-
 def _valid_session_messages(rng: random.Random) -> bytes:
     """A plausible client conversation after login: simple and extended queries, COPY bits."""
     sql = rng.choice(QUERIES).encode()
     parts = [
-        _msg(b"Q", sql + b"\0"),
-        _msg(b"P", b"s1\0" + sql + b"\0" + struct.pack("!h", 0)),
-        _msg(b"B", b"p1\0s1\0" + struct.pack("!hhi", 0, 1, 1) + b"7" + struct.pack("!h", 0)),
-        _msg(b"D", b"Ss1\0"),
-        _msg(b"D", b"Pp1\0"),
-        _msg(b"E", b"p1\0" + struct.pack("!i", 0)),
-        _msg(b"C", b"Ss1\0"),
-        _msg(b"H"),
-        _msg(b"S"),
-        _msg(b"d", b"1\t2\n"),
-        _msg(b"c"),
-        _msg(b"f", b"no copy\0"),
-        _msg(b"F", struct.pack("!i", 1242) + b"\0\0\0\0\0\0\0\0\0\0"),
+        m.frame(b"Q", sql + b"\0"),
+        m.frame(b"P", b"s1\0" + sql + b"\0" + struct.pack("!h", 0)),
+        m.frame(b"B", b"p1\0s1\0" + struct.pack("!hhi", 0, 1, 1) + b"7" + struct.pack("!h", 0)),
+        m.frame(b"D", b"Ss1\0"),
+        m.frame(b"D", b"Pp1\0"),
+        m.frame(b"E", b"p1\0" + struct.pack("!i", 0)),
+        m.frame(b"C", b"Ss1\0"),
+        m.frame(b"H"),
+        m.frame(b"S"),
+        m.frame(b"d", b"1\t2\n"),
+        m.frame(b"c"),
+        m.frame(b"f", b"no copy\0"),
+        m.frame(b"F", struct.pack("!i", 1242) + b"\0\0\0\0\0\0\0\0\0\0"),
     ]
     return b"".join(rng.sample(parts, rng.randint(1, 6)))
 
@@ -93,7 +89,7 @@ def _session_input(rng: random.Random) -> tuple[str, bytes]:
         # Well framed, so it reaches the message parsers: a known type with a bad body, then Sync.
         body = _mutate(rng.choice([b"s1\0SELECT 1\0\0\0", b"p1\0s1\0\0\0\0\0\0\0", b"Ss1\0", b"p1\0\0\0\0\0",
                                    b"SELECT 1\0"]), rng)
-        return "bad body", _msg(bytes([rng.choice(b"PBDECQFdcf")]), body) + _msg(b"S")
+        return "bad body", m.frame(bytes([rng.choice(b"PBDECQFdcf")]), body) + m.frame(b"S")
     return "mutated", _mutate(_valid_session_messages(rng), rng)
 
 
@@ -110,26 +106,13 @@ def _drain(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _login(sock: socket.socket) -> None:
-    """Startup as postgres/test (trust) and read up to the first ReadyForQuery."""
-    sock.sendall(m.startup_message(m.PROTOCOL_3_0, {"user": SERVER_USER, "database": "test"}))
-    buf = b""
-    while True:
-        data = sock.recv(65536)
-        assert data, "pgpool closed the connection during a normal login"
-        buf += data
-        msgs, _ = m.split_messages(buf)
-        kinds = bytes(buf[s] for _t, s, _e in msgs)
-        assert b"E" not in kinds, f"login failed: {buf!r}"
-        if b"Z" in kinds:
-            return
-
-
 def _send(server: PgpoolServer, payload: bytes, *, login: bool) -> str:
     """Send one input on a fresh connection; return how the server answered."""
-    with socket.create_connection((HOST, server.port), timeout=READ_TIMEOUT) as sock:
-        if login:
-            _login(sock)
+    if login:
+        sock = server.raw_session(READ_TIMEOUT)
+    else:
+        sock = socket.create_connection((HOST, server.port), timeout=READ_TIMEOUT)
+    with sock:
         try:
             sock.sendall(payload)
             sock.shutdown(socket.SHUT_WR)  # an incomplete packet then meets EOF, not a wait
