@@ -27,7 +27,7 @@ import re
 import select
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgpool_py.errors import ProtocolError
@@ -97,6 +97,21 @@ class NodeChannel:
 
 # Earlier Parses to send again, each to a node where the statement is not prepared yet.
 Replay = list[tuple[Prepared, int]]
+
+
+@dataclass(slots=True)
+class BatchScan:
+    """What one pass over an extended batch found (``Router._scan_batch``)."""
+
+    dest_rank: int = 0  # where the batch may go: the most demanding of its statements
+    verdict: Verdict | None = None  # the verdict that demands it
+    # Parse (the Prepared) and Close of a statement (None), by name, in the batch's order.
+    statements: list[tuple[str, Prepared | None]] = field(default_factory=list)
+    portals: list[tuple[str, bool]] = field(default_factory=list)  # Bind (True), Close (False)
+    needed: list[str] = field(default_factory=list)  # statements prepared by earlier batches
+    pinned: set[int] | None = None  # the nodes of an earlier portal this batch executes
+    binds: int = 0
+    bound_statement: str = ""  # the last Bind's statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,56 +271,73 @@ class Router:
             return Target((node,), node), verdict
         return self._target(verdict.dest, verdict), verdict
 
-    def _route_batch(self, batch: list[tuple[int, bytes]]) -> tuple[Target, Replay, list[tuple[str, Prepared]], Verdict | None]:
-        """Decide where an extended-protocol batch goes, and which earlier Parses to replay where."""
+    def _scan_batch(self, buf: bytes | bytearray, batch: list[tuple[int, int, int]]) -> BatchScan:
+        """One pass over an extended batch (messages ``buf[start:end]``): what routing and the
+        bookkeeping after sending need, without copying any message but the Parses."""
+        scan = BatchScan()
         dest_rank = _EITHER_RANK
         verdict: Verdict | None = None  # the batch's most demanding verdict (the later one on a tie)
         verdict_rank = -1
-        new_statements: list[tuple[str, Prepared]] = []
-        needed: list[str] = []  # statements the batch uses that were prepared earlier
-        pinned: set[int] | None = None
-        pending: dict[str, Prepared] = {}
+        pending: dict[str, Prepared] = {}  # the batch's own statements, by name
         bound: set[str] = set()  # portals this batch binds: they follow the batch, not an earlier Bind
-        for typ, msg in batch:
+        for typ, start, end in batch:
             if typ == _P:
-                name, prepared = self._prepared(msg)
+                name, prepared = self._prepared(bytes(buf[start:end]))
                 v = prepared.verdict
                 pending[name] = prepared
-                new_statements.append((name, prepared))
+                scan.statements.append((name, prepared))
             elif typ == _B:
-                portal, stmt = _two_names(msg)
+                portal, stmt = _bind_names(buf, start, end)
                 bound.add(portal)
+                scan.portals.append((portal, True))
+                scan.binds += 1
+                scan.bound_statement = stmt
                 found = pending.get(stmt)
                 if found is None:
                     found = self.statements.get(stmt)
                     if found is None:
                         dest_rank = _PRIMARY_RANK
                         continue
-                    needed.append(stmt)
+                    scan.needed.append(stmt)
                 v = found.verdict
             else:
-                if typ in (_E, _D, _C):
-                    kind, name = _target_name(msg, typ)
-                    if kind == "P" and name in self.portals and typ != _C and name not in bound:
-                        pinned = self.portals[name]
-                    elif kind == "S" and typ == _D and name not in pending and name in self.statements:
-                        needed.append(name)
-                continue
+                if typ == _C:
+                    kind, name = _target_name(buf, start, end, typ)
+                    if kind == "S":
+                        pending.pop(name, None)
+                        scan.statements.append((name, None))
+                    else:
+                        scan.portals.append((name, False))
+                elif typ == _E or typ == _D:
+                    # Of a portal bound earlier, or (Describe) a statement prepared earlier?
+                    if self.portals or (typ == _D and self.statements and buf[start + 5 : start + 6] == b"S"):
+                        kind, name = _target_name(buf, start, end, typ)
+                        if kind == "P" and name in self.portals and name not in bound:
+                            scan.pinned = self.portals[name]
+                        elif kind == "S" and name not in pending and name in self.statements:
+                            scan.needed.append(name)
+                continue  # Sync, Flush
             rank = v.dest_rank
             if rank >= verdict_rank:
                 verdict, verdict_rank = v, rank
             if rank > dest_rank:
                 dest_rank = rank
+        scan.dest_rank, scan.verdict = dest_rank, verdict
+        return scan
+
+    def _batch_target(self, scan: BatchScan) -> tuple[Target, Replay]:
+        """Where a batch goes, and which earlier Parses to replay where."""
+        pinned = scan.pinned
         if pinned is not None:
             node = min(pinned)
             target = Target(tuple(sorted(pinned)), self.primary if self.primary in pinned else node)
         else:
-            target = self._target(_DEST_BY_RANK[dest_rank], verdict)
+            target = self._target(_DEST_BY_RANK[scan.dest_rank], scan.verdict)
         replay: Replay = []
-        for stmt in dict.fromkeys(needed) if needed else ():
+        for stmt in dict.fromkeys(scan.needed) if scan.needed else ():
             info = self.statements[stmt]
             replay.extend((info, node) for node in target.nodes if node not in info.nodes)
-        return target, replay, new_statements, verdict
+        return target, replay
 
     def _prepared(self, parse: bytes) -> tuple[str, Prepared]:
         """The statement a Parse message prepares, by name, not yet on any node."""
@@ -481,32 +513,31 @@ class Router:
         """
         session = self.session
         msgs, consumed = m.split_messages(cbuf)
-        batch: list[tuple[int, bytes]] = []
-        batch_start = -1
+        batch: list[tuple[int, int, int]] = []  # the extended messages so far, where they lie in cbuf
         interleaved = False  # COPY data came between the batch's messages
-        for typ, start, end in msgs:
-            msg = bytes(cbuf[start:end])
+        for msg in msgs:
+            typ, start, end = msg
             if typ in _EXTENDED:
-                if batch_start < 0:
-                    batch_start = start
-                batch.append((typ, msg))
+                batch.append(msg)
                 continue
             if typ in (_S, _H):
-                batch.append((typ, msg))
+                batch.append(msg)
+                batch_start = batch[0][1]
                 # The batch's messages usually lie together in the buffer: one copy sends them all.
                 if interleaved:
-                    payload = b"".join([part for _t, part in batch])
+                    payload = b"".join([cbuf[s:e] for _t, s, e in batch])
                 else:
-                    payload = bytes(cbuf[start if batch_start < 0 else batch_start : end])
-                if not self._flush_batch(batch, payload, sync=typ == _S):
-                    return True, (start if batch_start < 0 else batch_start)
-                batch, batch_start, interleaved = [], -1, False
+                    payload = cbuf[batch_start:end]
+                if not self._flush_batch(cbuf, batch, bytes(payload), sync=typ == _S):
+                    return True, batch_start
+                batch, interleaved = [], False
                 continue
             if typ in _COPY_MESSAGES:
                 interleaved = interleaved or bool(batch)
                 target = self.in_flight or self.to_node[self.primary]
+                data = bytes(cbuf[start:end])
                 for node in target.nodes:
-                    self.channels[node].sock.sendall(msg)  # type: ignore[attr-defined]
+                    self.channels[node].sock.sendall(data)  # type: ignore[attr-defined]
                 continue
             if typ == _X:
                 session.ended_by_terminate = True
@@ -519,9 +550,9 @@ class Router:
                     "simple query arrived before ending an extended query message",
                     hint="send Sync before a simple Query",
                 )
-            if not self._simple(typ, msg, send_c):
+            if not self._simple(typ, bytes(cbuf[start:end]), send_c):
                 return True, start
-        return False, (consumed if batch_start < 0 else batch_start)
+        return False, (batch[0][1] if batch else consumed)
 
     def _simple(self, typ: int, msg: bytes, send_c: object) -> bool:
         """Route a Query or FunctionCall message; False when it must wait for the batch in flight."""
@@ -547,18 +578,15 @@ class Router:
             self._send_query(target, verdict, msg)
         return True
 
-    def _begin_text(self, batch: list[tuple[int, bytes]], verdict: Verdict,
-                    new_statements: list[tuple[str, Prepared]]) -> bytes | None:
+    def _begin_text(self, scan: BatchScan) -> bytes | None:
         """An extended-protocol BEGIN as the Query a standby gets later; None when the batch
         runs anything else (one Bind, of a statement that is a BEGIN, qualifies)."""
-        if verdict.kind is not StatementKind.TX_BEGIN:
+        verdict = scan.verdict
+        if verdict is None or verdict.kind is not StatementKind.TX_BEGIN or scan.binds != 1:
             return None
-        binds = [msg for typ, msg in batch if typ == _B]
-        if len(binds) != 1:
-            return None
-        name = _two_names(binds[0])[1]
-        # The statement as _route_batch saw it: the batch's last Parse of that name, else an earlier one.
-        prepared = dict(new_statements).get(name) or self.statements.get(name)
+        name = scan.bound_statement
+        # The statement as _scan_batch saw it: the batch's last Parse of that name, else an earlier one.
+        prepared = dict(scan.statements).get(name) or self.statements.get(name)
         if prepared is None or prepared.verdict.kind is not StatementKind.TX_BEGIN:
             return None
         return m.query(m.parse_parse(memoryview(prepared.parse)[5:])[1])
@@ -584,20 +612,19 @@ class Router:
             return
         self._send(target, payload, expect_ready=True)
 
-    def _flush_batch(self, batch: list[tuple[int, bytes]], payload: bytes, sync: bool) -> bool:
+    def _flush_batch(self, buf: bytes | bytearray, batch: list[tuple[int, int, int]], payload: bytes,
+                     sync: bool) -> bool:
         """Send an extended batch (ending in Sync or Flush); False when it must wait."""
+        scan = self._scan_batch(buf, batch)
         replay: Replay = []
-        new_statements: list[tuple[str, Prepared]] = []
-        verdict: Verdict | None = None
+        verdict = None
         if self.open_target is not None:
-            target = self.open_target
-            for typ, msg in batch:
-                if typ == _P:
-                    new_statements.append(self._prepared(msg))
+            target = self.open_target  # the rest of a cycle goes where its start went
         else:
-            target, replay, new_statements, verdict = self._route_batch(batch)
+            target, replay = self._batch_target(scan)
+            verdict = scan.verdict
             if target is self.to_all and verdict is not None:
-                target = self._defer_begin(verdict, target, self._begin_text(batch, verdict, new_statements))
+                target = self._defer_begin(verdict, target, self._begin_text(scan))
                 replay = [(info, node) for info, node in replay if node in target.nodes]
         if not self._can_send(target):
             return False
@@ -606,19 +633,17 @@ class Router:
         self._send(target, payload, expect_ready=sync, replay=replay)
         for info, node in replay:
             info.nodes.add(node)
-        for name, prepared in new_statements:
-            prepared.nodes = set(target.nodes)
-            self.statements[name] = prepared
-        for typ, msg in batch:
-            if typ == _B:
-                portal, _stmt = _two_names(msg)
+        for name, prepared in scan.statements:
+            if prepared is None:
+                self.statements.pop(name, None)
+            else:
+                prepared.nodes = set(target.nodes)
+                self.statements[name] = prepared
+        for portal, bound in scan.portals:
+            if bound:
                 self.portals[portal] = set(target.nodes)
-            elif typ == _C:
-                kind, name = _target_name(msg, typ)
-                if kind == "S":
-                    self.statements.pop(name, None)
-                else:
-                    self.portals.pop(name, None)
+            else:
+                self.portals.pop(portal, None)
         self.open_target = None if sync else target
         return True
 
@@ -812,37 +837,30 @@ def _outcome(data: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _cstring_end(body: bytes, start: int, what: str) -> int:
-    end = body.find(b"\0", start)
-    if end < 0:
+def _name_at(buf: bytes | bytearray, start: int, end: int, what: str) -> tuple[str, int]:
+    """The NUL-terminated name at ``buf[start:end]``, and where the next field begins."""
+    nul = buf.find(b"\0", start, end)
+    if nul < 0:
         raise ProtocolError(f"invalid {what} message: a name is not NUL-terminated")
-    return end
+    return (bytes(buf[start:nul]).decode(errors="replace") if nul > start else ""), nul + 1
 
 
-def _two_names(msg: bytes) -> tuple[str, str]:
-    """Bind: (portal, statement)."""
-    if msg[5:7] == b"\0\0":
+def _bind_names(buf: bytes | bytearray, start: int, end: int) -> tuple[str, str]:
+    """Bind at ``buf[start:end]``: (portal, statement)."""
+    if end - start > 6 and not buf[start + 5] and not buf[start + 6]:
         return "", ""  # the unnamed portal and statement: most Binds
-    body = msg[5:]
-    e1 = _cstring_end(body, 0, "Bind")
-    e2 = _cstring_end(body, e1 + 1, "Bind")
-    return body[:e1].decode(errors="replace"), body[e1 + 1 : e2].decode(errors="replace")
+    portal, pos = _name_at(buf, start + 5, end, "Bind")
+    return portal, _name_at(buf, pos, end, "Bind")[0]
 
 
-def _target_name(msg: bytes, typ: int) -> tuple[str, str]:
-    """Describe/Close: ('S' or 'P', name); Execute: ('P', portal)."""
+def _target_name(buf: bytes | bytearray, start: int, end: int, typ: int) -> tuple[str, str]:
+    """Describe/Close at ``buf[start:end]``: ('S' or 'P', name); Execute: ('P', portal)."""
     if typ == _E:
-        if msg[5:6] == b"\0":
-            return "P", ""  # the unnamed portal: most Executes
-        body = msg[5:]
-        return "P", body[: _cstring_end(body, 0, "Execute")].decode(errors="replace")
-    kind = msg[5:6]
-    if kind not in (b"S", b"P"):
+        return "P", _name_at(buf, start + 5, end, "Execute")[0]
+    kind = buf[start + 5] if end - start > 5 else 0
+    if kind not in (_S, _P):
         raise ProtocolError(f"invalid {'Describe' if typ == _D else 'Close'} message: bad target type")
-    if msg[6:7] == b"\0":
-        return kind.decode(), ""
-    body = msg[5:]
-    return kind.decode(), body[1 : _cstring_end(body, 1, "Describe or Close")].decode(errors="replace")
+    return chr(kind), _name_at(buf, start + 6, end, "Describe or Close")[0]
 
 
 def _describe(payload: bytes) -> str:

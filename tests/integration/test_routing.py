@@ -16,6 +16,8 @@ import psycopg
 import pytest
 
 from pgpool_py.cluster import HOST, SERVER_USER
+from pgpool_py.protocol import messages as m
+from tests.fix_pgpool import read_until_ready
 
 # pg_is_in_recovery() is VOLATILE: pgpool-II keeps volatile functions on the primary unless
 # they are listed as read-only.
@@ -171,6 +173,26 @@ def test_show_pool_nodes_counts(pgpool_factory: Any, pg_cluster: Any) -> None:
     with server.connect(autocommit=True) as conn:
         after = {r[0]: r for r in conn.execute("SHOW POOL_NODES").fetchall()}
     assert int(after["1"][8]) == before + 6 and after["0"][8] == "0"
+
+
+def test_statement_closed_and_prepared_again_in_one_batch(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # One batch closes statement s1 and prepares s1 anew; the next binds it.  The router must
+    # remember the new s1 (it once applied the batch's Parses before its Closes, forgot s1,
+    # and sent the Bind to the primary, where s1 was never prepared).
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight0": 0})
+
+    def parse(sql: bytes) -> bytes:
+        return m.frame(b"P", b"s1\0" + sql + b"\0\0\0")
+
+    with server.raw_session() as sock:
+        sock.sendall(parse(b"SELECT 1") + m.frame(b"S"))
+        read_until_ready(sock)
+        sock.sendall(m.frame(b"C", b"Ss1\0") + parse(b"SELECT pg_is_in_recovery()") + m.frame(b"S"))
+        read_until_ready(sock)
+        sock.sendall(m.frame(b"B", b"\0s1\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0") + m.frame(b"S"))
+        reply = read_until_ready(sock)
+    assert b"SERROR\0" not in reply, reply
+    assert b"D\x00\x00\x00\x0b\x00\x01\x00\x00\x00\x01t" in reply, reply  # run on the standby
 
 
 # ---------------------------------------------------------------- native replication
