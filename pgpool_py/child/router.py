@@ -112,6 +112,7 @@ class BatchScan:
     pinned: set[int] | None = None  # the nodes of an earlier portal this batch executes
     binds: int = 0
     bound_statement: str = ""  # the last Bind's statement
+    executes: bool = False  # False: the batch only prepares, binds or describes
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +310,8 @@ class Router:
                     else:
                         scan.portals.append((name, False))
                 elif typ == _E or typ == _D:
+                    if typ == _E:
+                        scan.executes = True
                     # Of a portal bound earlier, or (Describe) a statement prepared earlier?
                     if self.portals or (typ == _D and self.statements and buf[start + 5 : start + 6] == b"S"):
                         kind, name = _target_name(buf, start, end, typ)
@@ -628,7 +631,10 @@ class Router:
                 replay = [(info, node) for info, node in replay if node in target.nodes]
         if not self._can_send(target):
             return False
-        if verdict is not None:
+        if verdict is not None and scan.executes:
+            # Only what runs changes the transaction or counts: a Parse of BEGIN, answered on
+            # the primary while a standby still works on it, must not make the Bind that
+            # follows look like a statement inside a transaction.
             self._note_verdict(verdict, target)
         self._send(target, payload, expect_ready=sync, replay=replay)
         for info, node in replay:

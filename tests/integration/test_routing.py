@@ -295,6 +295,23 @@ def test_begin_reaches_a_standby_only_when_the_transaction_reads_there(pgpool_fa
     assert not [line for line in log.splitlines() if "could not begin" in line]
 
 
+def test_begin_prepared_and_bound_in_one_write_stays_off_the_standby(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # Parse of BEGIN goes to every node (the statement may be bound anywhere later); its Bind,
+    # sent before the standby has answered the Parse, is still the transaction's BEGIN and goes
+    # to the primary only.  (A Parse once counted as the start of a transaction.)
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0, "log_per_node_statement": True})
+    begin = m.frame(b"P", b"b1\0BEGIN\0\0\0") + m.frame(b"S")
+    run = m.frame(b"B", b"\0b1\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0") + m.frame(b"S")
+    with server.raw_session(application_name="lazy_begin") as sock:
+        sock.sendall(begin + run)
+        reply = read_until_ready(sock, 2)
+        assert reply.endswith(b"Z\x00\x00\x00\x05T"), reply
+        assert _standby_transactions(pg_cluster[1]) == ["idle"]
+    log = server.log_text()
+    assert "DB node id: 1" in log and "statement: Parse Sync" in log
+    assert not [line for line in log.splitlines() if "DB node id: 1" in line and "Bind" in line]
+
+
 def test_reset_queries_run_only_on_the_nodes_a_session_used(pgpool_factory: Any, pg_cluster: Any) -> None:
     server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0, "num_init_children": 1})  # one pool
 
