@@ -53,8 +53,6 @@ STREAMING_TIMEOUT = 30.0
 
 # Where the CLI's pgpool.conf points online recovery; the recovery functions are installed there.
 RECOVERY_DATABASE = "postgres"
-# The sample scripts (etc/ of the source tree) the CLI copies and wires to the cluster.
-ETC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc")
 # Per mode: the recovery commands for pgpool.conf; each names a script in the source's data directory.
 RECOVERY_COMMANDS = {
     "streaming": {"recovery_1st_stage_command": "recovery_1st_stage"},
@@ -394,10 +392,24 @@ def _write_script(path: str, lines: list[str]) -> None:
     os.chmod(path, 0o755)
 
 
+def etc_dir() -> str:
+    """
+    Where the sample scripts the CLI copies and wires to the cluster are: etc/ of the source
+    tree, or of an installed package the copy setup.py puts in it (pgpool_py/etc).
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(os.path.dirname(package), "etc"), os.path.join(package, "etc")]
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, REMOTE_START_SCRIPT)):
+            return candidate
+    raise ClusterError(f"the sample scripts are missing: no {REMOTE_START_SCRIPT} in {' or '.join(candidates)}"
+                       " (install pgpool-py with pip, or run it from a source tree)")
+
+
 def _copy_script(name: str, directory: str, *, server_user: bool = False) -> str:
     """Copy etc/``name`` into ``directory``, executable (and the server user's); returns the copy's path."""
     path = os.path.join(directory, name)
-    shutil.copyfile(os.path.join(ETC_DIR, name), path)
+    shutil.copyfile(os.path.join(etc_dir(), name), path)
     os.chmod(path, 0o755)
     if server_user and os.geteuid() == 0:
         shutil.chown(path, SERVER_USER, SERVER_USER)
@@ -465,8 +477,7 @@ def setup(directory: str, mode: str, num_nodes: int, base_port: int | None) -> s
     directory = os.path.abspath(directory)
     if os.path.exists(directory) and os.listdir(directory):
         raise ClusterError(f"{directory} is not empty")
-    if not os.path.isfile(os.path.join(ETC_DIR, REMOTE_START_SCRIPT)):
-        raise ClusterError(f"the sample scripts are not in {ETC_DIR}: run pgpool-py-setup from a source tree")
+    etc_dir()  # before anything is built
     port = base_port if base_port is not None else free_port()
     pcp_port = base_port + 1 if base_port is not None else free_port()
     nodes = create_cluster(directory, num_nodes, mode, base_port + 2 if base_port is not None else None)
