@@ -328,19 +328,21 @@ class Router:
         scan.dest_rank, scan.verdict = dest_rank, verdict
         return scan
 
-    def _batch_target(self, scan: BatchScan) -> tuple[Target, Replay]:
-        """Where a batch goes, and which earlier Parses to replay where."""
+    def _batch_target(self, scan: BatchScan) -> Target:
+        """Where a batch goes, an extended cycle left open by Flush aside."""
         pinned = scan.pinned
         if pinned is not None:
             node = min(pinned)
-            target = Target(tuple(sorted(pinned)), self.primary if self.primary in pinned else node)
-        else:
-            target = self._target(_DEST_BY_RANK[scan.dest_rank], scan.verdict)
+            return Target(tuple(sorted(pinned)), self.primary if self.primary in pinned else node)
+        return self._target(_DEST_BY_RANK[scan.dest_rank], scan.verdict)
+
+    def _replay(self, scan: BatchScan, target: Target) -> Replay:
+        """The earlier Parses the batch needs on the target's nodes where they were not sent."""
         replay: Replay = []
         for stmt in dict.fromkeys(scan.needed) if scan.needed else ():
             info = self.statements[stmt]
             replay.extend((info, node) for node in target.nodes if node not in info.nodes)
-        return target, replay
+        return replay
 
     def _prepared(self, parse: bytes) -> tuple[str, Prepared]:
         """The statement a Parse message prepares, by name, not yet on any node."""
@@ -619,16 +621,18 @@ class Router:
                      sync: bool) -> bool:
         """Send an extended batch (ending in Sync or Flush); False when it must wait."""
         scan = self._scan_batch(buf, batch)
-        replay: Replay = []
-        verdict = None
-        if self.open_target is not None:
-            target = self.open_target  # the rest of a cycle goes where its start went
-        else:
-            target, replay = self._batch_target(scan)
-            verdict = scan.verdict
-            if target is self.to_all and verdict is not None:
-                target = self._defer_begin(verdict, target, self._begin_text(scan))
-                replay = [(info, node) for info, node in replay if node in target.nodes]
+        verdict = scan.verdict
+        target = self._batch_target(scan)
+        cycle = self.open_target
+        if cycle is not None and ((scan.pinned is None and scan.dest_rank == _EITHER_RANK)
+                                  or set(target.nodes) <= set(cycle.nodes)):
+            # Until Sync the cycle is one implicit transaction: what may run there stays there.
+            # Anything else (a write after reads on a standby) ends it with a Sync of ours
+            # (_can_send) and starts a new one where it must go.
+            target = cycle
+        elif target is self.to_all and verdict is not None:
+            target = self._defer_begin(verdict, target, self._begin_text(scan))
+        replay = self._replay(scan, target)
         if not self._can_send(target):
             return False
         if verdict is not None and scan.executes:

@@ -365,3 +365,66 @@ def test_client_idle_limit_ends_an_idle_session(pgpool_factory: Any, pg_cluster:
         time.sleep(1.5)
         with pytest.raises(psycopg.OperationalError, match="client_idle_limit"):
             conn.execute("SELECT 1")
+
+
+# ---------------------------------------------------------------- Flush
+
+
+def _read_messages(sock: Any, until: bytes) -> list[bytes]:
+    """Message types read until one of type ``until`` (socket timeout: it never came)."""
+    buf, kinds = b"", []
+    while True:
+        data = sock.recv(65536)
+        assert data, f"the connection closed; got {kinds}"
+        buf += data
+        msgs, cut = m.split_messages(buf)
+        kinds += [bytes([typ]) for typ, _s, _e in msgs]
+        buf = buf[cut:]
+        if until in kinds:
+            return kinds
+
+
+@pytest.mark.parametrize("mode", ["raw", "streaming", "native"])
+def test_flush_after_execute_returns_the_results_before_sync(pgpool_factory: Any, pg_cluster: Any,
+                                                             pg_native_cluster: Any, mode: str) -> None:
+    # pgpool-II 4.3 answers nothing after Flush until Sync arrives; drivers that pipeline
+    # with Flush (asyncpg, JDBC's fetch size) then wait forever.
+    if mode == "native":
+        nodes = pg_native_cluster
+        server = pgpool_factory(nodes, mode="native")
+    else:
+        nodes = pg_cluster
+        # Streaming: reads go to the standby, so a write after one changes nodes.
+        server = pgpool_factory(nodes, extra={"backend_clustering_mode": "raw"} if mode == "raw" else
+                                {"backend_weight0": 0})
+    nodes[0].psql("DROP TABLE IF EXISTS flushed", "test")
+    if mode == "native":
+        nodes[1].psql("DROP TABLE IF EXISTS flushed", "test")
+    parse = m.frame(b"P", b"\0SELECT 42\0\0\0")
+    run = m.frame(b"B", b"\0\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0")
+    with server.raw_session(timeout=5) as sock:
+        sock.sendall(parse + run + m.FLUSH)
+        assert _read_messages(sock, b"C") == [b"1", b"2", b"D", b"C"]
+        # More of the same cycle after the Flush, then Sync ends it with one ReadyForQuery.
+        sock.sendall(run + m.FLUSH)
+        assert _read_messages(sock, b"C") == [b"2", b"D", b"C"]
+        sock.sendall(m.SYNC)
+        assert _read_messages(sock, b"Z") == [b"Z"]
+        # A write after a read in one cycle: the read ran on the standby (streaming) or on the
+        # main node alone (native); the write must still reach the primary, or every node.
+        sock.sendall(m.frame(b"P", b"\0SELECT 1\0\0\0") + run + m.FLUSH)
+        assert _read_messages(sock, b"C") == [b"1", b"2", b"D", b"C"]
+        sock.sendall(m.frame(b"P", b"\0CREATE TABLE flushed (v int)\0\0\0") + run + m.FLUSH)
+        if mode == "native":
+            # The client hears of a write when every node has done it: here, at Sync.
+            sock.sendall(m.SYNC)
+            assert _read_messages(sock, b"Z") == [b"1", b"2", b"C", b"Z"]
+        else:
+            assert _read_messages(sock, b"C") == [b"1", b"2", b"C"]
+            sock.sendall(m.SYNC)
+            assert _read_messages(sock, b"Z") == [b"Z"]
+        sock.sendall(m.query("SELECT 1"))
+        assert _read_messages(sock, b"Z") == [b"T", b"D", b"C", b"Z"]
+    for node in nodes[: 2 if mode == "native" else 1]:
+        assert node.psql("SELECT count(*) FROM flushed", "test") == "0"
+        node.psql("DROP TABLE flushed", "test")
