@@ -532,8 +532,8 @@ class Router:
                 if interleaved:
                     payload = b"".join([cbuf[s:e] for _t, s, e in batch])
                 else:
-                    payload = cbuf[batch_start:end]
-                if not self._flush_batch(cbuf, batch, bytes(payload), sync=typ == _S):
+                    payload = bytes(cbuf[batch_start:end])
+                if not self._flush_batch(cbuf, batch, payload, sync=typ == _S):
                     return True, batch_start
                 batch, interleaved = [], False
                 continue
