@@ -1,7 +1,8 @@
 """
 TLS, as pgpool-II's ``ssl = on`` means it: clients may negotiate TLS (SSLRequest answered
 ``S``), and pgpool-py asks every backend reached over TCP for TLS too, falling back to clear
-text when the backend answers ``N`` (libpq's ``sslmode=prefer``).
+text when the backend answers ``N`` (libpq's ``sslmode=prefer``); with ``ssl_ca_cert`` or
+``ssl_ca_cert_dir`` a backend's certificate must be signed by those CAs.
 
 The server context is built from ``ssl_cert``/``ssl_key``/``ssl_ca_cert``... once per process
 (with the authentication files) and again on reload, so a SIGHUP swaps the certificate.
@@ -80,14 +81,45 @@ def server_context(cfg: Config) -> ssl.SSLContext | None:
     return ctx
 
 
+def backend_context(cfg: Config) -> ssl.SSLContext | None:
+    """
+    Our side of TLS towards backends, or None when ``ssl`` is off.  As in pgpool-II,
+    ``ssl_ca_cert``/``ssl_ca_cert_dir`` make it verify each backend's certificate chain
+    (libpq's sslmode=verify-ca: backends are often named by addresses their certificates do
+    not list); without them it encrypts without checking (sslmode=prefer).
+    """
+    if not cfg.ssl:
+        return None
+    cafile = cfg.config_path(cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None
+    capath = cfg.config_path(cfg.ssl_ca_cert_dir) if cfg.ssl_ca_cert_dir else None
+    return _backend_context(cafile, capath)
+
+
 @cache
-def backend_context() -> ssl.SSLContext:
-    """Client side towards backends: encryption without certificate checks (sslmode=prefer)."""
+def _backend_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = MIN_PROTOCOL
+    if cafile or capath:
+        try:
+            ctx.load_verify_locations(cafile=cafile, capath=capath)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f'parameter "ssl_ca_cert": could not load the CA certificates for backends: {exc}') from exc
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def libpq_params(cfg: Config) -> dict[str, str]:
+    """
+    The backend certificate check for side connections (health checks, sr_check, online
+    recovery), which go through libpq: sslmode=verify-ca with ``ssl_ca_cert``.  libpq takes no
+    CA directory, so ``ssl_ca_cert_dir`` alone leaves them at its default, sslmode=prefer.
+    """
+    if cfg.ssl and cfg.ssl_ca_cert:
+        return {"sslmode": "verify-ca", "sslrootcert": cfg.config_path(cfg.ssl_ca_cert)}
+    return {}
 
 
 def handshake(

@@ -16,7 +16,7 @@ from typing import Callable
 from pgpool_py.errors import PgError, SessionError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import Stream, Waiter
-from pgpool_py.tls import TlsStream, backend_context, handshake
+from pgpool_py.tls import TlsStream, handshake
 
 # Answers one Authentication request of the backend: (code, data) -> bytes to send, or None
 # when nothing is to be sent (SASL final).
@@ -94,7 +94,7 @@ def connect_backend(
     wait: Waiter,
     on_interrupt: Callable[[], None],
     timeout: float,
-    tls: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> BackendConnection:
     """
     Open, start up and authenticate; return once the backend says ReadyForQuery.  With ``tls``
@@ -111,8 +111,8 @@ def connect_backend(
         ) from exc
     conn = BackendConnection(node_id, Stream(sock, f"backend node {node_id}", wait, on_interrupt))
     try:
-        if tls and sock.family != socket.AF_UNIX:
-            _start_tls(conn, deadline, wait, on_interrupt)
+        if tls is not None and sock.family != socket.AF_UNIX:
+            _start_tls(conn, tls, deadline, wait, on_interrupt)
         conn.stream.send(startup.to_backend_bytes())
         while True:
             typ, body = conn.stream.read_message(deadline, "waiting for the backend's startup reply")
@@ -154,7 +154,8 @@ def connect_backend(
         raise
 
 
-def _start_tls(conn: BackendConnection, deadline: float, wait: Waiter, on_interrupt: Callable[[], None]) -> None:
+def _start_tls(conn: BackendConnection, ctx: ssl.SSLContext, deadline: float, wait: Waiter,
+               on_interrupt: Callable[[], None]) -> None:
     """SSLRequest to the backend: on ``S`` the connection continues over TLS, on ``N`` in clear."""
     stream = conn.stream
     stream.send(m.ssl_request())
@@ -170,5 +171,5 @@ def _start_tls(conn: BackendConnection, deadline: float, wait: Waiter, on_interr
     if stream.buf:
         # Bytes after "S" but before the handshake could be injected by a man in the middle.
         raise SessionError("received unencrypted data after SSL response", sqlstate="08P01")
-    sock = handshake(backend_context(), stream.sock, deadline, server_side=False, who=stream.who)
+    sock = handshake(ctx, stream.sock, deadline, server_side=False, who=stream.who)
     conn.stream = TlsStream(sock, stream.who, wait, on_interrupt)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # (pool_hba.conf rules, pool_passwd entries, TLS context for clients or None)
-AuthFiles = tuple[list[Any], dict[str, Any], Any]
+AuthFiles = tuple[list[Any], dict[str, Any], Any, Any]
 
 CHILD_SIGNALS = (
     signal.SIGTERM,
@@ -83,7 +83,7 @@ def load_auth_files(cfg: Config, paths: RuntimePaths) -> AuthFiles:
     path = pool_passwd_path(cfg)
     # AES entries are decrypted with ~/.pgpoolkey (or $PGPOOLKEYFILE), as pgpool-II does.
     passwords = load_pool_passwd(path, read_pool_key()) if path else {}
-    return rules, passwords, tls.server_context(cfg)
+    return rules, passwords, tls.server_context(cfg), tls.backend_context(cfg)
 
 
 class Child:
@@ -104,7 +104,7 @@ class Child:
         self.listeners = list(listeners)
         self.listen_fds = [s.fileno() for s in self.listeners]
         self.main_pid = main_pid
-        self.hba_rules, self.pool_passwd, self.tls_context = auth_files
+        self.hba_rules, self.pool_passwd, self.tls_context, self.backend_tls = auth_files
         self.pool = ConnectionPool(shm, index, cfg.max_pool)
         self.commands = PoolCommands(self)
         self.stop_requested = False
@@ -451,7 +451,7 @@ class Child:
             log.debug("child keeps the running configuration: %s", exc)
             return
         self.cfg = new_cfg
-        self.hba_rules, self.pool_passwd, self.tls_context = auth
+        self.hba_rules, self.pool_passwd, self.tls_context, self.backend_tls = auth
         self._classifier = None  # routing lists may have changed
         pglog.configure(new_cfg)
 

@@ -257,7 +257,7 @@ class Session:
                 respond,  # type: ignore[arg-type]
                 wait=child.sigq.wait,
                 on_interrupt=child.on_interrupt,
-                tls=child.tls_context is not None,
+                tls=child.backend_tls,
                 timeout=max(self.cfg.connect_timeout / 1000.0, 1.0) if self.cfg.connect_timeout else 30.0,
             )
         except PgError as exc:

@@ -28,6 +28,7 @@ from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import BackendStatus, HealthCheckStats, RequestDetail, RequestKind, SharedState, show_time
 from pgpool_py.signals import SignalQueue
+from pgpool_py.tls import libpq_params
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,8 @@ class HealthCheck:
 
     def _target(self, hc: HealthCheckConfig) -> Target:
         b = self.shm.backends[self.node_id]
-        return Target(b.hostname.decode(), b.port, hc.user, hc.password, hc.database)
+        return Target(b.hostname.decode(), b.port, hc.user, hc.password, hc.database,
+                      tuple(libpq_params(self.cfg).items()))
 
     def _request(self, kind: RequestKind, details: RequestDetail) -> None:
         register_node_operation_request(self.shm, self.main_pid, kind, (self.node_id,), details)

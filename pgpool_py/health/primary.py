@@ -20,6 +20,7 @@ from pgpool_py.config.params import BackendFlag
 from pgpool_py.errors import PgError
 from pgpool_py.health.probe import Target, Waker, query
 from pgpool_py.shmem.layout import Role, SharedState
+from pgpool_py.tls import libpq_params
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ SEARCH_RETRY_INTERVAL = 1.0
 
 def sr_target(cfg: Config, shm: SharedState, node: int) -> Target:
     b = shm.backends[node]
-    return Target(b.hostname.decode(), b.port, cfg.sr_check_user, cfg.sr_check_password, cfg.sr_check_database)
+    return Target(b.hostname.decode(), b.port, cfg.sr_check_user, cfg.sr_check_password, cfg.sr_check_database,
+                  tuple(libpq_params(cfg).items()))
 
 
 def probe_timeout(cfg: Config) -> float:

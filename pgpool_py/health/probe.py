@@ -42,6 +42,7 @@ class Target:
     user: str
     password: str
     database: str
+    tls: tuple[tuple[str, str], ...] = ()  # libpq's TLS parameters (tls.libpq_params)
 
     def conninfo(self, timeout: float) -> bytes:
         params: dict[str, str | int] = {
@@ -55,6 +56,7 @@ class Target:
             params["user"] = self.user
         if self.password:
             params["password"] = self.password
+        params.update(self.tls)
         return make_conninfo("", **params).encode()
 
 

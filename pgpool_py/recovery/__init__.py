@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from pgpool_py.errors import PgError
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import VALID_STATUSES, BackendStatus, LockId, Recovery, RequestDetail, RequestKind, SharedState
+from pgpool_py.tls import libpq_params
 
 if TYPE_CHECKING:
     from pgpool_py.config import Config
@@ -202,6 +204,7 @@ def connect_as_recovery_user(cfg: Config, shm: SharedState, node: int, dbname: s
     b = shm.backends[node]
     try:
         return psycopg.connect(
+            make_conninfo("", **libpq_params(cfg)),
             host=b.hostname.decode(), port=b.port, user=cfg.recovery_user, password=recovery_password(cfg),
             dbname=dbname, connect_timeout=CONNECT_TIMEOUT, autocommit=True, application_name="pgpool-py recovery",
         )
@@ -328,7 +331,8 @@ def check_postmaster_started(cfg: Config, shm: SharedState, node: int, waiter: W
         log.debug("trying to connect to postmaster on hostname:%s database:%s user:%s (retry %d times)",
                   host, dbname, user, attempt)
         try:
-            with psycopg.connect(host=host, port=b.port, user=user, password=password, dbname=dbname,
+            with psycopg.connect(make_conninfo("", **libpq_params(cfg)),
+                                 host=host, port=b.port, user=user, password=password, dbname=dbname,
                                  connect_timeout=max(2, int(min(CONNECT_TIMEOUT, deadline - time.monotonic()))),
                                  application_name="pgpool-py recovery"):
                 return

@@ -6,6 +6,7 @@ Large replies check that no decrypted bytes are left waiting in OpenSSL while th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -19,7 +20,8 @@ import psycopg
 import pytest
 
 from pgpool_py.cluster import SERVER_USER, PgNode
-from tests.tls_certs import Certs, KeyPair
+from pgpool_py.health import probe
+from tests.tls_certs import Certs, KeyPair, make_ca
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 RAW = {"backend_clustering_mode": "raw"}
@@ -128,6 +130,43 @@ def test_tls_to_a_backend_that_requires_it(pgpool_factory: Any, pg_cluster_facto
             time.sleep(0.2)
         else:
             pytest.fail("a backend with hostssl only accepted a clear-text connection")
+
+
+def _first_error(server: Any, **kw: Any) -> str:
+    """The error a client gets once the server takes connections (it is not ready otherwise)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            server.connect(**kw).close()
+        except psycopg.OperationalError as exc:
+            if "Connection refused" not in str(exc) or time.monotonic() > deadline:
+                return str(exc)
+            time.sleep(0.2)
+        else:
+            pytest.fail("the connection succeeded")
+
+
+def test_ssl_ca_cert_verifies_backend_certificates(pgpool_factory: Any, pg_cluster_factory: Any, certs: Certs,
+                                                   server_pair: KeyPair, tmp_path: Path) -> None:
+    # As in pgpool-II, ssl_ca_cert also checks the backends' certificates (their chain, like
+    # libpq's sslmode=verify-ca), on the relay's connections and on libpq's side connections.
+    (node,) = pg_cluster_factory(num_nodes=1, mode="native")
+    _backend_requiring_tls(node, server_pair)
+    trusted = pgpool_factory([node], extra={**RAW, **_ssl_conf(server_pair, certs)})
+    with trusted.connect(sslmode="disable") as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+    target = probe.Target(node.host, node.port, SERVER_USER, "", "postgres",
+                          (("sslmode", "verify-ca"), ("sslrootcert", str(certs.ca))))
+    assert probe.query(target, "SELECT 1", 5) == [("1",)]
+
+    other = make_ca(tmp_path / "other-ca")
+    untrusted = pgpool_factory([node], extra={**RAW, **_ssl_conf(server_pair), "ssl_ca_cert": str(other.ca),
+                                              "health_check_period": 0}, wait_ready=False)
+    error = _first_error(untrusted, sslmode="disable")
+    assert "SSL handshake with backend node 0 failed" in error and "certificate verify failed" in error, error
+    with pytest.raises(probe.ProbeFailed, match="certificate verify failed"):
+        probe.query(dataclasses.replace(target, tls=(("sslmode", "verify-ca"), ("sslrootcert", str(other.ca)))),
+                    "SELECT 1", 5)
 
 
 def _served_certificate(port: int) -> bytes:

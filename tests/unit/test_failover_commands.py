@@ -105,7 +105,7 @@ class _RecordingShm:
 
 def _health_check(shm: _RecordingShm, flag: int = 0) -> HealthCheck:
     shm.backends[0].flag = flag
-    cfg = SimpleNamespace(auto_failback=False)
+    cfg = SimpleNamespace(auto_failback=False, ssl=False)
     hc = HealthCheck(cast(Config, cfg), cast(SharedState, shm), 0, main_pid=0)
     hc.waker = None  # no signal doorbell outside a health check process
     return hc

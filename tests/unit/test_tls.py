@@ -16,6 +16,7 @@ from pgpool_py.tls import (
     backend_context,
     client_common_name,
     handshake,
+    libpq_params,
     reader,
     server_context,
 )
@@ -124,6 +125,21 @@ def test_handshake_failure_is_a_protocol_error(certs: Certs) -> None:
         handshake(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), a, None, server_side=True, who="the client")
 
 
-def test_backend_context_does_not_verify() -> None:
-    ctx = backend_context()
-    assert ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+def test_backend_context_verifies_with_ssl_ca_cert(tmp_path: Path, certs: Certs, server_pair: KeyPair) -> None:
+    assert backend_context(_config(tmp_path, "ssl = off\n")) is None  # type: ignore[arg-type]
+    assert libpq_params(_config(tmp_path, f"ssl = off\nssl_ca_cert = '{certs.ca}'\n")) == {}  # type: ignore[arg-type]
+    plain = _config(tmp_path, "ssl = on\n")
+    ctx = backend_context(plain)  # type: ignore[arg-type]
+    assert ctx is not None and ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+    assert libpq_params(plain) == {}  # type: ignore[arg-type]
+    # The CA file, relative to the configuration directory: the chain is checked, not the name.
+    (tmp_path / "root.crt").write_bytes(certs.ca.read_bytes())
+    verifying = _config(tmp_path, "ssl = on\nssl_ca_cert = 'root.crt'\n")
+    ctx = backend_context(verifying)  # type: ignore[arg-type]
+    assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED and not ctx.check_hostname
+    assert libpq_params(verifying) == {"sslmode": "verify-ca", "sslrootcert": str(tmp_path / "root.crt")}  # type: ignore[arg-type]
+    server, client = _pair_over_tls(_ctx(tmp_path, server_pair), ctx)
+    server.close()
+    client.close()
+    with pytest.raises(ConfigError, match='parameter "ssl_ca_cert": could not load the CA certificates'):
+        backend_context(_config(tmp_path, "ssl = on\nssl_ca_cert = 'missing.crt'\n"))  # type: ignore[arg-type]
