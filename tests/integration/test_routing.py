@@ -410,6 +410,16 @@ def test_flush_after_execute_returns_the_results_before_sync(pgpool_factory: Any
         assert _read_messages(sock, b"C") == [b"2", b"D", b"C"]
         sock.sendall(m.SYNC)
         assert _read_messages(sock, b"Z") == [b"Z"]
+        # A cursor-like fetch (node-postgres' pg-cursor): Execute with a row limit, Flush, again.
+        series = m.frame(b"P", b"\0SELECT generate_series(1, 5)\0\0\0") + m.frame(b"B", b"\0\0\0\0\0\0\0\0")
+        sock.sendall(series + m.frame(b"D", b"P\0") + m.frame(b"E", b"\0\0\0\0\2") + m.FLUSH)
+        assert _read_messages(sock, b"s") == [b"1", b"2", b"T", b"D", b"D", b"s"]
+        sock.sendall(m.frame(b"E", b"\0\0\0\0\2") + m.FLUSH)
+        assert _read_messages(sock, b"s") == [b"D", b"D", b"s"]
+        sock.sendall(m.frame(b"E", b"\0\0\0\0\0") + m.FLUSH)
+        assert _read_messages(sock, b"C") == [b"D", b"C"]
+        sock.sendall(m.SYNC)
+        assert _read_messages(sock, b"Z") == [b"Z"]
         # A write after a read in one cycle: the read ran on the standby (streaming) or on the
         # main node alone (native); the write must still reach the primary, or every node.
         sock.sendall(m.frame(b"P", b"\0SELECT 1\0\0\0") + run + m.FLUSH)
