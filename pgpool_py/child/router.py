@@ -406,9 +406,14 @@ class Router:
                 return True
         elif self.in_flight.answer == target.answer:
             return True
+        self._end_open_cycle()
+        return False
+
+    def _end_open_cycle(self) -> None:
+        """Before waiting for what is in flight to complete: a cycle left open by Flush never
+        completes by itself, so it gets a Sync of ours (its ReadyForQuery is not forwarded)."""
         if self.open_target is not None:
             self._close_open_cycle()
-        return False
 
     def _close_open_cycle(self) -> None:
         target = self.open_target
@@ -551,10 +556,22 @@ class Router:
             if typ not in (_Q, _F):
                 raise ProtocolError(f"invalid frontend message type {typ}")
             if batch:
-                raise ProtocolError(
-                    "simple query arrived before ending an extended query message",
-                    hint="send Sync before a simple Query",
-                )
+                # Extended messages the client did not end with Sync (pgjdbc since 42.7.7 sends
+                # its Closes so, then a simple BEGIN).  PostgreSQL runs them and the Query as
+                # one cycle; here they end with a Sync of ours whose ReadyForQuery is dropped,
+                # and the Query waits for their replies (pgpool-II refuses the Query).  Our
+                # ReadyForQuery must be the only one due: whatever is in flight ends first.
+                batch_start = batch[0][1]
+                if self.in_flight is not None:
+                    self._end_open_cycle()
+                    return True, batch_start
+                if interleaved:
+                    payload = b"".join([cbuf[s:e] for _t, s, e in batch])
+                else:
+                    payload = bytes(cbuf[batch_start:start])
+                if not self._flush_batch(cbuf, batch, payload + m.SYNC, sync=True, own_sync=True):
+                    return True, batch_start
+                return True, start
             if not self._simple(typ, bytes(cbuf[start:end]), send_c):
                 return True, start
         return False, (batch[0][1] if batch else consumed)
@@ -567,6 +584,7 @@ class Router:
             text = m.query_bytes(msg)
             if addressed_to_pgpool_bytes(text):
                 if self.in_flight is not None:
+                    self._end_open_cycle()
                     return False
                 sql = text.decode(errors="replace")
                 send_c(self.child.commands.execute(sql, self._client_tx_status(), self.session))  # type: ignore[operator]
@@ -574,8 +592,13 @@ class Router:
             target, verdict = self._route_query(text)
             if target is self.to_all:
                 target = self._defer_begin(verdict, target, msg)
+        cycle = self.open_target
+        if cycle is not None and not set(cycle.nodes) <= set(target.nodes):
+            self._close_open_cycle()  # a Flush-ended cycle on nodes the Query does not reach
+            return False
         if not self._can_send(target):
             return False
+        self.open_target = None  # the Query's ReadyForQuery ends the cycle, as in PostgreSQL
         if verdict is None:
             self._send(target, msg, expect_ready=True)
         else:
@@ -618,8 +641,9 @@ class Router:
         self._send(target, payload, expect_ready=True)
 
     def _flush_batch(self, buf: bytes | bytearray, batch: list[tuple[int, int, int]], payload: bytes,
-                     sync: bool) -> bool:
-        """Send an extended batch (ending in Sync or Flush); False when it must wait."""
+                     sync: bool, own_sync: bool = False) -> bool:
+        """Send an extended batch (ending in Sync or Flush, or ``own_sync``: a Sync of ours
+        whose ReadyForQuery the client does not see); False when it must wait."""
         scan = self._scan_batch(buf, batch)
         verdict = scan.verdict
         target = self._batch_target(scan)
@@ -641,6 +665,8 @@ class Router:
             # follows look like a statement inside a transaction.
             self._note_verdict(verdict, target)
         self._send(target, payload, expect_ready=sync, replay=replay)
+        if own_sync:
+            self.channels[target.answer].drop_ready += 1
         for info, node in replay:
             info.nodes.add(node)
         for name, prepared in scan.statements:

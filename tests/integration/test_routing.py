@@ -370,8 +370,8 @@ def test_client_idle_limit_ends_an_idle_session(pgpool_factory: Any, pg_cluster:
 # ---------------------------------------------------------------- Flush
 
 
-def _read_messages(sock: Any, until: bytes) -> list[bytes]:
-    """Message types read until one of type ``until`` (socket timeout: it never came)."""
+def _read_messages(sock: Any, until: bytes, count: int = 1) -> list[bytes]:
+    """Message types read until ``count`` of type ``until`` (socket timeout: they never came)."""
     buf, kinds = b"", []
     while True:
         data = sock.recv(65536)
@@ -380,7 +380,7 @@ def _read_messages(sock: Any, until: bytes) -> list[bytes]:
         msgs, cut = m.split_messages(buf)
         kinds += [bytes([typ]) for typ, _s, _e in msgs]
         buf = buf[cut:]
-        if until in kinds:
+        if kinds.count(until) >= count:
             return kinds
 
 
@@ -438,3 +438,42 @@ def test_flush_after_execute_returns_the_results_before_sync(pgpool_factory: Any
     for node in nodes[: 2 if mode == "native" else 1]:
         assert node.psql("SELECT count(*) FROM flushed", "test") == "0"
         node.psql("DROP TABLE flushed", "test")
+
+
+@pytest.mark.parametrize("mode", ["raw", "streaming", "native"])
+def test_simple_query_after_extended_messages_without_sync(pgpool_factory: Any, pg_cluster: Any,
+                                                          pg_native_cluster: Any, mode: str) -> None:
+    # PostgreSQL takes a Query in the middle of an extended cycle; pgjdbc since 42.7.7 sends
+    # its Close messages and then a simple BEGIN so.  pgpool-II 4.3 ends the session ("simple
+    # query arrived before ending an extended query message").
+    if mode == "native":
+        server = pgpool_factory(pg_native_cluster, mode="native")
+    else:
+        server = pgpool_factory(pg_cluster, extra={"backend_clustering_mode": "raw"} if mode == "raw" else
+                                {"backend_weight0": 0})
+    parse_s1 = m.frame(b"P", b"s1\0SELECT 1\0\0\0")
+    with server.raw_session(timeout=5) as sock:
+        sock.sendall(parse_s1 + m.SYNC)
+        assert _read_messages(sock, b"Z") == [b"1", b"Z"]
+        # pgjdbc's pattern: a Close, then a simple BEGIN, then the statement with its Sync.
+        sock.sendall(m.frame(b"C", b"Ss1\0") + m.query("BEGIN") + parse_s1 + m.SYNC)
+        # s1 was closed: it can be prepared again.
+        assert _read_messages(sock, b"Z", 2) == [b"3", b"C", b"Z", b"1", b"Z"]
+        # Inside the transaction: a write without Sync, then a Query that sees it.
+        insert = m.frame(b"P", b"\0CREATE TEMP TABLE nosync AS SELECT 7 AS v\0\0\0")
+        run = m.frame(b"B", b"\0\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0")
+        sock.sendall(insert + run + m.query("SELECT v FROM nosync"))
+        assert _read_messages(sock, b"Z") == [b"1", b"2", b"C", b"T", b"D", b"C", b"Z"]
+        sock.sendall(m.query("COMMIT"))
+        assert _read_messages(sock, b"Z") == [b"C", b"Z"]
+        # A Flush-ended cycle, then a Query, then one of pgpool's own commands.
+        sock.sendall(m.frame(b"P", b"\0SELECT 42\0\0\0") + run + m.FLUSH)
+        assert _read_messages(sock, b"C") == [b"1", b"2", b"D", b"C"]
+        sock.sendall(m.query("SELECT 1"))
+        assert _read_messages(sock, b"Z") == [b"T", b"D", b"C", b"Z"]
+        sock.sendall(m.frame(b"P", b"\0SELECT 42\0\0\0") + run + m.FLUSH)
+        assert _read_messages(sock, b"C") == [b"1", b"2", b"D", b"C"]
+        sock.sendall(m.query("SHOW POOL_VERSION"))
+        assert _read_messages(sock, b"Z") == [b"T", b"D", b"C", b"Z"]
+        sock.sendall(m.query("SELECT 1"))
+        assert _read_messages(sock, b"Z") == [b"T", b"D", b"C", b"Z"]
