@@ -113,6 +113,7 @@ class BatchScan:
     binds: int = 0
     bound_statement: str = ""  # the last Bind's statement
     executes: bool = False  # False: the batch only prepares, binds or describes
+    closes: list[tuple[Prepared, bytes]] = field(default_factory=list)  # earlier statements, their Close
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +308,8 @@ class Router:
                     if kind == "S":
                         pending.pop(name, None)
                         scan.statements.append((name, None))
+                        if name in self.statements:
+                            scan.closes.append((self.statements[name], bytes(buf[start:end])))
                     else:
                         scan.portals.append((name, False))
                 elif typ == _E or typ == _D:
@@ -667,6 +670,8 @@ class Router:
         self._send(target, payload, expect_ready=sync, replay=replay)
         if own_sync:
             self.channels[target.answer].drop_ready += 1
+        if scan.closes and not self.native:
+            self._close_elsewhere(scan.closes, target)
         for info, node in replay:
             info.nodes.add(node)
         for name, prepared in scan.statements:
@@ -682,6 +687,28 @@ class Router:
                 self.portals.pop(portal, None)
         self.open_target = None if sync else target
         return True
+
+    def _close_elsewhere(self, closes: list[tuple[Prepared, bytes]], target: Target) -> None:
+        """
+        A statement closed by the client lives on every node it was prepared or replayed on:
+        the batch's target is only one of them (pgjdbc closes the statements its cache evicts;
+        left on a node, they would pile up there for the connection's life).  The others get
+        the Close with a Sync of ours; they do not answer the client, so their replies are
+        dropped.  Streaming replication only: native replication compares every node's replies.
+        """
+        elsewhere: dict[int, list[bytes]] = {}
+        for info, close in closes:
+            for node in info.nodes:
+                if node not in target.nodes and node in self.channels:
+                    elsewhere.setdefault(node, []).append(close)
+        for node, messages in elsewhere.items():
+            ch = self.channels[node]
+            try:
+                ch.sock.sendall(b"".join(messages) + m.SYNC)  # type: ignore[attr-defined]
+            except OSError:
+                raise self.session._backend_lost(self.slot.conns[node]) from None
+            ch.pending += 1
+            self._add_in_flight(Target((node,), target.answer))
 
     # ------------------------------------------------------------------ replies
 

@@ -195,6 +195,32 @@ def test_statement_closed_and_prepared_again_in_one_batch(pgpool_factory: Any, p
     assert b"D\x00\x00\x00\x0b\x00\x01\x00\x00\x00\x01t" in reply, reply  # run on the standby
 
 
+def test_close_reaches_every_node_the_statement_lives_on(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # s1 is prepared on the standby, then replayed on the primary by a Bind in a writing
+    # transaction.  The client's Close must reach both: left on the primary, s1 would pile up
+    # there (pgjdbc closes what its statement cache evicts), and preparing s1 again there fails.
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight0": 0})
+
+    def parse(sql: bytes) -> bytes:
+        return m.frame(b"P", b"s1\0" + sql + b"\0\0\0")
+
+    run_s1 = m.frame(b"B", b"\0s1\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0") + m.SYNC
+    def write(table: bytes) -> bytes:  # a transaction that has written: reads stay on the primary
+        return m.query("BEGIN") + m.frame(b"Q", b"CREATE TEMP TABLE " + table + b" (v int)\0")
+
+    with server.raw_session() as sock:
+        sock.sendall(parse(b"SELECT pg_is_in_recovery()") + m.SYNC)
+        assert _read_messages(sock, b"Z") == [b"1", b"Z"]
+        sock.sendall(write(b"closing1") + run_s1 + m.query("COMMIT"))
+        reply = read_until_ready(sock, 4)
+        assert b"D\x00\x00\x00\x0b\x00\x01\x00\x00\x00\x01f" in reply, reply  # s1 ran on the primary
+        sock.sendall(m.frame(b"C", b"Ss1\0") + m.SYNC)
+        assert _read_messages(sock, b"Z") == [b"3", b"Z"]
+        sock.sendall(write(b"closing2") + parse(b"SELECT 2") + m.SYNC + m.query("COMMIT"))
+        reply = read_until_ready(sock, 4)
+    assert b"SERROR\0" not in reply, reply  # not 'prepared statement "s1" already exists'
+
+
 # ---------------------------------------------------------------- native replication
 
 
