@@ -650,6 +650,10 @@ class Router:
         scan = self._scan_batch(buf, batch)
         verdict = scan.verdict
         target = self._batch_target(scan)
+        if self.native and any(not info.nodes <= set(target.nodes) for info, _close in scan.closes):
+            # A Close goes wherever its statement is (streaming replication: _close_elsewhere);
+            # here every node, whose replies are compared like any others.
+            target = self.to_all
         cycle = self.open_target
         if cycle is not None and ((scan.pinned is None and scan.dest_rank == _EITHER_RANK)
                                   or set(target.nodes) <= set(cycle.nodes)):
@@ -694,7 +698,8 @@ class Router:
         the batch's target is only one of them (pgjdbc closes the statements its cache evicts;
         left on a node, they would pile up there for the connection's life).  The others get
         the Close with a Sync of ours; they do not answer the client, so their replies are
-        dropped.  Streaming replication only: native replication compares every node's replies.
+        dropped.  Streaming replication only: native replication compares every node's replies,
+        and sends such a batch to every node instead.
         """
         elsewhere: dict[int, list[bytes]] = {}
         for info, close in closes:

@@ -224,6 +224,25 @@ def test_close_reaches_every_node_the_statement_lives_on(pgpool_factory: Any, pg
 # ---------------------------------------------------------------- native replication
 
 
+def test_native_replication_close_reaches_every_node(pgpool_factory: Any, pg_native_cluster: Any) -> None:
+    # A write statement is prepared on every node; its Close (a batch of its own) must reach
+    # every node too, or preparing the name again fails on the others only, and the difference
+    # in the results detaches them.
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    parse = m.frame(b"P", b"w1\0CREATE TEMP TABLE IF NOT EXISTS closed_w (v int)\0\0\0") + m.SYNC
+    with server.raw_session() as sock:
+        sock.sendall(parse)
+        assert _read_messages(sock, b"Z") == [b"1", b"Z"]
+        sock.sendall(m.frame(b"C", b"Sw1\0") + m.SYNC)
+        assert _read_messages(sock, b"Z") == [b"3", b"Z"]
+        sock.sendall(parse)
+        assert _read_messages(sock, b"Z") == [b"1", b"Z"]
+    assert "detected a difference" not in server.log_text()
+    with server.connect(autocommit=True) as conn:
+        rows = conn.execute("SHOW POOL_NODES").fetchall()
+    assert [row[3] for row in rows] == ["up", "up"], rows
+
+
 def test_native_replication_writes_everywhere(pgpool_factory: Any, pg_native_cluster: Any) -> None:
     server = pgpool_factory(pg_native_cluster, mode="native")
     with server.connect(autocommit=True) as conn:
