@@ -371,10 +371,7 @@ class Router:
                 if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                              _describe(self.deferred_begin))
-            try:
-                ch.sock.sendall(data)  # type: ignore[attr-defined]
-            except OSError:
-                raise self.session._backend_lost(self.slot.conns[node]) from None
+            self._write(node, data)
             ch.used = True
             if expect_ready:
                 ch.pending += 1
@@ -385,6 +382,17 @@ class Router:
                 log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                          _describe(payload))
         self._add_in_flight(target)
+
+    def _write(self, node: int, data: bytes) -> None:
+        try:
+            self.channels[node].sock.sendall(data)  # type: ignore[attr-defined]
+        except OSError:
+            raise self.session._backend_lost(self.slot.conns[node]) from None
+
+    def _send_own_sync(self, node: int, messages: bytes = b"") -> None:
+        """Messages of ours, if any, and a Sync of ours to a node; its ReadyForQuery is due there."""
+        self._write(node, messages + m.SYNC)
+        self.channels[node].pending += 1
 
     def _add_in_flight(self, target: Target) -> None:
         current = self.in_flight
@@ -422,14 +430,8 @@ class Router:
         target = self.open_target
         assert target is not None
         for node in target.nodes:
-            ch = self.channels[node]
-            try:
-                ch.sock.sendall(m.SYNC)  # type: ignore[attr-defined]
-            except OSError:
-                raise self.session._backend_lost(self.slot.conns[node]) from None
-            ch.pending += 1
-            if node == target.answer:
-                ch.drop_ready += 1
+            self._send_own_sync(node)
+        self.channels[target.answer].drop_ready += 1
         self.open_target = None
 
     # ------------------------------------------------------------------ the loop
@@ -536,11 +538,7 @@ class Router:
             if typ in (_S, _H):
                 batch.append(msg)
                 batch_start = batch[0][1]
-                # The batch's messages usually lie together in the buffer: one copy sends them all.
-                if interleaved:
-                    payload = b"".join([cbuf[s:e] for _t, s, e in batch])
-                else:
-                    payload = bytes(cbuf[batch_start:end])
+                payload = _batch_bytes(cbuf, batch, interleaved)
                 if not self._flush_batch(cbuf, batch, payload, sync=typ == _S):
                     return True, batch_start
                 batch, interleaved = [], False
@@ -568,10 +566,7 @@ class Router:
                 if self.in_flight is not None:
                     self._end_open_cycle()
                     return True, batch_start
-                if interleaved:
-                    payload = b"".join([cbuf[s:e] for _t, s, e in batch])
-                else:
-                    payload = bytes(cbuf[batch_start:start])
+                payload = _batch_bytes(cbuf, batch, interleaved)
                 if not self._flush_batch(cbuf, batch, payload + m.SYNC, sync=True, own_sync=True):
                     return True, batch_start
                 return True, start
@@ -650,7 +645,7 @@ class Router:
         scan = self._scan_batch(buf, batch)
         verdict = scan.verdict
         target = self._batch_target(scan)
-        if self.native and any(not info.nodes <= set(target.nodes) for info, _close in scan.closes):
+        if scan.closes and self.native and any(not info.nodes <= set(target.nodes) for info, _c in scan.closes):
             # A Close goes wherever its statement is (streaming replication: _close_elsewhere);
             # here every node, whose replies are compared like any others.
             target = self.to_all
@@ -707,12 +702,7 @@ class Router:
                 if node not in target.nodes and node in self.channels:
                     elsewhere.setdefault(node, []).append(close)
         for node, messages in elsewhere.items():
-            ch = self.channels[node]
-            try:
-                ch.sock.sendall(b"".join(messages) + m.SYNC)  # type: ignore[attr-defined]
-            except OSError:
-                raise self.session._backend_lost(self.slot.conns[node]) from None
-            ch.pending += 1
+            self._send_own_sync(node, b"".join(messages))
             self._add_in_flight(Target((node,), target.answer))
 
     # ------------------------------------------------------------------ replies
@@ -903,6 +893,14 @@ def _outcome(data: bytes) -> tuple[str, ...]:
         elif typ == _E:
             out.append("ERROR " + m.parse_error_fields(data[start + 5 : end]).get("C", ""))
     return tuple(out)
+
+
+def _batch_bytes(buf: bytes | bytearray, batch: list[tuple[int, int, int]], interleaved: bool) -> bytes:
+    """A batch's messages as one payload: usually they lie together in the buffer and one copy
+    takes them all; COPY data the client sent between them is not part of it."""
+    if interleaved:
+        return b"".join([buf[start:end] for _typ, start, end in batch])
+    return bytes(buf[batch[0][1] : batch[-1][2]])
 
 
 def _name_at(buf: bytes | bytearray, start: int, end: int, what: str) -> tuple[str, int]:
