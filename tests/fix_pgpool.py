@@ -112,7 +112,7 @@ class PgpoolServer:
         ``params`` go into the startup packet too."""
         sock = socket.create_connection((HOST, self.port), timeout=timeout)
         sock.sendall(m.startup_message(m.PROTOCOL_3_0, {"user": SERVER_USER, "database": "test", **params}))
-        reply = read_until_ready(sock)
+        reply = read_until(sock)
         assert b"SFATAL\0" not in reply and b"SERROR\0" not in reply, f"login failed: {reply!r}"
         return sock
 
@@ -174,15 +174,16 @@ class PgpoolServer:
         self.kill()
 
 
-def read_until_ready(sock: socket.socket, count: int = 1) -> bytes:
-    """Backend messages up to and including the ``count``-th ReadyForQuery."""
+def read_until(sock: socket.socket, until: bytes = b"Z", count: int = 1) -> bytes:
+    """Backend messages up to and including the ``count``-th of type ``until`` (ReadyForQuery);
+    a socket timeout says they never came."""
     buf = b""
     while True:
         data = sock.recv(65536)
-        assert data, f"the connection closed before ReadyForQuery: {buf!r}"
+        assert data, f"the connection closed before {count} {until!r}: {buf!r}"
         buf += data
         msgs, _ = m.split_messages(buf)
-        if sum(1 for typ, _s, _e in msgs if typ == ord("Z")) >= count:
+        if sum(1 for typ, _s, _e in msgs if typ == until[0]) >= count:
             return buf
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from pgpool_py.cluster import HOST, SERVER_USER
 from pgpool_py.protocol import messages as m
-from tests.fix_pgpool import PgpoolServer, _group_members
+from tests.fix_pgpool import PgpoolServer, _group_members, read_until
 
 CHILDREN = 4
 CLIENTS = 10 * CHILDREN
@@ -105,16 +105,9 @@ SESSIONS = 10_000  # the issue's number; about 20 s here
 RSS_GROWTH_LIMIT_KB = 512
 
 
-def _read_until_ready(sock: socket.socket, buf: bytes = b"") -> bytes:
-    while True:
-        msgs, used = m.split_messages(buf)
-        for typ, _s, _e in msgs:
-            assert typ != ord("E"), buf
-        if any(typ == ord("Z") for typ, _s, _e in msgs):
-            return buf[used:]
-        data = sock.recv(65536)
-        assert data, "server closed the connection"
-        buf += data
+def _read_until_ready(sock: socket.socket) -> None:
+    reply = read_until(sock)
+    assert all(typ != ord("E") for typ, _s, _e in m.split_messages(reply)[0]), reply
 
 
 def _session(port: int) -> None:

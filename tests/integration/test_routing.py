@@ -17,7 +17,7 @@ import pytest
 
 from pgpool_py.cluster import HOST, SERVER_USER
 from pgpool_py.protocol import messages as m
-from tests.fix_pgpool import read_until_ready
+from tests.fix_pgpool import read_until
 
 # pg_is_in_recovery() is VOLATILE: pgpool-II keeps volatile functions on the primary unless
 # they are listed as read-only.
@@ -186,11 +186,11 @@ def test_statement_closed_and_prepared_again_in_one_batch(pgpool_factory: Any, p
 
     with server.raw_session() as sock:
         sock.sendall(parse(b"SELECT 1") + m.frame(b"S"))
-        read_until_ready(sock)
+        read_until(sock)
         sock.sendall(m.frame(b"C", b"Ss1\0") + parse(b"SELECT pg_is_in_recovery()") + m.frame(b"S"))
-        read_until_ready(sock)
+        read_until(sock)
         sock.sendall(m.frame(b"B", b"\0s1\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0") + m.frame(b"S"))
-        reply = read_until_ready(sock)
+        reply = read_until(sock)
     assert b"SERROR\0" not in reply, reply
     assert b"D\x00\x00\x00\x0b\x00\x01\x00\x00\x00\x01t" in reply, reply  # run on the standby
 
@@ -212,12 +212,12 @@ def test_close_reaches_every_node_the_statement_lives_on(pgpool_factory: Any, pg
         sock.sendall(parse(b"SELECT pg_is_in_recovery()") + m.SYNC)
         assert _read_messages(sock, b"Z") == [b"1", b"Z"]
         sock.sendall(write(b"closing1") + run_s1 + m.query("COMMIT"))
-        reply = read_until_ready(sock, 4)
+        reply = read_until(sock, count=4)
         assert b"D\x00\x00\x00\x0b\x00\x01\x00\x00\x00\x01f" in reply, reply  # s1 ran on the primary
         sock.sendall(m.frame(b"C", b"Ss1\0") + m.SYNC)
         assert _read_messages(sock, b"Z") == [b"3", b"Z"]
         sock.sendall(write(b"closing2") + parse(b"SELECT 2") + m.SYNC + m.query("COMMIT"))
-        reply = read_until_ready(sock, 4)
+        reply = read_until(sock, count=4)
     assert b"SERROR\0" not in reply, reply  # not 'prepared statement "s1" already exists'
 
 
@@ -349,7 +349,7 @@ def test_begin_prepared_and_bound_in_one_write_stays_off_the_standby(pgpool_fact
     run = m.frame(b"B", b"\0b1\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0") + m.frame(b"S")
     with server.raw_session(application_name="lazy_begin") as sock:
         sock.sendall(begin + run)
-        reply = read_until_ready(sock, 2)
+        reply = read_until(sock, count=2)
         assert reply.endswith(b"Z\x00\x00\x00\x05T"), reply
         assert _standby_transactions(pg_cluster[1]) == ["idle"]
     log = server.log_text()
@@ -416,17 +416,8 @@ def test_client_idle_limit_ends_an_idle_session(pgpool_factory: Any, pg_cluster:
 
 
 def _read_messages(sock: Any, until: bytes, count: int = 1) -> list[bytes]:
-    """Message types read until ``count`` of type ``until`` (socket timeout: they never came)."""
-    buf, kinds = b"", []
-    while True:
-        data = sock.recv(65536)
-        assert data, f"the connection closed; got {kinds}"
-        buf += data
-        msgs, cut = m.split_messages(buf)
-        kinds += [bytes([typ]) for typ, _s, _e in msgs]
-        buf = buf[cut:]
-        if kinds.count(until) >= count:
-            return kinds
+    """Types of the messages read until ``count`` of type ``until``."""
+    return [bytes([typ]) for typ, _s, _e in m.split_messages(read_until(sock, until, count))[0]]
 
 
 @pytest.mark.parametrize("mode", ["raw", "streaming", "native"])
