@@ -548,7 +548,7 @@ class Router:
                 target = self.in_flight or self.to_node[self.primary]
                 data = bytes(cbuf[start:end])
                 for node in target.nodes:
-                    self.channels[node].sock.sendall(data)  # type: ignore[attr-defined]
+                    self._write(node, data)
                 continue
             if typ == _X:
                 session.ended_by_terminate = True

@@ -1,7 +1,7 @@
 """
-Faults: a backend killed mid-query, mid-COPY and mid-transaction; a process killed while it
-holds a shared-memory lock; children killed mid-session; main killed; a full disk under the
-status file and the log; PCP clients that vanish mid-command.
+Faults: a backend killed mid-query, mid-COPY (paused and streaming) and mid-transaction; a
+process killed while it holds a shared-memory lock; children killed mid-session; main killed; a
+full disk under the status file and the log; PCP clients that vanish mid-command.
 
 After each: no process hangs, clients get an error (never a hang) and can reconnect, the
 shared connection counter is consistent, and no acknowledged write is lost (a ledger of
@@ -33,6 +33,7 @@ from pgpool_py.cluster import HOST, PCP_PASSWORD, SERVER_USER, PgNode
 from pgpool_py.protocol import messages as m
 from tests.fix_pgpool import PgpoolServer, _group_members
 
+COPY_ROWS_BOUND = 3_000_000  # a streaming COPY stops by itself if the fault never ends it
 FAULT_TIMEOUT = 10.0  # a client must have its error within this long after a fault
 BACK_WITHIN = 15.0  # and be served again within this long after the repair
 
@@ -156,6 +157,20 @@ def _mid_copy(conn: psycopg.Connection[Any], started: threading.Event, killed: t
     return sent  # leaving the block sent CopyDone and waited for the result
 
 
+def _streaming_copy(conn: psycopg.Connection[Any], started: threading.Event, killed: threading.Event,
+                    ledger: Ledger) -> set[int]:
+    # No pause: the node dies while pgpool is forwarding CopyData, not waiting for replies.
+    sent: set[int] = set()
+    with conn.cursor().copy("COPY ledger (id) FROM STDIN") as copy:
+        for i in range(COPY_ROWS_BOUND):
+            n = ledger.take_id()
+            copy.write_row((n,))
+            sent.add(n)
+            if i == 1000:
+                started.set()
+    return sent
+
+
 def _mid_transaction(conn: psycopg.Connection[Any], started: threading.Event, killed: threading.Event,
                      ledger: Ledger) -> set[int]:
     n = ledger.take_id()
@@ -173,7 +188,8 @@ def test_backend_killed_mid_query_copy_and_transaction(pgpool_factory: Any, pg_c
     ledger = Ledger(server)
     processes = sorted(_group_members(server.pid))
     report = []
-    for name, victim in (("query", _mid_query), ("copy", _mid_copy), ("transaction", _mid_transaction)):
+    for name, victim in (("query", _mid_query), ("copy", _mid_copy), ("streaming copy", _streaming_copy),
+                         ("transaction", _mid_transaction)):
         ledger.write(20)
         writer = Writer(ledger)
         writer.start()
