@@ -15,12 +15,18 @@ is followed by a wait on the descriptor goes through ``reader`` (relay loops) or
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pgpool_py.errors import ConfigError, ProtocolError
@@ -28,6 +34,8 @@ from pgpool_py.protocol.stream import Stream
 
 if TYPE_CHECKING:
     from pgpool_py.config.loader import Config
+
+log = logging.getLogger(__name__)
 
 # pgpool-II 4.3 has no ssl_min_protocol_version; PostgreSQL's default minimum applies.
 MIN_PROTOCOL = ssl.TLSVersion.TLSv1_2
@@ -114,12 +122,51 @@ def _backend_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
 def libpq_params(cfg: Config) -> dict[str, str]:
     """
     The backend certificate check for side connections (health checks, sr_check, online
-    recovery), which go through libpq: sslmode=verify-ca with ``ssl_ca_cert``.  libpq takes no
-    CA directory, so ``ssl_ca_cert_dir`` alone leaves them at its default, sslmode=prefer.
+    recovery), which go through libpq: sslmode=verify-ca, trusting what the relay trusts.
+    libpq takes one CA file and no directory, so with ``ssl_ca_cert_dir`` it gets a bundle of
+    ``ssl_ca_cert`` and the directory's certificates, written to ``work_dir``.
     """
-    if cfg.ssl and cfg.ssl_ca_cert:
-        return {"sslmode": "verify-ca", "sslrootcert": cfg.config_path(cfg.ssl_ca_cert)}
-    return {}
+    if not cfg.ssl or not (cfg.ssl_ca_cert or cfg.ssl_ca_cert_dir):
+        return {}
+    cafile = cfg.config_path(cfg.ssl_ca_cert) if cfg.ssl_ca_cert else None
+    if not cfg.ssl_ca_cert_dir:
+        return {"sslmode": "verify-ca", "sslrootcert": cafile or ""}
+    bundle = os.path.join(cfg.work_dir, CA_BUNDLE_FILE)
+    try:
+        _write_ca_bundle(bundle, cafile, cfg.config_path(cfg.ssl_ca_cert_dir))
+    except OSError as exc:
+        # libpq then fails the connection on the missing file: no unverified side connection.
+        log.error('parameter "ssl_ca_cert_dir": could not write the CA bundle for libpq to "%s": %s', bundle, exc)
+    return {"sslmode": "verify-ca", "sslrootcert": bundle}
+
+
+CA_BUNDLE_FILE = "pgpool_ca_bundle.pem"
+# What OpenSSL reads from a CA directory: certificates under their subject hash (c_rehash).
+_HASHED_CERT_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
+
+
+def _write_ca_bundle(path: str, cafile: str | None, capath: str) -> None:
+    """Write the certificates of ``cafile`` and ``capath`` to ``path``, unless it has them."""
+    texts = [Path(cafile).read_text(errors="replace")] if cafile else []
+    texts += [(Path(capath) / name).read_text(errors="replace")
+              for name in sorted(os.listdir(capath)) if _HASHED_CERT_NAME.fullmatch(name)]
+    content = "".join(cert if cert.endswith("\n") else cert + "\n"
+                      for text in texts for cert in _PEM_CERT.findall(text))
+    with contextlib.suppress(OSError):
+        if Path(path).read_text() == content:
+            return
+    # Other processes may read it at any moment: a whole new file, renamed into place.
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=CA_BUNDLE_FILE + ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def handshake(

@@ -316,7 +316,7 @@ _TABLE: tuple[Param, ...] = (
     Param("ssl_ca_cert", STRING, "", I, "ssl",
           "PEM file of CA certificates: client certificates are checked against it, and backend certificates must be signed by it."),
     Param("ssl_ca_cert_dir", STRING, "", I, "ssl",
-          "Directory of CA certificates, used like ssl_ca_cert (not by libpq's side connections)."),
+          "Directory of CA certificates (named by subject hash, as openssl rehash makes them), used like ssl_ca_cert."),
     Param("ssl_crl_file", STRING, "", I, "ssl", "SSL certificate revocation list file."),
     Param("ssl_ciphers", STRING, "HIGH:MEDIUM:+3DES:!aNULL", I, "ssl", "Allowed SSL ciphers."),
     Param("ssl_prefer_server_ciphers", BOOL, False, I, "ssl",

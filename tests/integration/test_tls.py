@@ -12,6 +12,7 @@ import shutil
 import socket
 import ssl
 import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ import psycopg
 import pytest
 
 from pgpool_py.cluster import SERVER_USER, PgNode
+from pgpool_py.config.loader import load_config
 from pgpool_py.health import probe
+from pgpool_py.tls import libpq_params
 from tests.tls_certs import Certs, KeyPair, make_ca
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -232,3 +235,47 @@ def test_bad_or_stalled_handshake_ends_only_that_session(pgpool_factory: Any, se
     with server.connect(sslmode="require") as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert "SSL handshake with the client failed" in server.log_text()
+
+
+def _hashed_ca_dir(directory: Path, *cas: Path) -> Path:
+    """A CA directory as OpenSSL reads it: each certificate under its subject hash (c_rehash)."""
+    directory.mkdir()
+    for ca in cas:
+        subject_hash = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca)],
+                                      check=True, capture_output=True, text=True).stdout.strip()
+        shutil.copy(ca, directory / f"{subject_hash}.0")
+    return directory
+
+
+def test_ssl_ca_cert_dir_alone_verifies_side_connections(pgpool_factory: Any, pg_cluster_factory: Any,
+                                                        certs: Certs, server_pair: KeyPair, tmp_path: Path) -> None:
+    # libpq takes no CA directory: side connections get a bundle of it in work_dir, holding
+    # exactly what OpenSSL would read from the directory for the relay.
+    (node,) = pg_cluster_factory(num_nodes=1, mode="native")
+    _backend_requiring_tls(node, server_pair)
+    other = make_ca(tmp_path / "other-ca")
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+
+    def side_connection(ca_dir: Path) -> list[tuple[str, ...]]:
+        conf = tmp_path / "pgpool.conf"
+        conf.write_text(f"backend_hostname0 = '{node.host}'\nbackend_port0 = {node.port}\n"
+                        f"ssl = on\nssl_ca_cert_dir = '{ca_dir}'\nwork_dir = '{work_dir}'\n")
+        tls = libpq_params(load_config(str(conf)))
+        assert tls == {"sslmode": "verify-ca", "sslrootcert": str(work_dir / "pgpool_ca_bundle.pem")}
+        return probe.query(probe.Target(node.host, node.port, SERVER_USER, "", "postgres", tuple(tls.items())),
+                           "SELECT 1", 5)
+
+    assert side_connection(_hashed_ca_dir(tmp_path / "trusted", other.ca, certs.ca)) == [("1",)]
+    with pytest.raises(probe.ProbeFailed, match="certificate verify failed"):
+        side_connection(_hashed_ca_dir(tmp_path / "untrusted", other.ca))
+    # A certificate not under its hash is not read by OpenSSL, so it is not in the bundle either.
+    unhashed = _hashed_ca_dir(tmp_path / "unhashed", other.ca)
+    shutil.copy(certs.ca, unhashed / "ca.crt")
+    with pytest.raises(probe.ProbeFailed, match="certificate verify failed"):
+        side_connection(unhashed)
+
+    server = pgpool_factory([node], extra={**RAW, **_ssl_conf(server_pair),
+                                           "ssl_ca_cert_dir": str(tmp_path / "trusted")})
+    with server.connect(sslmode="disable") as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
