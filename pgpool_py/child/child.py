@@ -458,7 +458,12 @@ class Child:
     # ------------------------------------------------------------------ cancel
 
     def forward_cancel(self, packet: m.CancelRequest) -> None:
-        """Find the session that owns (pid, key) in shared memory and cancel it on each node."""
+        """
+        Find the session that owns (pid, key) in shared memory and cancel it on each node.
+        The key is the one its client was given, not the backend's (pgpool-II hands out the
+        backend's): a late cancel from an earlier client of the same pooled connection must
+        not stop the next client's query.
+        """
         shm = self.shm
         key = int.from_bytes(packet.key[:4], "big")
         for child in range(shm.num_children):
@@ -466,7 +471,7 @@ class Child:
                 main = None
                 for node in range(shm.req.num_backends):
                     info = shm.conn(child, pool, node)
-                    if info.in_use and info.pid == packet.pid and info.key == key:
+                    if info.connected and info.pid == packet.pid and info.client_key == key:
                         main = node
                         break
                 if main is None:

@@ -7,6 +7,7 @@ SHOW POOL_POOLS, PCP and cancel routing read.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class PoolSlot:
     # before it may reuse it ("trust", "md5", "scram-sha-256", "password" or "passthrough").
     auth_method: str = ""
     password: str | None = None
+    cancel_key: int = 0  # the current client's cancel key (shared memory: client_key)
 
     @property
     def in_use(self) -> bool:
@@ -87,12 +89,14 @@ class ConnectionPool:
     def mark_connected(self, slot: PoolSlot, reused: bool) -> None:
         now = time.time()
         slot.closetime = 0.0
+        slot.cancel_key = secrets.randbits(32)
         self.shm.procs[self.child_index].current_pool = slot.index
         for node_id in slot.conns:
             info = self.shm.conn(self.child_index, slot.index, node_id)
             if reused:
                 info.counter += 1
             info.client_connection_time = now
+            info.client_key = slot.cancel_key
             info.connected = True
 
     def mark_released(self, slot: PoolSlot) -> None:

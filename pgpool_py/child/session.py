@@ -349,7 +349,7 @@ class Session:
         return (
             m.AUTHENTICATION_OK
             + b"".join(m.parameter_status(k, v) for k, v in main.params.items())
-            + m.backend_key_data(main.pid, main.key)
+            + m.backend_key_data(main.pid, slot.cancel_key.to_bytes(4, "big"))
             + m.ready_for_query(main.tx_status)
         )
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -17,6 +19,8 @@ import psycopg
 import pytest
 
 from pgpool_py.cluster import HOST, SERVER_USER
+from pgpool_py.protocol import messages as m
+from tests.fix_pgpool import read_until
 
 RAW = {"backend_clustering_mode": "raw"}
 
@@ -142,6 +146,45 @@ def test_cancel_returns_within_two_seconds(raw_pgpool: Any) -> None:
             conn.execute("SELECT pg_sleep(30)")
         assert time.monotonic() - started < 2.5
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def _send_cancel(port: int, pid: int, key: bytes) -> None:
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(m.cancel_request(pid, key))
+        sock.recv(1)  # closed once the request is handled
+
+
+def test_late_cancel_from_an_earlier_client_spares_the_next(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # A later client of the first one's cached backend connection: with the backend's own key
+    # (pgpool-II), the first client's cancel would stop its query.  Two children, one to serve
+    # the cancel requests.
+    server = pgpool_factory(pg_cluster, extra={**RAW, "num_init_children": 2})
+    with socket.create_connection((HOST, server.port), timeout=5) as sock:
+        sock.sendall(m.startup_message(m.PROTOCOL_3_0, {"user": SERVER_USER, "database": "test"}))
+        welcome = read_until(sock)
+        sock.sendall(m.TERMINATE)
+    msgs, _ = m.split_messages(welcome)
+    (body,) = [welcome[start + 5:end] for typ, start, end in msgs if typ == ord("K")]
+    first_pid, first_key = struct.unpack("!i", body[:4])[0], body[4:8]
+
+    for _ in range(50):  # which child accepts is up to the kernel
+        conn = server.connect(autocommit=True)
+        if conn.info.backend_pid == first_pid:
+            break
+        conn.close()
+    else:
+        pytest.fail("no later client got the first client's backend connection")
+    with conn:
+        timer = threading.Timer(0.3, _send_cancel, (server.port, first_pid, first_key))
+        timer.start()
+        assert conn.execute("SELECT pg_sleep(1.5), 1").fetchone() == ("", 1)
+        timer.join()
+        # Its own cancel still works.
+        timer = threading.Timer(0.3, conn.cancel)
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(30)")
+        timer.join()
 
 
 def test_smart_shutdown_waits_for_clients(raw_pgpool: Any) -> None:
