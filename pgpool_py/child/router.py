@@ -26,6 +26,7 @@ import random
 import re
 import select
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -54,6 +55,9 @@ _EXTENDED = frozenset(ord(c) for c in "PBDEC")
 _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
 # What a standby gets for a BEGIN it would refuse (READ WRITE, SERIALIZABLE).
 _PLAIN_BEGIN = m.query("BEGIN")
+# Puts a node's transaction in the failed state; PostgreSQL's log says why.
+_FAIL_TRANSACTION = m.query(
+    "DO $pgpool$BEGIN RAISE EXCEPTION 'pgpool-py: the transaction failed on another node'; END$pgpool$")
 _DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
 _EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
 # The commonest statements by their first keyword.  Where only the primary can get them, this
@@ -89,7 +93,9 @@ class NodeChannel:
     drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
     drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
     tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
-    swallow: int = 0  # replies to a BEGIN of ours to drop, through their ReadyForQuery
+    # Replies to queries of ours to drop, through their ReadyForQuery, in order: True where
+    # the query fails on purpose (_fail_elsewhere), False for a BEGIN of ours.
+    swallow: deque[bool] = field(default_factory=deque)
     swallowed: bytes = b""  # the start of those replies, while incomplete
     used: bool = False  # the session sent this node something (it needs the reset queries)
     collect: bytearray | None = None  # native replication: the batch's replies, to compare
@@ -366,7 +372,7 @@ class Router:
                     ch.drop_parse_complete += len(parses)
             if self.deferred_begin is not None and node not in self.begun:
                 data = self.deferred_begin + data
-                ch.swallow += 1
+                ch.swallow.append(False)
                 self.begun.add(node)
                 if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
@@ -746,7 +752,7 @@ class Router:
         """Forward or drop a chunk; True when the batch in flight has completed everywhere."""
         target = self.in_flight
         if ch.swallow:
-            data = self._swallow_begin(ch, data)
+            data = self._swallow_ours(ch, data)
             if not data:
                 return False
         if ch.drop_parse_complete:
@@ -793,22 +799,41 @@ class Router:
                     raise PeerClosed("client") from exc
         answer = self.channels[target.answer] if target is not None else ch
         status = answer.scanner.tx_status
+        if status == m.TX_FAILED:
+            self._fail_elsewhere(answer)
         self._after_ready(status)
         if self.open_target is None:
             self.in_flight = None
         self.child.set_status(ChildStatus.IDLE if status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         return True
 
-    def _swallow_begin(self, ch: NodeChannel, data: bytes) -> bytes:
-        """Drop the replies to a deferred BEGIN sent by us, up to their ReadyForQuery."""
+    def _fail_elsewhere(self, failed: NodeChannel) -> None:
+        """
+        The client's transaction failed on the answering node (a read on the load-balance
+        node, say): fail it too where it is still healthy, so that, as in PostgreSQL, what
+        follows fails and COMMIT rolls back.  Left alone, a write sent on to the primary
+        would commit.  The failure goes out now, before the client's next statement.
+        """
+        for ch in self.channels.values():
+            if ch is not failed and ch.scanner.tx_status == m.TX_IN_BLOCK:
+                self._write(ch.node_id, _FAIL_TRANSACTION)
+                ch.swallow.append(True)
+                ch.scanner.tx_status = m.TX_FAILED  # what its ReadyForQuery will say
+                if self.log_per_node_statement:
+                    log.info("DB node id: %d backend pid: %d statement: %s", ch.node_id,
+                             self.slot.conns[ch.node_id].pid, _describe(_FAIL_TRANSACTION))
+
+    def _swallow_ours(self, ch: NodeChannel, data: bytes) -> bytes:
+        """Drop the replies to queries of ours (``NodeChannel.swallow``), up to their ReadyForQuery."""
         buf = ch.swallowed + data
         msgs, rest = m.split_messages(buf)
         for typ, start, end in msgs:
-            if typ == _E:
+            if typ == _E and not ch.swallow[0]:
                 fields = m.parse_error_fields(buf[start + 5 : end])
                 log.warning("backend node %d could not begin the transaction: %s", ch.node_id, fields.get("M", ""))
             elif typ == ord("Z"):
-                ch.swallow -= 1
+                ch.swallow.popleft()
+                ch.scanner.tx_status = buf[start + 5]
                 if not ch.swallow:
                     ch.swallowed = b""
                     return buf[end:]

@@ -513,3 +513,36 @@ def test_simple_query_after_extended_messages_without_sync(pgpool_factory: Any, 
         assert _read_messages(sock, b"Z") == [b"T", b"D", b"C", b"Z"]
         sock.sendall(m.query("SELECT 1"))
         assert _read_messages(sock, b"Z") == [b"T", b"D", b"C", b"Z"]
+
+
+@pytest.mark.parametrize("mode", ["streaming", "native"])
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_an_error_on_the_load_balance_node_fails_the_whole_transaction(pgpool_factory: Any, pg_cluster_factory: Any,
+                                                                        mode: str, protocol: str) -> None:
+    # The read fails on node 1 while node 0's side of the transaction is still healthy.  As
+    # in PostgreSQL, everything after it must fail and COMMIT must roll back: before, the
+    # INSERT ran on the primary and was committed (streaming), or ran on node 0 only and the
+    # difference detached node 1 (native).
+    nodes = pg_cluster_factory(num_nodes=2, mode=mode)
+    server = pgpool_factory(nodes, mode=mode, extra={"backend_weight0": 0})
+    params = (0,) if protocol == "extended" else None
+    with server.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept_out (id int)")
+        if mode == "streaming":
+            wait_replayed(nodes)
+        for attempt in range(3):  # the BEGIN may reach node 1 lazily or not, each time
+            conn.execute("BEGIN")
+            if attempt == 2:
+                conn.execute("SAVEPOINT s")  # and with a savepoint, recovery still works
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1 / %s" if params else "SELECT 1 / 0", params)
+            if attempt == 2:
+                conn.execute("ROLLBACK TO SAVEPOINT s")
+                conn.execute("INSERT INTO kept_out VALUES (%s)", (attempt,))
+            else:
+                with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+                    conn.execute("INSERT INTO kept_out VALUES (%s)", (attempt,))
+            assert conn.execute("COMMIT").statusmessage == ("COMMIT" if attempt == 2 else "ROLLBACK")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert [node.psql("SELECT id FROM kept_out", dbname="test") for node in nodes] == ["2", "2"]
+    assert "down" not in server.psql("SHOW POOL_NODES")
