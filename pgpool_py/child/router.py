@@ -767,11 +767,16 @@ class Router:
         if ch.drop_ready:
             data = self._drop_own_ready(ch, data, completed)
         if target is not None and ch.node_id == target.answer and data:
-            if self.native and len(target.nodes) > 1:
+            if self.native and len(target.nodes) > 1 and self.open_target is None and not ch.scanner.copy_in:
                 # Native replication: the client hears of a write only once every node has
                 # done it, so no later session can act on a node that has not caught up.
+                # Not when it waits for more before it sends its Sync (a Flush; COPY data):
+                # nothing is committed before that, and all is still compared at the end.
                 self.reply_held += data
             else:
+                ch.scanner.copy_in = False
+                if self.reply_held:
+                    data, self.reply_held = bytes(self.reply_held) + data, bytearray()
                 try:
                     send_c(data)  # type: ignore[operator]
                 except OSError as exc:

@@ -461,14 +461,9 @@ def test_flush_after_execute_returns_the_results_before_sync(pgpool_factory: Any
         sock.sendall(m.frame(b"P", b"\0SELECT 1\0\0\0") + run + m.FLUSH)
         assert _read_messages(sock, b"C") == [b"1", b"2", b"D", b"C"]
         sock.sendall(m.frame(b"P", b"\0CREATE TABLE flushed (v int)\0\0\0") + run + m.FLUSH)
-        if mode == "native":
-            # The client hears of a write when every node has done it: here, at Sync.
-            sock.sendall(m.SYNC)
-            assert _read_messages(sock, b"Z") == [b"1", b"2", b"C", b"Z"]
-        else:
-            assert _read_messages(sock, b"C") == [b"1", b"2", b"C"]
-            sock.sendall(m.SYNC)
-            assert _read_messages(sock, b"Z") == [b"Z"]
+        assert _read_messages(sock, b"C") == [b"1", b"2", b"C"]
+        sock.sendall(m.SYNC)
+        assert _read_messages(sock, b"Z") == [b"Z"]
         sock.sendall(m.query("SELECT 1"))
         assert _read_messages(sock, b"Z") == [b"T", b"D", b"C", b"Z"]
     for node in nodes[: 2 if mode == "native" else 1]:
@@ -545,4 +540,30 @@ def test_an_error_on_the_load_balance_node_fails_the_whole_transaction(pgpool_fa
             assert conn.execute("COMMIT").statusmessage == ("COMMIT" if attempt == 2 else "ROLLBACK")
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert [node.psql("SELECT id FROM kept_out", dbname="test") for node in nodes] == ["2", "2"]
+    assert "down" not in server.psql("SHOW POOL_NODES")
+
+
+def test_native_replication_copy_in_and_pipelined_writes(pgpool_factory: Any, pg_native_cluster: Any) -> None:
+    # A write to every node answers when every node has done it, at ReadyForQuery.  But a
+    # client waits for CopyInResponse before it sends the data, and for results after a
+    # Flush before it sends Sync: held back, both hung for ever.
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    with server.connect(autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS copied")
+        conn.execute("CREATE TABLE copied (id int PRIMARY KEY)")
+        with conn.cursor().copy("COPY copied (id) FROM STDIN") as copy:
+            for i in range(1000):
+                copy.write_row((i,))
+        with conn.pipeline():
+            returned = conn.execute("INSERT INTO copied VALUES (1000) RETURNING id").fetchall()
+        assert returned == [(1000,)]
+        cur = conn.cursor()
+        cur.executemany("INSERT INTO copied VALUES (%s) RETURNING id", [(1001,), (1002,)], returning=True)
+        assert cur.fetchone() == (1001,) and cur.nextset() and cur.fetchone() == (1002,)
+        with pytest.raises(psycopg.errors.UniqueViolation):  # an error on every node, in the COPY
+            with conn.cursor().copy("COPY copied (id) FROM STDIN") as copy:
+                copy.write_row((5,))
+        assert conn.execute("SELECT count(*) FROM copied").fetchone() == (1003,)
+    dumps = [node.psql("SELECT count(*), sum(id) FROM copied", dbname="test") for node in pg_native_cluster]
+    assert dumps == ["1003|502503"] * 2
     assert "down" not in server.psql("SHOW POOL_NODES")
