@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pgpool_py.errors import ProtocolError
+from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
@@ -900,17 +900,43 @@ class Router:
             ch = self.channels[node]
             results[node] = _outcome(bytes(ch.collect or b""))
             ch.collect = None
-        expected = results[target.answer]
-        for node, outcome in results.items():
-            if outcome != expected:
-                detail = " ".join(f"{n}[{', '.join(o)}]" for n, o in sorted(results.items()))
-                log.warning(
-                    "pgpool-py detected a difference in the results of node %d and node %d; detaching node %d",
-                    node, target.answer, node, extra={"detail": detail},
-                )
+        if len(set(results.values())) == 1:
+            return
+        # As pgpool-II: the nodes outside the largest group of equal results (on a tie, the
+        # group of the answering node) are detached if the parameter for this kind of
+        # difference is on; otherwise only the session ends.
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for node, outcome in sorted(results.items()):
+            groups.setdefault(outcome, []).append(node)
+        winner = max(groups.values(), key=lambda nodes: (len(nodes), target.answer in nodes))
+        losers = [node for node in results if node not in winner]
+        only_counts = len({_without_counts(outcome) for outcome in results.values()}) == 1
+        if only_counts:
+            what, param = "the number of affected tuples", "failover_if_affected_tuples_mismatch"
+        else:
+            what, param = "the kind of results", "replication_stop_on_mismatch"
+        detail = " ".join(f"{n}[{', '.join(o)}]" for n, o in sorted(results.items()))
+        if getattr(self.cfg, param):
+            for node in losers:
+                log.warning("pgpool-py detected a difference in %s of node %d and node %d; detaching node %d",
+                            what, node, winner[0], node, extra={"detail": detail})
                 register_node_operation_request(
                     self.child.shm, self.child.main_pid, RequestKind.NODE_DOWN, (node,), RequestDetail.SWITCHOVER
                 )
+            return
+        raise SessionError(
+            f"{what} differs among backends; the session is ended",
+            sqlstate="XX000",
+            detail=detail,
+            hint=f"check data consistency among db nodes; with {param} = on the differing node is detached",
+        )
+
+
+def _without_counts(outcome: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(tag if tag.startswith("ERROR ") else _COUNTS.sub("", tag) for tag in outcome)
+
+
+_COUNTS = re.compile(r"( \d+)+$")  # "INSERT 0 5", "UPDATE 2": the tuples a command affected
 
 
 def _outcome(data: bytes) -> tuple[str, ...]:

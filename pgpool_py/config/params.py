@@ -407,9 +407,9 @@ _TABLE: tuple[Param, ...] = (
           "Lock the table before an INSERT so SERIAL values agree on every node."),
     Param("lobj_lock_table", STRING, "", R, "replication", "Table locked to replicate lo_creat()."),
     Param("replication_stop_on_mismatch", BOOL, False, R, "replication",
-          "Degenerate the minority node when nodes answer with different message kinds."),
+          "Degenerate the minority node when nodes answer with different message kinds; off: end the session."),
     Param("failover_if_affected_tuples_mismatch", BOOL, False, R, "replication",
-          "Degenerate the minority node when UPDATE/DELETE row counts differ."),
+          "Degenerate the minority node when INSERT/UPDATE/DELETE row counts differ; off: end the session."),
     # -- load balancing
     Param("load_balance_mode", BOOL, True, I, "load_balancing", "Send read-only queries to any node."),
     Param("ignore_leading_white_space", BOOL, True, R, "load_balancing",

@@ -6,6 +6,7 @@ split, and native replication.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -260,7 +261,8 @@ def test_native_replication_writes_everywhere(pgpool_factory: Any, pg_native_clu
 
 def test_native_replication_divergence_detaches_node(pgpool_factory: Any, pg_cluster_factory: Any) -> None:
     nodes = pg_cluster_factory(num_nodes=2, mode="native")
-    server = pgpool_factory(nodes, mode="native", extra={"log_per_node_statement": True})
+    server = pgpool_factory(nodes, mode="native", extra={"log_per_node_statement": True,
+                                                         "failover_if_affected_tuples_mismatch": True})
     with server.connect(autocommit=True) as conn:
         conn.execute("CREATE TABLE div (id int)")
         conn.execute("INSERT INTO div VALUES (1)")
@@ -567,3 +569,40 @@ def test_native_replication_copy_in_and_pipelined_writes(pgpool_factory: Any, pg
     dumps = [node.psql("SELECT count(*), sum(id) FROM copied", dbname="test") for node in pg_native_cluster]
     assert dumps == ["1003|502503"] * 2
     assert "down" not in server.psql("SHOW POOL_NODES")
+
+
+@pytest.mark.parametrize("difference", ["affected tuples", "kind"])
+def test_native_replication_difference_ends_the_session_by_default(pgpool_factory: Any, pg_cluster_factory: Any,
+                                                                    difference: str) -> None:
+    # pgpool-II: with replication_stop_on_mismatch / failover_if_affected_tuples_mismatch off
+    # (the default) a difference ends the session and detaches nothing; on, it detaches.
+    nodes = pg_cluster_factory(num_nodes=2, mode="native")
+    server = pgpool_factory(nodes, mode="native")
+    with server.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE differ (id int)")
+        conn.execute("INSERT INTO differ VALUES (1)")
+    if difference == "kind":
+        nodes[1].psql("ALTER TABLE differ ADD CHECK (id < 100)", dbname="test")  # behind pgpool's back
+        statement, param = "INSERT INTO differ VALUES (500)", "replication_stop_on_mismatch"
+    else:
+        nodes[1].psql("INSERT INTO differ VALUES (2)", dbname="test")
+        statement, param = "UPDATE differ SET id = id + 10", "failover_if_affected_tuples_mismatch"
+    with server.connect(autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InternalError_, match=f"{difference.split()[-1]}.* differs among backends"):
+            conn.execute(statement)
+    assert "down" not in server.psql("SHOW POOL_NODES")
+    with server.connect(autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with open(server.conf_path, "a") as f:
+        f.write(f"{param} = on\n")
+    server.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "down" not in server.psql("SHOW POOL_NODES") and time.monotonic() < deadline:
+        try:
+            with server.connect(autocommit=True) as conn:
+                conn.execute(statement)
+        except psycopg.Error:
+            pass
+        time.sleep(0.2)
+    assert server.psql("SHOW POOL_NODES").splitlines()[1].split("|")[3] == "down"
+    assert server.psql("SHOW POOL_NODES").splitlines()[0].split("|")[3] == "up"
