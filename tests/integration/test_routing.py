@@ -569,6 +569,7 @@ def test_native_replication_copy_in_and_pipelined_writes(pgpool_factory: Any, pg
     dumps = [node.psql("SELECT count(*), sum(id) FROM copied", dbname="test") for node in pg_native_cluster]
     assert dumps == ["1003|502503"] * 2
     assert "down" not in server.psql("SHOW POOL_NODES")
+    assert "WARNING:  insert_lock is not implemented" in server.log_text()  # on by default
 
 
 @pytest.mark.parametrize("difference", ["affected tuples", "kind"])
