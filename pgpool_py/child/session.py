@@ -356,6 +356,8 @@ class Session:
     # ------------------------------------------------------------------ relay
 
     def _relay(self, slot: PoolSlot) -> None:
+        # Logged in: SHOW POOL_PROCESSES says Idle (not Connecting) until the first statement.
+        self.child.set_status(ChildStatus.IDLE if slot.main.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         if self.cfg.clustering_mode != "raw":
             self.router = Router(self, slot)
             self.router.run()

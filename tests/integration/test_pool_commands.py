@@ -56,6 +56,15 @@ def test_pool_version_sends_its_header_once(server: Any) -> None:
         assert types[-2:] == ["C", "Z"]
 
 
+def test_pool_processes_shows_a_logged_in_client_as_idle(server: Any) -> None:
+    # Before, a session showed "Connecting" until its first statement (and for ever if it
+    # only ran pgpool's commands).
+    with server.connect(autocommit=True) as idle, server.connect(autocommit=True) as asking:
+        rows = asking.execute("SHOW POOL_PROCESSES").fetchall()
+        statuses = sorted(row[-1] for row in rows if row[-1] != "Wait for connection")
+        assert statuses == ["Idle", "Idle"], rows
+
+
 def test_pgpool_set_show_reset(server: Any) -> None:
     with server.connect(autocommit=True) as conn:
         assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
