@@ -443,9 +443,3 @@ def _check(cfg: Config, path: str | None) -> None:
             f'{cfg.source("pcp_port")}: invalid value for parameter "pcp_port": "{cfg.pcp_port}" '
             f"(must differ from port)"
         )
-    missing = [b.node_id for b in cfg.backends if b.in_use and not b.data_directory]
-    for name in ("recovery_1st_stage_command", "recovery_2nd_stage_command"):
-        if cfg.get(name) and missing:
-            raise ConfigError(
-                f'{cfg.source(name)}: parameter "{name}" needs backend_data_directory{missing[0]} to be set'
-            )

@@ -126,6 +126,10 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
                       detail="recovery copies the primary node (streaming) or the main node (native replication)")
     if not cfg.recovery_user:
         raise PgError("node recovery failed, recovery_user is not set", hint="set recovery_user in pgpool.conf")
+    if not shm.backends[node_id].data_directory:
+        # The recovery scripts get it as their destination: pgpool-II ran them with ''.
+        raise PgError(f"node recovery failed, backend_data_directory{node_id} is not set",
+                      hint=f"set backend_data_directory{node_id} in pgpool.conf and reload")
 
     conn = connect_as_recovery_user(cfg, shm, source, cfg.recovery_database)
     with conn:

@@ -202,3 +202,14 @@ def test_live_node_is_refused_and_recovery_is_finished(tmp_path: Path, shm: Shar
     assert shm.req.in_recovery == Recovery.INIT
     sigq.wait((), 1)
     assert signal.SIGUSR2 in sigq.pop_all()
+
+
+def test_node_without_data_directory_is_refused(tmp_path: Path, shm: SharedState, sigq: SignalQueue) -> None:
+    # pgpool.conf may set a recovery command without every node's data directory (pgpool-II
+    # takes it); recovering such a node fails before any script runs, naming what is missing.
+    cfg = config(tmp_path, "backend_clustering_mode = 'streaming_replication'\n")
+    assert shm.backends[1].data_directory == b""
+    with pytest.raises(PgError) as info:
+        recovery.process_recovery_request(cfg, shm, 1, os.getpid(), sigq)
+    assert info.value.message == "node recovery failed, backend_data_directory1 is not set"
+    assert shm.req.in_recovery == Recovery.INIT
