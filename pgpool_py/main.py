@@ -21,7 +21,7 @@ from typing import Callable
 from pgpool_py import failover, pidfile
 from pgpool_py import log as pglog
 from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files
-from pgpool_py.config import Config, reload_config
+from pgpool_py.config import BackendConfig, Config, reload_config
 from pgpool_py.errors import ConfigError, ServerHalt
 from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
@@ -133,16 +133,7 @@ class Main:
             except FileNotFoundError:
                 pass
         for b in cfg.backends:
-            info = shm.backends[b.node_id]
-            info.hostname = b.hostname.encode()[:255]
-            info.port = b.port
-            info.weight = b.weight
-            info.data_directory = b.data_directory.encode()[:255]
-            info.application_name = b.application_name.encode()[:63]
-            info.flag = b.flag
-            info.pg_role = -1
-            info.status = BackendStatus.CONNECT_WAIT if b.port else BackendStatus.UNUSED
-            info.status_changed_time = time.time()
+            self._publish_backend(b, BackendStatus.CONNECT_WAIT if b.port else BackendStatus.UNUSED)
         shm.req.num_backends = len(cfg.backends)
         if saved and "up" in saved:
             for node, word in enumerate(saved[: len(cfg.backends)]):
@@ -153,6 +144,19 @@ class Main:
             # pgpool-II searches at startup too: no primary yet delays it up to search_primary_node_timeout.
             shm.req.primary_node_id = find_primary_node_repeatedly(cfg, shm)
         self._update_main_and_primary()
+
+    def _publish_backend(self, b: BackendConfig, status: BackendStatus) -> None:
+        """A node's settings and first status, into shared memory (at start, or added by reload)."""
+        info = self.shm.backends[b.node_id]
+        info.hostname = b.hostname.encode()[:255]
+        info.port = b.port
+        info.weight = b.weight
+        info.data_directory = b.data_directory.encode()[:255]
+        info.application_name = b.application_name.encode()[:63]
+        info.flag = b.flag
+        info.pg_role = -1
+        info.status = status
+        info.status_changed_time = time.time()
 
     def _update_main_and_primary(self) -> None:
         shm = self.shm
@@ -364,9 +368,18 @@ class Main:
         pglog.reopen()
         for b in new_cfg.backends:
             info = self.shm.backends[b.node_id]
+            if b.in_use and (b.node_id >= self.shm.req.num_backends or info.status == BackendStatus.UNUSED):
+                # As in pgpool-II, a node added by reload starts down: pcp_attach_node (or
+                # pcp_recovery_node) brings it in once it is ready.
+                self._publish_backend(b, BackendStatus.DOWN)
+                log.info("backend node %d (%s:%d) added; it is down until attached with pcp_attach_node",
+                         b.node_id, b.hostname, b.port)
+                continue
             info.weight = b.weight
             info.data_directory = b.data_directory.encode()[:255]
             info.flag = b.flag
+        self.shm.req.num_backends = max(self.shm.req.num_backends, len(new_cfg.backends))
+        self.write_status_file()
         self.shm.req.config_generation += 1
         self._signal_children(signal.SIGHUP)
         # Running helpers re-read the file themselves; start those newly enabled.

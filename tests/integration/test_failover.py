@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgpool_py.cluster import PgNode
+from pcp.client import PcpConnection
+from pgpool_py.cluster import HOST, PCP_PASSWORD, SERVER_USER, PgNode
 from tests.fix_pg import ClusterFactory
 from tests.fix_pgpool import PgpoolFactory, PgpoolServer
 
@@ -317,3 +318,25 @@ def test_follow_primary_command_rebuilds_the_other_standby(pg_cluster_factory: C
     assert [(r["status"], r["role"]) for r in rows] == [("down", "standby"), ("up", "primary"), ("down", "standby")]
     assert "follow_primary.sh: node 2 is a standby of node 1 again" in server.log_text()
     assert "follow_primary.sh: node 0 is not running; skipping it" in server.log_text()
+
+
+def test_node_added_by_reload_is_down_until_attached(pg_cluster: list[PgNode], pgpool_factory: PgpoolFactory) -> None:
+    # pgpool-II: "New nodes can be added by adding parameter rows and reloading".  Before, the
+    # rows reached PGPOOL SHOW but no node appeared and pcp_attach_node called it invalid.
+    primary, standby = pg_cluster
+    server = pgpool_factory([primary], extra={"backend_weight0": 0, "read_only_function_list": "pg_is_in_recovery"})
+    assert [r["status"] for r in pool_nodes(server)] == ["up"]
+    with open(server.conf_path, "a") as f:
+        f.write(f"backend_hostname1 = '{standby.host}'\nbackend_port1 = {standby.port}\nbackend_weight1 = 1\n")
+    server.signal(signal.SIGHUP)
+    wait_for("node 1 to appear", lambda: len(pool_nodes(server)) == 2, 10)
+    assert [r["status"] for r in pool_nodes(server)] == ["up", "down"]
+    assert "backend node 1" in server.log_text() and "added" in server.log_text()
+    with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+        assert pcp.node_count() == 2
+        pcp.attach_node(1)
+    wait_for("node 1 to be attached", lambda: pool_nodes(server)[1]["status"] == "up", 10)
+    assert pool_nodes(server)[1]["role"] == "standby"
+    # Weight 0 on the primary: a new session reads from the new node.
+    wait_for("a read on node 1",
+             lambda: server.psql("SELECT pg_is_in_recovery()") == "t", 10)
