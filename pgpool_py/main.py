@@ -114,10 +114,6 @@ class Main:
             for index in range(cfg.num_init_children):
                 self._spawn_child(index)
             log.info("pgpool-py successfully started. listening on port %d", cfg.port)
-            if cfg.clustering_mode == "native_replication" and cfg.insert_lock:
-                log.warning("insert_lock is not implemented: concurrent INSERTs taking ids from a serial column "
-                            "may get different ids on different nodes",
-                            extra={"hint": "see docs/upgrading-from-pgpool-II.md, 'Not implemented'"})
             return self._loop()
         finally:
             self._close_listeners()

@@ -26,6 +26,7 @@ import random
 import re
 import select
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,16 @@ _PLAIN_BEGIN = m.query("BEGIN")
 # Puts a node's transaction in the failed state; PostgreSQL's log says why.
 _FAIL_TRANSACTION = m.query(
     "DO $pgpool$BEGIN RAISE EXCEPTION 'pgpool-py: the transaction failed on another node'; END$pgpool$")
+# insert_lock: an advisory lock per table, the first key saying it is ours ('pgpy').
+_INSERT_LOCK_CLASS = 0x70677079
+_ONE_TRUE_ROW = m.frame(b"D", b"\x00\x01\x00\x00\x00\x01t")  # DataRow: one column, 't'
+# Whether a table takes ids from a sequence (serial or identity): what insert_lock protects.
+_HAS_SERIAL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d"
+    " ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = pg_catalog.to_regclass({})"
+    " AND a.attnum > 0 AND NOT a.attisdropped"
+    " AND (a.attidentity <> '' OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'))"
+)
 _DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
 _EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
 # The commonest statements by their first keyword.  Where only the primary can get them, this
@@ -93,9 +104,9 @@ class NodeChannel:
     drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
     drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
     tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
-    # Replies to queries of ours to drop, through their ReadyForQuery, in order: True where
-    # the query fails on purpose (_fail_elsewhere), False for a BEGIN of ours.
-    swallow: deque[bool] = field(default_factory=deque)
+    # Replies to queries of ours to drop, through their ReadyForQuery, in order: what each
+    # does, for the log should it fail ("" where it fails on purpose: _fail_elsewhere).
+    swallow: deque[str] = field(default_factory=deque)
     swallowed: bytes = b""  # the start of those replies, while incomplete
     used: bool = False  # the session sent this node something (it needs the reset queries)
     collect: bytearray | None = None  # native replication: the batch's replies, to compare
@@ -163,6 +174,8 @@ class Router:
         # that write never read from a standby.  begun: the nodes that have it.
         self.deferred_begin: bytes | None = None
         self.begun: set[int] = set()
+        self.serial_tables: dict[tuple[str, ...], bool] = {}  # insert_lock: does the table need it
+        self.insert_locked: tuple[tuple[int, ...], int] | None = None  # (nodes, key) while held
         self.classifier = self.child.get_classifier()
         self.reconfigure(self.cfg)
         self.child.session_temp_tables = self.temp_tables
@@ -176,6 +189,7 @@ class Router:
         self.statement_level_load_balance = cfg.statement_level_load_balance
         self.disable_load_balance_on_write = cfg.disable_load_balance_on_write
         self.log_per_node_statement = cfg.log_per_node_statement
+        self.insert_lock = self.native and cfg.insert_lock
         self._balancing_changed()
 
     def _balancing_changed(self) -> None:
@@ -372,7 +386,7 @@ class Router:
                     ch.drop_parse_complete += len(parses)
             if self.deferred_begin is not None and node not in self.begun:
                 data = self.deferred_begin + data
-                ch.swallow.append(False)
+                ch.swallow.append("begin the transaction")
                 self.begun.add(node)
                 if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
@@ -600,7 +614,7 @@ class Router:
         if cycle is not None and not set(cycle.nodes) <= set(target.nodes):
             self._close_open_cycle()  # a Flush-ended cycle on nodes the Query does not reach
             return False
-        if not self._can_send(target):
+        if not self._can_send(target) or (verdict is not None and not self._take_insert_lock(verdict, target)):
             return False
         self.open_target = None  # the Query's ReadyForQuery ends the cycle, as in PostgreSQL
         if verdict is None:
@@ -667,6 +681,8 @@ class Router:
         replay = self._replay(scan, target)
         if not self._can_send(target):
             return False
+        if verdict is not None and scan.executes and not self._take_insert_lock(verdict, target):
+            return False
         if verdict is not None and scan.executes:
             # Only what runs changes the transaction or counts: a Parse of BEGIN, answered on
             # the primary while a standby still works on it, must not make the Bind that
@@ -692,6 +708,69 @@ class Router:
                 self.portals.pop(portal, None)
         self.open_target = None if sync else target
         return True
+
+    def _take_insert_lock(self, verdict: Verdict, target: Target) -> bool:
+        """
+        insert_lock (native replication): an INSERT into a table that takes ids from a
+        sequence runs while this session holds an advisory lock on the table's name on every
+        node, taken on the main node first (so two sessions cannot deadlock across nodes):
+        concurrent INSERTs then draw their ids in the same order everywhere.  pgpool-II locks
+        the table until COMMIT; the ids are drawn by the INSERT, so it is released as soon
+        as every node has answered.  False: wait for what is in flight first.
+        """
+        table = verdict.insert_table
+        if not (self.insert_lock and table and len(target.nodes) > 1) or self.insert_locked is not None:
+            return True
+        if self.in_flight is not None:
+            self._end_open_cycle()
+            return False
+        serial = self.serial_tables.get(table)
+        if serial is None:
+            name = ".".join('"' + part.replace('"', '""') + '"' for part in table)
+            reply = self._exchange(target.answer, _HAS_SERIAL.format("'" + name.replace("'", "''") + "'"))
+            serial = self.serial_tables[table] = _ONE_TRUE_ROW in reply
+        if serial:
+            key = int.from_bytes(zlib.crc32(".".join(table).encode()).to_bytes(4, "big"), "big", signed=True)
+            nodes = (target.answer, *(n for n in target.nodes if n != target.answer))
+            for node in nodes:
+                self._exchange(node, f"SELECT pg_catalog.pg_advisory_lock({_INSERT_LOCK_CLASS}, {key})")
+            self.insert_locked = (nodes, key)
+        return True
+
+    def _release_insert_lock(self) -> None:
+        assert self.insert_locked is not None
+        nodes, key = self.insert_locked
+        self.insert_locked = None
+        unlock = m.query(f"SELECT pg_catalog.pg_advisory_unlock({_INSERT_LOCK_CLASS}, {key})")
+        for node in nodes:
+            if node in self.channels:
+                self._write(node, unlock)
+                self.channels[node].swallow.append("release the insert lock")
+
+    def _exchange(self, node: int, sql: str) -> bytes:
+        """Run a query of ours on a node with nothing in flight; its replies, up to ReadyForQuery."""
+        ch = self.channels[node]
+        while ch.swallow:  # replies to earlier queries of ours come first
+            self._swallow_ours(ch, self._recv_or_lost(ch))
+        self._write(node, m.query(sql))
+        reply = b""
+        while True:
+            reply += self._recv_or_lost(ch)
+            msgs, _ = m.split_messages(reply)
+            if msgs and msgs[-1][0] == ord("Z"):
+                typ, start, end = msgs[-1]
+                ch.scanner.tx_status = reply[start + 5]
+                for typ, start, end in msgs:
+                    if typ == _E:
+                        fields = m.parse_error_fields(reply[start + 5 : end])
+                        log.warning("backend node %d: %s failed: %s", node, sql, fields.get("M", ""))
+                return reply
+
+    def _recv_or_lost(self, ch: NodeChannel) -> bytes:
+        data = self._recv(ch)
+        if not data:
+            raise self.session._backend_lost(self.slot.conns[ch.node_id])
+        return data
 
     def _close_elsewhere(self, closes: list[tuple[Prepared, bytes]], target: Target) -> None:
         """
@@ -794,6 +873,8 @@ class Router:
         for other in self.channels.values():
             if other.pending:
                 return False
+        if self.insert_locked is not None:
+            self._release_insert_lock()
         if self.native:
             self._compare_results(target)
             if self.reply_held:
@@ -822,7 +903,7 @@ class Router:
         for ch in self.channels.values():
             if ch is not failed and ch.scanner.tx_status == m.TX_IN_BLOCK:
                 self._write(ch.node_id, _FAIL_TRANSACTION)
-                ch.swallow.append(True)
+                ch.swallow.append("")
                 ch.scanner.tx_status = m.TX_FAILED  # what its ReadyForQuery will say
                 if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", ch.node_id,
@@ -833,9 +914,9 @@ class Router:
         buf = ch.swallowed + data
         msgs, rest = m.split_messages(buf)
         for typ, start, end in msgs:
-            if typ == _E and not ch.swallow[0]:
+            if typ == _E and ch.swallow[0]:
                 fields = m.parse_error_fields(buf[start + 5 : end])
-                log.warning("backend node %d could not begin the transaction: %s", ch.node_id, fields.get("M", ""))
+                log.warning("backend node %d could not %s: %s", ch.node_id, ch.swallow[0], fields.get("M", ""))
             elif typ == ord("Z"):
                 ch.swallow.popleft()
                 ch.scanner.tx_status = buf[start + 5]

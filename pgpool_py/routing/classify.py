@@ -197,6 +197,7 @@ class Verdict:
     pool_command: PoolCommand | None = None
     terminate_backend_pid: int | None = None    # SELECT pg_terminate_backend(<pid>)
     tables: tuple[str, ...] = ()                # relations named, "schema.rel" when qualified
+    insert_table: tuple[str, ...] = ()          # an INSERT's target: (rel,) or (schema, rel); insert_lock
     created_temp_tables: tuple[str, ...] = ()   # for check_temp_table = trace
     dropped_tables: tuple[str, ...] = ()
     uses_temp_table: bool = False               # set from the temp_tables lookup, never cached
@@ -451,7 +452,10 @@ class Classifier:
             return Verdict(StatementKind.LOCK, dest, tables=scan.tables)
         if tag == "DiscardStmt":
             return Verdict(StatementKind.DISCARD, Dest.BOTH)
+        relation = body.get("relation", {}) if tag == "InsertStmt" else {}
+        relation = relation.get("RangeVar", relation)
         return Verdict(_KIND_BY_TAG.get(tag, StatementKind.DDL), Dest.PRIMARY, tables=scan.tables,
+                       insert_table=tuple(n for n in (relation.get("schemaname"), relation.get("relname")) if n),
                        created_temp_tables=_created_temp_tables(tag, body),
                        dropped_tables=_dropped_tables(tag, body))
 
