@@ -97,11 +97,16 @@ class Main:
         self.pid_path = cfg.config_path(cfg.pid_file_name)
         pidfile.create(self.pid_path)
         try:
+            # First, so a broken pool_hba.conf, pool_passwd or SSL file stops the start with its
+            # one-line reason before anything is bound or searched.
+            try:
+                self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
+            except (ConfigError, OSError) as exc:
+                raise ServerHalt(str(exc)) from None
             self.listeners = create_listeners(cfg)
             self.pcp_listeners = create_pcp_listeners(cfg)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
             self._init_backends()
-            self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
             self.sigq = SignalQueue(HANDLED_SIGNALS)
             self.children = [ChildSlot() for _ in range(cfg.num_init_children)]
             # Children share the parent's pages as long as nothing writes to them: keep the

@@ -353,3 +353,44 @@ def test_pid_file_of_another_program_is_stale(make_site: Callable[..., Site]) ->
             assert site.run("-m", "immediate", "stop").returncode == 0
         finally:
             other.kill()
+
+
+def _start_fails(site: Site, *args: str) -> str:
+    """Run the server in the foreground on a broken configuration: it must exit 1 at once with
+    one FATAL line and no traceback; that line is returned."""
+    result = site.run("-n", *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    fatal = [line for line in output.splitlines() if "FATAL:" in line]
+    assert len(fatal) == 1, output
+    assert not site.pid_path.exists()
+    return fatal[0]
+
+
+@pytest.mark.parametrize("case", ["hba_method", "hba_missing", "ssl_without_key", "pool_passwd_bytes",
+                                  "pool_passwd_directory"])
+def test_bad_auth_files_stop_start_up_with_one_line(make_site: Callable[..., Site], case: str) -> None:
+    extra: dict[str, str | int | bool] = {"logging_collector": False}
+    args: list[str] = []
+    if case.startswith("hba"):
+        extra["enable_pool_hba"] = True
+    if case == "ssl_without_key":
+        extra["ssl"] = True
+    if case == "pool_passwd_directory":
+        extra["pool_passwd"] = "log"
+    site = make_site(**extra)
+    if case == "hba_method":
+        (site.dir / "pool_hba.conf").write_text("host all all 127.0.0.1/32 bogus\n")
+        expected = f'{site.dir}/pool_hba.conf:1: invalid authentication method "bogus"'
+    elif case == "hba_missing":
+        args = ["-a", str(site.dir / "missing.conf")]
+        expected = f"{site.dir}/missing.conf: could not read file"
+    elif case == "ssl_without_key":
+        expected = 'parameter "ssl": ssl = on needs ssl_cert and ssl_key'
+    elif case == "pool_passwd_bytes":
+        (site.dir / "pool_passwd").write_bytes(b"alice:md5\xff\n")
+        expected = f"{site.dir}/pool_passwd: could not read pool_passwd"
+    else:
+        expected = f"{site.dir}/log: could not read pool_passwd"
+    assert expected in _start_fails(site, *args)
