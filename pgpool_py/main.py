@@ -183,7 +183,11 @@ class Main:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            log.warning('could not read status file "%s": %s', self._status_path(), exc.strerror)
+            log.warning('could not read status file "%s": %s; ignoring it', self._status_path(), exc.strerror)
+            return []
+        except UnicodeDecodeError:
+            # As pgpool-II with an unreadable file: start as if there were none.
+            log.warning('could not read status file "%s": it is not text; ignoring it', self._status_path())
             return []
 
     def write_status_file(self) -> None:

@@ -394,3 +394,16 @@ def test_bad_auth_files_stop_start_up_with_one_line(make_site: Callable[..., Sit
     else:
         expected = f"{site.dir}/log: could not read pool_passwd"
     assert expected in _start_fails(site, *args)
+
+
+def test_corrupt_status_file_is_ignored_with_a_warning(make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    status_file = site.log_dir / "pgpool_status"  # work_dir (logdir) is log/ beside pgpool.conf
+    status_file.parent.mkdir(exist_ok=True)
+    status_file.write_bytes(b"garbage\n\xff\xfe\n")
+    start = site.run("--daemon")
+    assert start.returncode == 0, start.stderr
+    site.wait_ready()
+    site.wait_log(rf'^main pid \d+: WARNING:  could not read status file "{status_file}": .*; ignoring it')
+    assert "Traceback" not in site.log_text()
+    assert site.run("-m", "fast", "stop").returncode == 0
