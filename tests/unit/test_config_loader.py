@@ -96,6 +96,14 @@ def test_bad_value_error_text(tmp_path: Path) -> None:
     )
 
 
+def test_max_pool_zero_is_rejected(tmp_path: Path) -> None:
+    # pgpool-II's minimum: with no pool slot every client failed with an internal error.
+    path = write(tmp_path, ONE_BACKEND + "max_pool = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f'{path}:3: invalid value for parameter "max_pool": "0" (allowed: 1 .. 2147483647)'
+
+
 def test_bad_enum_lists_choices(tmp_path: Path) -> None:
     path = write(tmp_path, ONE_BACKEND + "disable_load_balance_on_write = sometimes\n")
     with pytest.raises(ConfigError, match=r"allowed: off, transaction, trans_transaction, always, dml_adaptive\)$"):
