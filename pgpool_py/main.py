@@ -322,9 +322,9 @@ class Main:
             if code == ExitCode.FATAL:
                 raise ServerHalt(f"child process {pid} exited with a fatal error; shutting down")
             if code == ExitCode.NO_RESTART and sig is None:
-                log.debug("child process %d %s; not restarting it", pid, how)
-                continue
-            if sig is not None:
+                # A stop signal sent to this child alone: main runs on, so its slot must not stay empty.
+                log.info("child process %d %s on a stop request; restarting it", pid, how)
+            elif sig is not None:
                 log.warning("child process with pid: %d %s", pid, how)
             self.quick_deaths = self.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS and sig is None else 0
             if self.quick_deaths >= QUICK_DEATH_LIMIT:
@@ -336,17 +336,22 @@ class Main:
             log.debug("fork a new child process with pid: %d", self.children[index].pid)
 
     def _reap_aux(self, aux: AuxProcess, code: int | None, sig: int | None) -> None:
-        aux.pid = 0
+        pid, aux.pid = aux.pid, 0
         if self.stopping is not None:
             return
         if code == ExitCode.FATAL:
             raise ServerHalt(f"{aux.name} process exited with a fatal error; shutting down")
         if code == ExitCode.NO_RESTART and sig is None:
-            log.debug("%s process exited; not restarting it", aux.name)
-            return
-        if sig is not None or code:
-            log.warning("%s process exited (%s); restarting it", aux.name,
-                        f"signal {signal_name(sig)}" if sig is not None else f"status {code}")
+            # Stopped by a signal of its own, or no longer wanted (health_check_period or
+            # sr_check_period set to 0 by a reload): only the configuration can tell.
+            if aux.name not in {wanted.name for wanted in self._aux_processes()}:
+                log.debug("%s process %d exited; the configuration no longer asks for it", aux.name, pid)
+                return
+            log.info("%s process %d exited on a stop request; restarting it", aux.name, pid)
+        elif sig is not None or code:
+            log.warning("%s process %d %s; restarting it", aux.name, pid,
+                        f"was terminated by signal {signal_name(sig)}" if sig is not None
+                        else f"exited with status {code}")
         if time.monotonic() - aux.started < QUICK_DEATH_SECONDS:
             # Do not spin: a helper that dies at once is retried on the next loop tick.
             self.sigq.sleep(QUICK_DEATH_SECONDS)
