@@ -27,7 +27,7 @@ from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
 from pgpool_py.health.primary import find_primary_node_repeatedly
 from pgpool_py.health.sr_check import run_sr_check
-from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, reap, spawn
+from pgpool_py.process import HANDLED_SIGNALS, STRAY_SIGNALS, ExitCode, ProcessKind, reap, spawn
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, SharedState
 from pgpool_py.signals import SignalQueue, send, signal_name
 
@@ -107,7 +107,7 @@ class Main:
             self.pcp_listeners = create_pcp_listeners(cfg)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
             self._init_backends()
-            self.sigq = SignalQueue(HANDLED_SIGNALS)
+            self.sigq = SignalQueue(HANDLED_SIGNALS + STRAY_SIGNALS)
             self.children = [ChildSlot() for _ in range(cfg.num_init_children)]
             # Children share the parent's pages as long as nothing writes to them: keep the
             # collector from touching every object's header after the fork.
@@ -288,6 +288,8 @@ class Main:
                 handler = getattr(self, f"handle_{signal_name(signum).lower()}", None)
                 if handler is not None:
                     handler()
+                else:
+                    log.warning("received signal %s; pgpool-py does not use it, ignoring it", signal_name(signum))
             if self.stopping is not None and not self._child_pids():
                 log.info("all children exited; pgpool-py is shut down")
                 return 0

@@ -541,3 +541,20 @@ def test_processes_stopped_by_a_signal_are_restarted(pgpool_factory: Any, pg_clu
         assert pcp.node_count() == 2
     assert served_again(server, within=5) >= 0
     assert server.stop("fast") == 0
+
+
+def test_stray_signals_to_main_are_logged_and_ignored(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # Signals pgpool-py does not use whose default action is to terminate: main died of them silently.
+    server = pgpool_factory(pg_cluster, extra={"num_init_children": 2})
+    stray = [signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO, signal.SIGPWR]
+    for sig in stray + [signal.SIGPIPE]:
+        os.kill(server.pid, sig)
+    for sig in stray:
+        deadline = time.monotonic() + FAULT_TIMEOUT
+        while f"WARNING:  received signal {sig.name}; pgpool-py does not use it, ignoring it" not in server.log_text():
+            assert server.proc.poll() is None, f"main died of {sig.name}\n{server.log_tail(30)}"
+            assert time.monotonic() < deadline, server.log_tail(30)
+            time.sleep(0.1)
+    assert served_again(server, within=5) >= 1
+    assert server.proc.poll() is None
+    assert server.stop("fast") == 0
