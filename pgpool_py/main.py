@@ -20,8 +20,8 @@ from typing import Callable
 
 from pgpool_py import failover, pidfile
 from pgpool_py import log as pglog
-from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files
-from pgpool_py.config import Config, reload_config
+from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files, reload_everything
+from pgpool_py.config import Config
 from pgpool_py.errors import ConfigError, ServerHalt
 from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
@@ -363,8 +363,7 @@ class Main:
         """SIGHUP: reload pgpool.conf; children re-read it when idle."""
         log.info("reload config files.")
         try:
-            new_cfg, warnings = reload_config(self.cfg, self.paths.config_file)
-            auth = load_auth_files(new_cfg, self.paths)
+            new_cfg, warnings, auth = reload_everything(self.cfg, self.paths)
         except (ConfigError, OSError) as exc:
             log.error("reload rejected; the running configuration stays", extra={"detail": str(exc)})
             return

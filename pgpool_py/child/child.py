@@ -86,6 +86,14 @@ def load_auth_files(cfg: Config, paths: RuntimePaths) -> AuthFiles:
     return rules, passwords, tls.server_context(cfg), tls.backend_context(cfg)
 
 
+def reload_everything(cfg: Config, paths: RuntimePaths) -> tuple[Config, list[str], AuthFiles]:
+    """What a reload takes: pgpool.conf re-read over ``cfg`` (with its warnings) and the auth
+    files it names.  ConfigError or OSError rejects the reload whole; main, each child and
+    pcp_reload_config's check all decide through here."""
+    new_cfg, warnings = reload_config(cfg, paths.config_file)
+    return new_cfg, warnings, load_auth_files(new_cfg, paths)
+
+
 class Child:
     def __init__(
         self,
@@ -445,8 +453,7 @@ class Child:
     def _reload(self) -> None:
         self.reload_requested = False
         try:
-            new_cfg, _warnings = reload_config(self.cfg, self.paths.config_file)
-            auth = load_auth_files(new_cfg, self.paths)
+            new_cfg, _warnings, auth = reload_everything(self.cfg, self.paths)
         except (ConfigError, OSError) as exc:
             log.debug("child keeps the running configuration: %s", exc)
             return

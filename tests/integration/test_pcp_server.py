@@ -341,6 +341,25 @@ def test_reload_config_goes_to_main(pgpool: PgpoolServer) -> None:
 
 
 @needs_pgpool2_tools
+def test_reload_config_of_an_invalid_file_fails_with_the_reason(pgpool: PgpoolServer) -> None:
+    with open(pgpool.conf_path, "a") as f:
+        f.write("max_pool = -3\n")
+    line = len(pgpool.conf_path.read_text().splitlines())
+    reason = f'{pgpool.conf_path}:{line}: invalid value for parameter "max_pool": "-3"'
+    # pgpool-II's tool exits 0 after any server ERROR (pgpool-facts.md §5); ours exits 2.
+    for real, status in ((False, 2), (True, 0)):
+        result = tool(pgpool, real, "pcp_reload_config")
+        assert (result.returncode, result.stdout) == (status, ""), result
+        assert "ERROR:  reload rejected; the running configuration stays\n" in result.stderr, result.stderr
+        assert f"DETAIL:  {reason}" in result.stderr, result.stderr
+    assert "reload config files." not in pgpool.log_text()  # main was never asked
+    with connect(pgpool) as conn:  # the connection stays usable after the error
+        with pytest.raises(PcpError, match="reload rejected"):
+            conn.reload_config()
+        assert conn.node_count() == 2
+
+
+@needs_pgpool2_tools
 def test_stop_pgpool_fast(pgpool: PgpoolServer) -> None:
     with connect(pgpool) as idle:
         idle.node_count()
