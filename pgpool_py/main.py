@@ -25,7 +25,8 @@ from pgpool_py.config import Config
 from pgpool_py.errors import ConfigError, ServerHalt
 from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
-from pgpool_py.health.primary import find_primary_node_repeatedly
+from pgpool_py.health.primary import SearchStopped, find_primary_node_repeatedly
+from pgpool_py.health.probe import Waker
 from pgpool_py.health.sr_check import run_sr_check
 from pgpool_py.process import HANDLED_SIGNALS, STRAY_SIGNALS, ExitCode, ProcessKind, reap, spawn
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, SharedState
@@ -39,6 +40,7 @@ STATUS_FILE = "pgpool_status"
 QUICK_DEATH_SECONDS = 1.0
 QUICK_DEATH_LIMIT = 10
 MIN_BACKLOG = 128
+STOP_MODES = {signal.SIGTERM: "smart", signal.SIGINT: "fast", signal.SIGQUIT: "immediate"}
 
 
 @dataclass
@@ -103,11 +105,20 @@ class Main:
                 self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
             except (ConfigError, OSError) as exc:
                 raise ServerHalt(str(exc)) from None
+            # Before the primary search, which may last search_primary_node_timeout: a stop
+            # signal must end it cleanly, not kill us (SIGTERM) or raise KeyboardInterrupt.
+            self.sigq = SignalQueue(HANDLED_SIGNALS + STRAY_SIGNALS)
             self.listeners = create_listeners(cfg)
             self.pcp_listeners = create_pcp_listeners(cfg)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
-            self._init_backends()
-            self.sigq = SignalQueue(HANDLED_SIGNALS + STRAY_SIGNALS)
+            try:
+                self._init_backends()
+            except SearchStopped:
+                pass
+            stop = self._pending_stop()
+            if stop is not None:
+                log.info("received %s shutdown request", STOP_MODES[stop])
+                return 0
             self.children = [ChildSlot() for _ in range(cfg.num_init_children)]
             # Children share the parent's pages as long as nothing writes to them: keep the
             # collector from touching every object's header after the fork.
@@ -152,8 +163,23 @@ class Main:
                 shm.backends[node].status = BackendStatus.DOWN if word == "down" else BackendStatus.CONNECT_WAIT
         if cfg.clustering_mode == "streaming_replication":
             # pgpool-II searches at startup too: no primary yet delays it up to search_primary_node_timeout.
-            shm.req.primary_node_id = find_primary_node_repeatedly(cfg, shm)
+            shm.req.primary_node_id = find_primary_node_repeatedly(
+                cfg, shm, sleep=self._sleep_unless_stopping, waker=Waker(self.sigq.wakeup_fd, self._raise_if_stopping),
+            )
         self._update_main_and_primary()
+
+    def _pending_stop(self) -> signal.Signals | None:
+        """A shutdown request that arrived during start-up (the loop has not run yet)."""
+        return next((signal.Signals(s) for s in self.sigq.pending if s in STOP_MODES), None)
+
+    def _raise_if_stopping(self) -> None:
+        self.sigq.drain()
+        if self._pending_stop() is not None:
+            raise SearchStopped()
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        self.sigq.wait((), seconds)
+        self._raise_if_stopping()
 
     def _update_main_and_primary(self) -> None:
         shm = self.shm
@@ -392,18 +418,18 @@ class Main:
         self._signal_children(signal.SIGUSR2)
 
     def handle_sigterm(self) -> None:
-        self._stop(signal.SIGTERM, "smart")
+        self._stop(signal.SIGTERM)
 
     def handle_sigint(self) -> None:
-        self._stop(signal.SIGINT, "fast")
+        self._stop(signal.SIGINT)
 
     def handle_sigquit(self) -> None:
-        self._stop(signal.SIGQUIT, "immediate")
+        self._stop(signal.SIGQUIT)
 
-    def _stop(self, sig: signal.Signals, mode: str) -> None:
+    def _stop(self, sig: signal.Signals) -> None:
         if self.stopping is not None and sig == self.stopping:
             return
-        log.info("received %s shutdown request", mode)
+        log.info("received %s shutdown request", STOP_MODES[sig])
         self.stopping = sig
         self._close_listeners()
         self._signal_children(sig)

@@ -407,3 +407,36 @@ def test_corrupt_status_file_is_ignored_with_a_warning(make_site: Callable[..., 
     site.wait_log(rf'^main pid \d+: WARNING:  could not read status file "{status_file}": .*; ignoring it')
     assert "Traceback" not in site.log_text()
     assert site.run("-m", "fast", "stop").returncode == 0
+
+
+@pytest.mark.parametrize(("sig", "mode"), [(signal.SIGINT, "fast"), (signal.SIGTERM, "smart"),
+                                           (signal.SIGQUIT, "immediate")])
+def test_primary_search_warns_once_and_stops_on_a_signal(make_site: Callable[..., Site], sig: signal.Signals,
+                                                         mode: str) -> None:
+    # sr_check_user cannot log in: the search would retry for search_primary_node_timeout.
+    site = make_site(logging_collector=False, sr_check_user="nosuchuser", search_primary_node_timeout=60)
+    output = site.dir / "output.log"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen([str(site.program), "-n", "-d", "-f", str(site.conf)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        retry = "find_primary_node_repeatedly: waiting for finding a primary node"
+        # -d shows each retry: wait for a few, so that a warning per retry would show.
+        wait_for(lambda: output.read_text(errors="replace").count(retry) >= 3, 20,
+                 lambda: output.read_text(errors="replace"))
+        assert site.pid_path.exists()
+        proc.send_signal(sig)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = output.read_text(errors="replace")
+    assert "Traceback" not in text, text
+    for node in (0, 1):
+        warnings = re.findall(rf"WARNING:  find_primary_node: node {node} did not answer as sr_check_user "
+                              rf'"nosuchuser": .*role "nosuchuser" does not exist', text)
+        assert len(warnings) == 1, text
+    assert len(re.findall(rf"LOG:  received {mode} shutdown request", text)) == 1, text
+    assert "successfully started" not in text
+    assert not site.pid_path.exists()
