@@ -440,3 +440,13 @@ def test_primary_search_warns_once_and_stops_on_a_signal(make_site: Callable[...
     assert len(re.findall(rf"LOG:  received {mode} shutdown request", text)) == 1, text
     assert "successfully started" not in text
     assert not site.pid_path.exists()
+
+
+def test_start_up_error_with_syslog_only_and_no_syslog_daemon_is_on_stderr(make_site: Callable[..., Site]) -> None:
+    site = make_site(logging_collector=False, log_destination="syslog", enable_pool_hba=True)
+    (site.dir / "pool_hba.conf").write_text("host all all 127.0.0.1/32 bogus\n")
+    missing = site.dir / "no-syslog.sock"
+    result = site.run("-n", "--syslog-socket", str(missing))
+    assert f'WARNING:  could not connect to the syslog socket "{missing}": No such file or directory; ' \
+           "logging to stderr instead" in result.stderr
+    assert 'invalid authentication method "bogus"' in _start_fails(site, "--syslog-socket", str(missing))
