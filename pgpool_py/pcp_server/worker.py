@@ -33,7 +33,7 @@ from pgpool_py.config import render
 from pgpool_py.config.params import BackendFlag
 from pgpool_py.child.child import reload_everything
 from pgpool_py.errors import ConfigError, PgError
-from pgpool_py.health.check import health_check_stats_rows
+from pgpool_py.health.check import health_check_stats_rows, pg_status
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import (
@@ -315,7 +315,7 @@ class PcpWorker:
             backend_port=b.port,
             backend_status=b.status,
             quarantine=bool(b.quarantine),
-            pg_backend_status="unknown",
+            pg_backend_status=pg_status(shm, node),
             backend_weight=b.weight / total_weight,
             role=int(self._role(node)),
             pg_role=Role(b.pg_role).label if b.pg_role >= 0 else "unknown",

@@ -188,6 +188,20 @@ def test_information_commands_with_both_tools(pgpool: PgpoolServer, pg_cluster: 
     assert both(pgpool, "pcp_node_count", host=run_dir).stdout == "2\n"  # the Unix socket
 
 
+def test_node_info_pg_status_is_what_the_health_check_saw(pgpool_factory: PgpoolFactory) -> None:
+    # As SHOW POOL_NODES: "up" once a health check succeeded, "unknown" without health checks.
+    checked = pgpool_factory(extra={**EXTRA, "health_check_period": 1})
+
+    def pg_status(server: PgpoolServer) -> list[str]:
+        with connect(server) as conn:
+            return [info.pg_backend_status for info in conn.node_info()]
+
+    wait_for(lambda: pg_status(checked) == ["up", "up"], "pcp_node_info to show the health checks' verdict")
+    rows = checked.psql("SHOW POOL_NODES")
+    assert [row.split("|")[4] for row in rows.splitlines()] == ["up", "up"]
+    assert pg_status(pgpool_factory(extra=EXTRA)) == ["unknown", "unknown"]
+
+
 @needs_pgpool2_tools
 def test_errors_keep_the_connection(pgpool: PgpoolServer) -> None:
     result = both(pgpool, "pcp_node_info", "7")
