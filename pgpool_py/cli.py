@@ -1,7 +1,7 @@
 """
 ``pgpool-py`` command line, with pgpool-II's options:
 
-    pgpool-py [-f pgpool.conf] [-F pcp.conf] [-a pool_hba.conf] [-n | --daemon] [-D] [-d]
+    pgpool-py [-f pgpool.conf] [-F pcp.conf] [-a pool_hba.conf] [-k key_file] [-n | --daemon] [-D] [-d]
     pgpool-py [-f pgpool.conf] [-m smart|fast|immediate] stop
     pgpool-py [-f pgpool.conf] reload
     pgpool-py [-f pgpool.conf] status      (not in pgpool-II; LSB exit codes)
@@ -47,6 +47,8 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("-f", "--config-file", default=DEFAULT_CONFIG, help="pgpool.conf to read (default: %(default)s)")
     p.add_argument("-F", "--pcp-file", default=None, help="pcp.conf (default: beside pgpool.conf)")
     p.add_argument("-a", "--hba-file", default=None, help="pool_hba.conf (default: beside pgpool.conf)")
+    p.add_argument("-k", "--key-file", default=None,
+                   help="key file for AES passwords in pool_passwd (default: $PGPOOLKEYFILE or ~/.pgpoolkey)")
     detach = p.add_mutually_exclusive_group()
     detach.add_argument("-n", "--dont-detach", action="store_true", help="stay in the foreground (the default)")
     detach.add_argument("--daemon", action="store_true", help="detach and run in the background")
@@ -70,6 +72,7 @@ def runtime_paths(args: configargparse.Namespace) -> RuntimePaths:
         config_file=config_file,
         pcp_file=os.path.abspath(args.pcp_file or os.path.join(base, "pcp.conf")),
         hba_file=os.path.abspath(args.hba_file or os.path.join(base, "pool_hba.conf")),
+        key_file=os.path.abspath(args.key_file) if args.key_file else None,
     )
 
 

@@ -195,6 +195,16 @@ class SyslogHandler(logging.Handler):
             self._sock, self._pid = sock, os.getpid()
         return self._sock
 
+    def unreachable(self) -> str | None:
+        """Why the syslog socket cannot be used now, or None when it can.  A throwaway socket:
+        one kept from here would be inherited by the daemon and every child."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect(self.address)
+            except OSError as exc:
+                return exc.strerror or str(exc)
+        return None
+
     def emit(self, record: logging.LogRecord) -> None:
         formatter = self.formatter
         lines = formatter.format_lines(record) if isinstance(formatter, PgFormatter) else [self.format(record)]
@@ -397,6 +407,7 @@ _stderr: logging.Handler | None = None
 _syslog: SyslogHandler | None = None
 _collector: CollectorHandler | None = None
 _debug = False
+_syslog_warned = False  # the unreachable syslog socket was reported (once, not by every process)
 syslog_address = DEFAULT_SYSLOG_ADDRESS  # the socket syslog lines go to; tests point it elsewhere
 
 
@@ -430,7 +441,7 @@ def configure(cfg: Config, debug: bool | None = None) -> None:
     Log as ``cfg`` says; called at start and again on reload (the collector's settings need a
     restart, so its file stays open).  ``debug`` (``-d``) is kept from the previous call when None.
     """
-    global _stderr, _syslog, _collector, _debug
+    global _stderr, _syslog, _collector, _debug, _syslog_warned
     if debug is not None:
         _debug = debug
     handlers: list[logging.Handler] = []
@@ -454,8 +465,26 @@ def configure(cfg: Config, debug: bool | None = None) -> None:
         if _syslog is None or (_syslog.address, _syslog.ident) != (syslog_address, cfg.syslog_ident):
             _syslog = SyslogHandler(syslog_address, cfg.syslog_facility, cfg.syslog_ident)
         _syslog.facility = syslog_facility(cfg.syslog_facility)
+        syslog_error = _syslog.unreachable()
+        # With syslog as the only destination and no syslog daemon every line would be lost,
+        # start-up errors included: use stderr as well until a reload finds the socket.
+        fallback = syslog_error is not None and not handlers
+        if fallback:
+            if _stderr is None:
+                _stderr = logging.StreamHandler(sys.stderr)
+            handlers.append(_stderr)
         handlers.append(_syslog)
+    else:
+        syslog_error = None
     _install(handlers, PgFormatter(cfg.log_line_prefix, cfg.log_error_verbosity), cfg.log_min_messages, _debug)
+    if syslog_error is None:
+        _syslog_warned = False
+    elif not _syslog_warned:
+        _syslog_warned = True
+        logging.getLogger(__name__).warning(
+            'could not connect to the syslog socket "%s": %s%s', syslog_address, syslog_error,
+            "; logging to stderr instead" if fallback else "",
+        )
 
 
 def capture_output() -> None:

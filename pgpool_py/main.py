@@ -20,14 +20,15 @@ from typing import Callable
 
 from pgpool_py import failover, pidfile
 from pgpool_py import log as pglog
-from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files
-from pgpool_py.config import BackendConfig, Config, reload_config
+from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files, reload_everything
+from pgpool_py.config import BackendConfig, Config
 from pgpool_py.errors import ConfigError, ServerHalt
 from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
-from pgpool_py.health.primary import find_primary_node_repeatedly
+from pgpool_py.health.primary import SearchStopped, find_primary_node_repeatedly
+from pgpool_py.health.probe import Waker
 from pgpool_py.health.sr_check import run_sr_check
-from pgpool_py.process import HANDLED_SIGNALS, ExitCode, ProcessKind, reap, spawn
+from pgpool_py.process import HANDLED_SIGNALS, STRAY_SIGNALS, ExitCode, ProcessKind, reap, spawn
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, Role, SharedState
 from pgpool_py.signals import SignalQueue, send, signal_name
 
@@ -39,6 +40,7 @@ STATUS_FILE = "pgpool_status"
 QUICK_DEATH_SECONDS = 1.0
 QUICK_DEATH_LIMIT = 10
 MIN_BACKLOG = 128
+STOP_MODES = {signal.SIGTERM: "smart", signal.SIGINT: "fast", signal.SIGQUIT: "immediate"}
 
 
 @dataclass
@@ -97,12 +99,26 @@ class Main:
         self.pid_path = cfg.config_path(cfg.pid_file_name)
         pidfile.create(self.pid_path)
         try:
+            # First, so a broken pool_hba.conf, pool_passwd or SSL file stops the start with its
+            # one-line reason before anything is bound or searched.
+            try:
+                self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
+            except (ConfigError, OSError) as exc:
+                raise ServerHalt(str(exc)) from None
+            # Before the primary search, which may last search_primary_node_timeout: a stop
+            # signal must end it cleanly, not kill us (SIGTERM) or raise KeyboardInterrupt.
+            self.sigq = SignalQueue(HANDLED_SIGNALS + STRAY_SIGNALS)
             self.listeners = create_listeners(cfg)
             self.pcp_listeners = create_pcp_listeners(cfg)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
-            self._init_backends()
-            self.auth_files: AuthFiles = load_auth_files(cfg, self.paths)
-            self.sigq = SignalQueue(HANDLED_SIGNALS)
+            try:
+                self._init_backends()
+            except SearchStopped:
+                pass
+            stop = self._pending_stop()
+            if stop is not None:
+                log.info("received %s shutdown request", STOP_MODES[stop])
+                return 0
             self.children = [ChildSlot() for _ in range(cfg.num_init_children)]
             # Children share the parent's pages as long as nothing writes to them: keep the
             # collector from touching every object's header after the fork.
@@ -138,7 +154,9 @@ class Main:
                 shm.backends[node].status = BackendStatus.DOWN if word == "down" else BackendStatus.CONNECT_WAIT
         if cfg.clustering_mode == "streaming_replication":
             # pgpool-II searches at startup too: no primary yet delays it up to search_primary_node_timeout.
-            shm.req.primary_node_id = find_primary_node_repeatedly(cfg, shm)
+            shm.req.primary_node_id = find_primary_node_repeatedly(
+                cfg, shm, sleep=self._sleep_unless_stopping, waker=Waker(self.sigq.wakeup_fd, self._raise_if_stopping),
+            )
         self._update_main_and_primary()
 
     def _publish_backend(self, b: BackendConfig, status: BackendStatus) -> None:
@@ -153,6 +171,19 @@ class Main:
         info.pg_role = -1
         info.status = status
         info.status_changed_time = time.time()
+
+    def _pending_stop(self) -> signal.Signals | None:
+        """A shutdown request that arrived during start-up (the loop has not run yet)."""
+        return next((signal.Signals(s) for s in self.sigq.pending if s in STOP_MODES), None)
+
+    def _raise_if_stopping(self) -> None:
+        self.sigq.drain()
+        if self._pending_stop() is not None:
+            raise SearchStopped()
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        self.sigq.wait((), seconds)
+        self._raise_if_stopping()
 
     def _update_main_and_primary(self) -> None:
         shm = self.shm
@@ -182,7 +213,11 @@ class Main:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            log.warning('could not read status file "%s": %s', self._status_path(), exc.strerror)
+            log.warning('could not read status file "%s": %s; ignoring it', self._status_path(), exc.strerror)
+            return []
+        except UnicodeDecodeError:
+            # As pgpool-II with an unreadable file: start as if there were none.
+            log.warning('could not read status file "%s": it is not text; ignoring it', self._status_path())
             return []
 
     def write_status_file(self) -> None:
@@ -283,6 +318,8 @@ class Main:
                 handler = getattr(self, f"handle_{signal_name(signum).lower()}", None)
                 if handler is not None:
                     handler()
+                else:
+                    log.warning("received signal %s; pgpool-py does not use it, ignoring it", signal_name(signum))
             if self.stopping is not None and not self._child_pids():
                 log.info("all children exited; pgpool-py is shut down")
                 return 0
@@ -317,9 +354,9 @@ class Main:
             if code == ExitCode.FATAL:
                 raise ServerHalt(f"child process {pid} exited with a fatal error; shutting down")
             if code == ExitCode.NO_RESTART and sig is None:
-                log.debug("child process %d %s; not restarting it", pid, how)
-                continue
-            if sig is not None:
+                # A stop signal sent to this child alone: main runs on, so its slot must not stay empty.
+                log.info("child process %d %s on a stop request; restarting it", pid, how)
+            elif sig is not None:
                 log.warning("child process with pid: %d %s", pid, how)
             self.quick_deaths = self.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS and sig is None else 0
             if self.quick_deaths >= QUICK_DEATH_LIMIT:
@@ -331,17 +368,22 @@ class Main:
             log.debug("fork a new child process with pid: %d", self.children[index].pid)
 
     def _reap_aux(self, aux: AuxProcess, code: int | None, sig: int | None) -> None:
-        aux.pid = 0
+        pid, aux.pid = aux.pid, 0
         if self.stopping is not None:
             return
         if code == ExitCode.FATAL:
             raise ServerHalt(f"{aux.name} process exited with a fatal error; shutting down")
         if code == ExitCode.NO_RESTART and sig is None:
-            log.debug("%s process exited; not restarting it", aux.name)
-            return
-        if sig is not None or code:
-            log.warning("%s process exited (%s); restarting it", aux.name,
-                        f"signal {signal_name(sig)}" if sig is not None else f"status {code}")
+            # Stopped by a signal of its own, or no longer wanted (health_check_period or
+            # sr_check_period set to 0 by a reload): only the configuration can tell.
+            if aux.name not in {wanted.name for wanted in self._aux_processes()}:
+                log.debug("%s process %d exited; the configuration no longer asks for it", aux.name, pid)
+                return
+            log.info("%s process %d exited on a stop request; restarting it", aux.name, pid)
+        elif sig is not None or code:
+            log.warning("%s process %d %s; restarting it", aux.name, pid,
+                        f"was terminated by signal {signal_name(sig)}" if sig is not None
+                        else f"exited with status {code}")
         if time.monotonic() - aux.started < QUICK_DEATH_SECONDS:
             # Do not spin: a helper that dies at once is retried on the next loop tick.
             self.sigq.sleep(QUICK_DEATH_SECONDS)
@@ -351,8 +393,7 @@ class Main:
         """SIGHUP: reload pgpool.conf; children re-read it when idle."""
         log.info("reload config files.")
         try:
-            new_cfg, warnings = reload_config(self.cfg, self.paths.config_file)
-            auth = load_auth_files(new_cfg, self.paths)
+            new_cfg, warnings, auth = reload_everything(self.cfg, self.paths)
         except (ConfigError, OSError) as exc:
             log.error("reload rejected; the running configuration stays", extra={"detail": str(exc)})
             return
@@ -390,18 +431,18 @@ class Main:
         self._signal_children(signal.SIGUSR2)
 
     def handle_sigterm(self) -> None:
-        self._stop(signal.SIGTERM, "smart")
+        self._stop(signal.SIGTERM)
 
     def handle_sigint(self) -> None:
-        self._stop(signal.SIGINT, "fast")
+        self._stop(signal.SIGINT)
 
     def handle_sigquit(self) -> None:
-        self._stop(signal.SIGQUIT, "immediate")
+        self._stop(signal.SIGQUIT)
 
-    def _stop(self, sig: signal.Signals, mode: str) -> None:
+    def _stop(self, sig: signal.Signals) -> None:
         if self.stopping is not None and sig == self.stopping:
             return
-        log.info("received %s shutdown request", mode)
+        log.info("received %s shutdown request", STOP_MODES[sig])
         self.stopping = sig
         self._close_listeners()
         self._signal_children(sig)

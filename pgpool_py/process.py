@@ -36,6 +36,17 @@ HANDLED_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
+# Signals pgpool-py does not use whose default action terminates: main logs and ignores them
+# (a stray SIGALRM killed it silently); every other process keeps the default.  Handled, not
+# SIG_IGN, so that commands main runs get the default back at exec.  SIGPIPE is ignored by
+# Python itself.
+STRAY_SIGNALS = (
+    signal.SIGALRM,
+    signal.SIGVTALRM,
+    signal.SIGPROF,
+    signal.SIGIO,
+    signal.SIGPWR,
+)
 
 
 class ProcessKind(enum.IntEnum):
@@ -89,7 +100,7 @@ def spawn(
     the child's pid in the parent.
     """
     global current_kind, current_slot
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS + STRAY_SIGNALS)
     # Flush so buffered output is not written twice, once by each process.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -106,6 +117,8 @@ def spawn(
         for sig in HANDLED_SIGNALS:
             ignore = sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
             signal.signal(sig, signal.SIG_IGN if ignore else signal.SIG_DFL)
+        for sig in STRAY_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         current_kind, current_slot = kind, slot
         proctitle.set_title(title)

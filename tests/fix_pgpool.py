@@ -1,11 +1,12 @@
 """
 pgpool-py as a real server process for tests.
 
-``pgpool_factory(nodes=None, *, mode="streaming", extra=None, program=None, wait_ready=True)``
-writes pgpool.conf / pcp.conf / pool_hba.conf into a directory of the test's tmp_path
+``pgpool_factory(nodes=None, *, mode="streaming", extra=None, program=None, wait_ready=True,
+hba_text=None, args=None)`` writes pgpool.conf / pcp.conf / pool_hba.conf into a directory of the test's tmp_path
 and starts ``python -m pgpool_py -n -f ... -F ... -a ...`` in its own session, its
 stdout and stderr going to a log file.  ``program`` runs another pgpool-compatible
-binary with the same options instead (``["/usr/sbin/pgpool"]`` for pgpool-II).
+binary with the same options instead (``["/usr/sbin/pgpool"]`` for pgpool-II); ``args`` are
+added to the command line.
 Without ``nodes`` it uses the session's ``pg_cluster`` (``pg_native_cluster`` for
 ``mode="native"``).
 
@@ -199,6 +200,7 @@ def pgpool_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
         program: list[str] | None = None,
         wait_ready: bool = True,
         hba_text: str | None = None,
+        args: list[str] | None = None,
     ) -> PgpoolServer:
         if nodes is None:
             nodes = request.getfixturevalue(_CLUSTER_FIXTURES[mode])
@@ -221,7 +223,7 @@ def pgpool_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                (program or PGPOOL_PY) + ["-n", "-f", str(conf), "-F", str(pcp_conf), "-a", str(hba_conf)],
+                (program or PGPOOL_PY) + ["-n", "-f", str(conf), "-F", str(pcp_conf), "-a", str(hba_conf)] + (args or []),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, cwd=directory, start_new_session=True,
             )

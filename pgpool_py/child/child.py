@@ -66,11 +66,12 @@ def _literal(text: str) -> str:
 
 @dataclass(frozen=True)
 class RuntimePaths:
-    """Files named on the command line (-f, -F, -a) rather than in pgpool.conf."""
+    """Files named on the command line (-f, -F, -a, -k) rather than in pgpool.conf."""
 
     config_file: str
     pcp_file: str
     hba_file: str
+    key_file: str | None = None  # None: $PGPOOLKEYFILE, else ~/.pgpoolkey
 
 
 def pool_passwd_path(cfg: Config) -> str:
@@ -81,9 +82,17 @@ def load_auth_files(cfg: Config, paths: RuntimePaths) -> AuthFiles:
     """Everything a login needs from files; built at start and again on every reload."""
     rules = load_hba(paths.hba_file) if cfg.enable_pool_hba else []
     path = pool_passwd_path(cfg)
-    # AES entries are decrypted with ~/.pgpoolkey (or $PGPOOLKEYFILE), as pgpool-II does.
-    passwords = load_pool_passwd(path, read_pool_key()) if path else {}
+    # AES entries are decrypted with -k, else $PGPOOLKEYFILE, else ~/.pgpoolkey, as pgpool-II does.
+    passwords = load_pool_passwd(path, read_pool_key(paths.key_file)) if path else {}
     return rules, passwords, tls.server_context(cfg), tls.backend_context(cfg)
+
+
+def reload_everything(cfg: Config, paths: RuntimePaths) -> tuple[Config, list[str], AuthFiles]:
+    """What a reload takes: pgpool.conf re-read over ``cfg`` (with its warnings) and the auth
+    files it names.  ConfigError or OSError rejects the reload whole; main, each child and
+    pcp_reload_config's check all decide through here."""
+    new_cfg, warnings = reload_config(cfg, paths.config_file)
+    return new_cfg, warnings, load_auth_files(new_cfg, paths)
 
 
 class Child:
@@ -445,8 +454,7 @@ class Child:
     def _reload(self) -> None:
         self.reload_requested = False
         try:
-            new_cfg, _warnings = reload_config(self.cfg, self.paths.config_file)
-            auth = load_auth_files(new_cfg, self.paths)
+            new_cfg, _warnings, auth = reload_everything(self.cfg, self.paths)
         except (ConfigError, OSError) as exc:
             log.debug("child keeps the running configuration: %s", exc)
             return

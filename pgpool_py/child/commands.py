@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
 from pgpool_py.config import PARAMS, Context, Param, render
-from pgpool_py.health.check import health_check_stats_rows
+from pgpool_py.health.check import health_check_stats_rows, pg_status
 from pgpool_py.errors import PgError
 from pgpool_py.protocol import messages as m
 from pgpool_py.routing.classify import parse_pool_command
@@ -109,16 +109,6 @@ class PoolCommands:
             return "primary" if node == shm.req.primary_node_id else "standby"
         return "main" if node == shm.req.main_node_id else "replica"
 
-    def _pg_status(self, node: int) -> str:
-        """What the health check last saw; ``unknown`` without health checks (pgpool-II's PQping)."""
-        b = self.child.shm.backends[node]
-        if b.status == BackendStatus.DOWN:
-            return "down"
-        stats = self.child.shm.health_stats[node]
-        if not stats.last_health_check:
-            return "unknown"
-        return "up" if stats.last_successful_health_check >= stats.last_failed_health_check else "down"
-
     def _used_nodes(self) -> list[int]:
         shm = self.child.shm
         return [n for n in range(shm.req.num_backends) if shm.backends[n].status != BackendStatus.UNUSED]
@@ -132,7 +122,7 @@ class PoolCommands:
             b = shm.backends[node]
             pg_role = Role(b.pg_role).label if b.pg_role >= 0 and b.status != BackendStatus.DOWN else "unknown"
             rows.append([
-                str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, self._pg_status(node),
+                str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, pg_status(self.child.shm, node),
                 f"{b.weight / total_weight:f}", self._role_label(node), pg_role,
                 str(shm.statement_counts(node)["select_cnt"]), "true" if node == lb_node else "false", str(b.standby_delay),
                 b.replication_state.decode(), b.replication_sync_state.decode(), show_time(b.status_changed_time),

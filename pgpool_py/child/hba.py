@@ -110,7 +110,9 @@ def _read_lines(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
             return f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: could not read file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: could not read file: {exc}") from exc
 
 

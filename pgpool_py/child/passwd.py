@@ -184,7 +184,9 @@ def load_pool_passwd(path: str, pool_key: str | None = None) -> dict[str, Passwo
             lines = f.read().splitlines()
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: could not read pool_passwd: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: could not read pool_passwd: {exc}") from exc
     entries: dict[str, PasswordEntry] = {}
     for lineno, line in enumerate(lines, 1):

@@ -297,6 +297,8 @@ def _read_file(path: str, depth: int = 0) -> list[_Entry]:
         if parsed is None:
             continue
         key, raw = parsed
+        _check_utf8(key, where)
+        _check_utf8(raw, where)
         if key != "include":
             entries.append(_Entry(key, raw, where))
             continue
@@ -305,6 +307,17 @@ def _read_file(path: str, depth: int = 0) -> list[_Entry]:
         included = raw if os.path.isabs(raw) else os.path.join(os.path.dirname(path), raw)
         entries.extend(_read_file(included, depth + 1))
     return entries
+
+
+def _check_utf8(text: str, where: str) -> None:
+    """Reject bytes that are not UTF-8 in a setting (comments may hold any): the file is read
+    with surrogateescape, and a lone surrogate in a value fails later, wherever it is encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("utf-8", "surrogateescape")
+        shown = " ".join(f"0x{byte:02x}" for byte in bad)
+        raise ConfigError(f'{where}: invalid byte sequence for encoding "UTF8": {shown}') from None
 
 
 def _parse_line(line: str, where: str) -> tuple[str, str] | None:

@@ -329,7 +329,7 @@ _TABLE: tuple[Param, ...] = (
     Param("num_init_children", INT, 32, I, "pools",
           "Number of pre-forked child processes: the most clients served at once.", min=1, max=INT_MAX),
     Param("max_pool", INT, 4, I, "pools",
-          "Cached backend connection sets (user, database) per child.", min=0, max=INT_MAX),
+          "Cached backend connection sets (user, database) per child.", min=1, max=INT_MAX),
     Param("child_life_time", INT, 300, I, "pools",
           "An idle child that has served a client exits after this long; 0 = never.", unit="s",
           min=0, max=INT_MAX),

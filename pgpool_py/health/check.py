@@ -196,6 +196,17 @@ def run_health_check(cfg: Config, shm: SharedState, node_id: int, main_pid: int)
     return HealthCheck(cfg, shm, node_id, main_pid).run()
 
 
+def pg_status(shm: SharedState, node: int) -> str:
+    """What the health check last saw of ``node`` (pgpool-II's PQping): "up"/"down", or
+    "unknown" without health checks; the pg_status of SHOW POOL_NODES and pcp_node_info."""
+    if shm.backends[node].status == BackendStatus.DOWN:
+        return "down"
+    stats = shm.health_stats[node]
+    if not stats.last_health_check:
+        return "unknown"
+    return "up" if stats.last_successful_health_check >= stats.last_failed_health_check else "down"
+
+
 def health_check_stats_rows(shm: SharedState) -> list[list[str]]:
     """The statistics part of SHOW POOL_HEALTH_CHECK_STATS / pcp_health_check_stats, per node:
     total_count success_count fail_count skip_count retry_count average_retry_count

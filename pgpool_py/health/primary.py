@@ -38,27 +38,49 @@ def probe_timeout(cfg: Config) -> float:
     return cfg.connect_timeout / 1000.0 if cfg.connect_timeout > 0 else DEFAULT_PROBE_TIMEOUT
 
 
-def node_roles(cfg: Config, shm: SharedState, nodes: list[int], waker: Waker | None = None) -> dict[int, Role]:
-    """The live role of each reachable node in ``nodes``; also recorded as its pg_role."""
+class SearchStopped(Exception):
+    """Raised by a waker to end a search at once (main got a shutdown request)."""
+
+
+def node_roles(
+    cfg: Config, shm: SharedState, nodes: list[int], waker: Waker | None = None,
+    reported: dict[int, str] | None = None,
+) -> dict[int, Role]:
+    """
+    The live role of each reachable node in ``nodes``; also recorded as its pg_role.
+
+    With ``reported`` (node -> last reason warned about), why a node did not answer is a
+    WARNING the first time and whenever it changes, not once per retry.
+    """
     roles: dict[int, Role] = {}
     for node in nodes:
         try:
             rows = query(sr_target(cfg, shm, node), "SELECT pg_is_in_recovery()", probe_timeout(cfg), waker)
         except PgError as exc:
-            log.debug("find_primary_node: node %d not reachable: %s", node, exc.message)
+            reason = " ".join(exc.message.split())  # libpq's messages span lines
+            if reported is not None and reported.get(node) != reason:
+                reported[node] = reason
+                log.warning('find_primary_node: node %d did not answer as sr_check_user "%s": %s',
+                            node, cfg.sr_check_user, reason)
+            else:
+                log.debug("find_primary_node: node %d not reachable: %s", node, reason)
             continue
+        if reported is not None:
+            reported.pop(node, None)
         roles[node] = Role.STANDBY if rows and rows[0][0] == "t" else Role.PRIMARY
         shm.backends[node].pg_role = int(roles[node])
     return roles
 
 
-def find_primary_node(cfg: Config, shm: SharedState, waker: Waker | None = None) -> int:
+def find_primary_node(
+    cfg: Config, shm: SharedState, waker: Waker | None = None, reported: dict[int, str] | None = None
+) -> int:
     """The primary's node id, or -1 when none of the valid nodes is a primary."""
     nodes = shm.valid_nodes()
     for node in nodes:
         if shm.backends[node].flag & BackendFlag.ALWAYS_PRIMARY:
             return node
-    roles = node_roles(cfg, shm, nodes, waker)
+    roles = node_roles(cfg, shm, nodes, waker, reported)
     primaries = [n for n, r in roles.items() if r == Role.PRIMARY]
     if not primaries:
         return -1
@@ -72,18 +94,23 @@ def find_primary_node(cfg: Config, shm: SharedState, waker: Waker | None = None)
 
 
 def find_primary_node_repeatedly(
-    cfg: Config, shm: SharedState, sleep: Callable[[float], None] = time.sleep
+    cfg: Config, shm: SharedState, sleep: Callable[[float], None] = time.sleep, waker: Waker | None = None
 ) -> int:
-    """find_primary_node, retried every second for search_primary_node_timeout (0 = forever)."""
+    """
+    find_primary_node, retried every second for search_primary_node_timeout (0 = forever).
+
+    ``sleep`` and ``waker`` may raise SearchStopped to end the search (left to the caller).
+    """
     if shm.req.follow_primary_ongoing:
         return int(shm.req.primary_node_id)  # follow_primary_command is rebuilding the standbys
     timeout = cfg.search_primary_node_timeout
     deadline = time.monotonic() + timeout
+    reported: dict[int, str] = {}
     while True:
         if not shm.valid_nodes():
             log.info("find_primary_node_repeatedly: all of the backends are down")
             return -1
-        primary = find_primary_node(cfg, shm)
+        primary = find_primary_node(cfg, shm, waker, reported)
         if primary >= 0:
             return primary
         if timeout > 0 and time.monotonic() >= deadline:

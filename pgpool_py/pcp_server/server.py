@@ -100,7 +100,7 @@ class PcpServer:
             return
         if conn.family != socket.AF_UNIX:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        worker = PcpWorker(conn, self.cfg, self.shm, self.main_pid, self.users, self.users_error)
+        worker = PcpWorker(conn, self.cfg, self.shm, self.main_pid, self.users, self.users_error, self.paths)
         try:
             pid = spawn(ProcessKind.PCP_WORKER, worker.run, title="PCP: new connection", before_run=self._in_worker)
         except OSError as exc:

@@ -31,8 +31,9 @@ from pcp.types import HealthCheckStats, NodeInfo, PoolStatusItem, ProcessInfo, b
 from pgpool_py import log as pglog, proctitle
 from pgpool_py.config import render
 from pgpool_py.config.params import BackendFlag
-from pgpool_py.errors import PgError
-from pgpool_py.health.check import health_check_stats_rows
+from pgpool_py.child.child import reload_everything
+from pgpool_py.errors import ConfigError, PgError
+from pgpool_py.health.check import health_check_stats_rows, pg_status
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import (
@@ -47,6 +48,7 @@ from pgpool_py.shmem.layout import (
 from pgpool_py.signals import SignalQueue, send
 
 if TYPE_CHECKING:
+    from pgpool_py.child.child import RuntimePaths
     from pgpool_py.config import Config
     from pgpool_py.shmem.layout import SharedState
 
@@ -92,9 +94,11 @@ class PcpWorker:
         main_pid: int,
         users: dict[str, str],
         users_error: str | None,
+        paths: RuntimePaths,
     ) -> None:
         self.conn = conn
         self.cfg = cfg
+        self.paths = paths
         self.shm = shm
         self.main_pid = main_pid
         self.users = users
@@ -311,7 +315,7 @@ class PcpWorker:
             backend_port=b.port,
             backend_status=b.status,
             quarantine=bool(b.quarantine),
-            pg_backend_status="unknown",
+            pg_backend_status=pg_status(shm, node),
             backend_weight=b.weight / total_weight,
             role=int(self._role(node)),
             pg_role=Role(b.pg_role).label if b.pg_role >= 0 else "unknown",
@@ -580,6 +584,12 @@ class PcpWorker:
         return b""
 
     def reload_config(self, payload: bytes) -> bytes:
+        # Checked here first, as `pgpool-py reload` checks: main would reject a bad file only in
+        # its log, after the tool had printed "Command Successful".
+        try:
+            reload_everything(self.cfg, self.paths)
+        except (ConfigError, OSError) as exc:
+            raise PgError("reload rejected; the running configuration stays", detail=str(exc)) from None
         # The signal `pgpool-py reload` sends; "-s cluster" is local: there is no watchdog.
         if not send(self.main_pid, signal.SIGHUP):
             raise PgError("process reload config request failed",

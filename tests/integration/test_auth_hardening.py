@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgpool_py.child.passwd import aes_encrypt_password
 from pgpool_py.cluster import PgNode
 from pgpool_py.tools.passwords import enc_main
 from tests.fix_pg import _clusters
@@ -182,6 +183,24 @@ def test_aes_pool_passwd_from_pg_enc(pgpool_factory: Any, node: PgNode, tmp_path
     with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "scramuser"'):
         _connect(locked, "scramuser", PASSWORD)
     assert "could not decrypt the password" in locked.log_text()
+
+
+def test_pool_key_file_from_the_command_line(pgpool_factory: Any, node: PgNode, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # pgpool-II's -k/--key-file names the key that decrypts AES entries of pool_passwd.
+    key_file = tmp_path / "the-key"
+    key_file.write_text("command line key\n")
+    os.chmod(key_file, 0o600)
+    passwd = tmp_path / "pool_passwd"
+    passwd.write_text(f"scramuser:AES{aes_encrypt_password(PASSWORD, 'command line key')}\n")
+    monkeypatch.delenv("PGPOOLKEYFILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pgpoolkey either
+    hba = READY_LINE + "host all all 127.0.0.1/32 scram-sha-256\n"
+    for option in (["-k", str(key_file)], [f"--key-file={key_file}"]):
+        server = pgpool_factory([node], extra={**RAW, "enable_pool_hba": True, "pool_passwd": str(passwd)},
+                                hba_text=hba, args=option)
+        with _connect(server, "scramuser", PASSWORD) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("scramuser",)
 
 
 # ---------------------------------------------------------------- allow_clear_text_frontend_auth

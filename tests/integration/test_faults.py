@@ -486,3 +486,75 @@ def test_pcp_client_dropped_mid_command(pgpool_factory: Any, pg_cluster: Any) ->
         time.sleep(0.1)  # PCP workers of the dropped clients exit
     assert set(_group_members(server.pid)) == baseline, "PCP workers of vanished clients linger"
     print(f"\nPCP clients dropped mid-command: {counts}; PCP and clients served afterwards, no worker left")
+
+
+def _titles_of_children(parent: int) -> dict[int, str]:
+    """Live (non-zombie) child processes of ``parent``: pid -> process title."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if int(ppid) == parent and state != "Z":
+            found[int(entry)] = title
+    return found
+
+
+def test_processes_stopped_by_a_signal_are_restarted(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # A stop signal sent to one process (not to main) used to end it for good: a smaller pool,
+    # no more health checks, and PCP clients hanging on the listen socket main still held.
+    children = 2
+    server = pgpool_factory(pg_cluster, extra={"num_init_children": children, "health_check_period": 1,
+                                               "sr_check_period": 1})
+    client_title = "pgpool: wait for connection request"
+    cases = [
+        (client_title, signal.SIGTERM), (client_title, signal.SIGINT), (client_title, signal.SIGQUIT),
+        ("pgpool: health check process(0)", signal.SIGTERM), ("pgpool: health check process(1)", signal.SIGINT),
+        ("pgpool: worker process", signal.SIGQUIT), ("pgpool: worker process", signal.SIGTERM),
+        ("pgpool: PCP: wait for connection request", signal.SIGTERM),
+        ("pgpool: PCP: wait for connection request", signal.SIGINT),
+        ("pgpool: PCP: wait for connection request", signal.SIGQUIT),
+    ]
+    for title, sig in cases:
+        before = _titles_of_children(server.pid)
+        victim = next(pid for pid, t in before.items() if t == title)
+        wanted = sum(1 for t in before.values() if t == title)
+        os.kill(victim, sig)
+
+        def replaced() -> bool:
+            now = _titles_of_children(server.pid)
+            return victim not in now and sum(1 for t in now.values() if t == title) == wanted
+
+        deadline = time.monotonic() + FAULT_TIMEOUT
+        while not replaced():
+            assert time.monotonic() < deadline, f"{title!r} not restarted after {sig.name}\n{server.log_tail(30)}"
+            time.sleep(0.1)
+        assert re.search(rf"(LOG|WARNING):  .*process {victim} (exited|was terminated).*; restarting it",
+                         server.log_text()), server.log_tail(30)
+    with _pcp(server) as pcp:
+        assert pcp.node_count() == 2
+    assert served_again(server, within=5) >= 0
+    assert server.stop("fast") == 0
+
+
+def test_stray_signals_to_main_are_logged_and_ignored(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # Signals pgpool-py does not use whose default action is to terminate: main died of them silently.
+    server = pgpool_factory(pg_cluster, extra={"num_init_children": 2})
+    stray = [signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO, signal.SIGPWR]
+    for sig in stray + [signal.SIGPIPE]:
+        os.kill(server.pid, sig)
+    for sig in stray:
+        deadline = time.monotonic() + FAULT_TIMEOUT
+        while f"WARNING:  received signal {sig.name}; pgpool-py does not use it, ignoring it" not in server.log_text():
+            assert server.proc.poll() is None, f"main died of {sig.name}\n{server.log_tail(30)}"
+            assert time.monotonic() < deadline, server.log_tail(30)
+            time.sleep(0.1)
+    assert served_again(server, within=5) >= 1
+    assert server.proc.poll() is None
+    assert server.stop("fast") == 0

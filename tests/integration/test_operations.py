@@ -353,3 +353,100 @@ def test_pid_file_of_another_program_is_stale(make_site: Callable[..., Site]) ->
             assert site.run("-m", "immediate", "stop").returncode == 0
         finally:
             other.kill()
+
+
+def _start_fails(site: Site, *args: str) -> str:
+    """Run the server in the foreground on a broken configuration: it must exit 1 at once with
+    one FATAL line and no traceback; that line is returned."""
+    result = site.run("-n", *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    fatal = [line for line in output.splitlines() if "FATAL:" in line]
+    assert len(fatal) == 1, output
+    assert not site.pid_path.exists()
+    return fatal[0]
+
+
+@pytest.mark.parametrize("case", ["hba_method", "hba_missing", "ssl_without_key", "pool_passwd_bytes",
+                                  "pool_passwd_directory"])
+def test_bad_auth_files_stop_start_up_with_one_line(make_site: Callable[..., Site], case: str) -> None:
+    extra: dict[str, str | int | bool] = {"logging_collector": False}
+    args: list[str] = []
+    if case.startswith("hba"):
+        extra["enable_pool_hba"] = True
+    if case == "ssl_without_key":
+        extra["ssl"] = True
+    if case == "pool_passwd_directory":
+        extra["pool_passwd"] = "log"
+    site = make_site(**extra)
+    if case == "hba_method":
+        (site.dir / "pool_hba.conf").write_text("host all all 127.0.0.1/32 bogus\n")
+        expected = f'{site.dir}/pool_hba.conf:1: invalid authentication method "bogus"'
+    elif case == "hba_missing":
+        args = ["-a", str(site.dir / "missing.conf")]
+        expected = f"{site.dir}/missing.conf: could not read file"
+    elif case == "ssl_without_key":
+        expected = 'parameter "ssl": ssl = on needs ssl_cert and ssl_key'
+    elif case == "pool_passwd_bytes":
+        (site.dir / "pool_passwd").write_bytes(b"alice:md5\xff\n")
+        expected = f"{site.dir}/pool_passwd: could not read pool_passwd"
+    else:
+        expected = f"{site.dir}/log: could not read pool_passwd"
+    assert expected in _start_fails(site, *args)
+
+
+def test_corrupt_status_file_is_ignored_with_a_warning(make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    status_file = site.log_dir / "pgpool_status"  # work_dir (logdir) is log/ beside pgpool.conf
+    status_file.parent.mkdir(exist_ok=True)
+    status_file.write_bytes(b"garbage\n\xff\xfe\n")
+    start = site.run("--daemon")
+    assert start.returncode == 0, start.stderr
+    site.wait_ready()
+    site.wait_log(rf'^main pid \d+: WARNING:  could not read status file "{status_file}": .*; ignoring it')
+    assert "Traceback" not in site.log_text()
+    assert site.run("-m", "fast", "stop").returncode == 0
+
+
+@pytest.mark.parametrize(("sig", "mode"), [(signal.SIGINT, "fast"), (signal.SIGTERM, "smart"),
+                                           (signal.SIGQUIT, "immediate")])
+def test_primary_search_warns_once_and_stops_on_a_signal(make_site: Callable[..., Site], sig: signal.Signals,
+                                                         mode: str) -> None:
+    # sr_check_user cannot log in: the search would retry for search_primary_node_timeout.
+    site = make_site(logging_collector=False, sr_check_user="nosuchuser", search_primary_node_timeout=60)
+    output = site.dir / "output.log"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen([str(site.program), "-n", "-d", "-f", str(site.conf)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        retry = "find_primary_node_repeatedly: waiting for finding a primary node"
+        # -d shows each retry: wait for a few, so that a warning per retry would show.
+        wait_for(lambda: output.read_text(errors="replace").count(retry) >= 3, 20,
+                 lambda: output.read_text(errors="replace"))
+        assert site.pid_path.exists()
+        proc.send_signal(sig)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = output.read_text(errors="replace")
+    assert "Traceback" not in text, text
+    for node in (0, 1):
+        warnings = re.findall(rf"WARNING:  find_primary_node: node {node} did not answer as sr_check_user "
+                              rf'"nosuchuser": .*role "nosuchuser" does not exist', text)
+        assert len(warnings) == 1, text
+    assert len(re.findall(rf"LOG:  received {mode} shutdown request", text)) == 1, text
+    assert "successfully started" not in text
+    assert not site.pid_path.exists()
+
+
+def test_start_up_error_with_syslog_only_and_no_syslog_daemon_is_on_stderr(make_site: Callable[..., Site]) -> None:
+    site = make_site(logging_collector=False, log_destination="syslog", enable_pool_hba=True)
+    (site.dir / "pool_hba.conf").write_text("host all all 127.0.0.1/32 bogus\n")
+    missing = site.dir / "no-syslog.sock"
+    result = site.run("-n", "--syslog-socket", str(missing))
+    assert f'WARNING:  could not connect to the syslog socket "{missing}": No such file or directory; ' \
+           "logging to stderr instead" in result.stderr
+    assert 'invalid authentication method "bogus"' in _start_fails(site, "--syslog-socket", str(missing))

@@ -188,6 +188,20 @@ def test_information_commands_with_both_tools(pgpool: PgpoolServer, pg_cluster: 
     assert both(pgpool, "pcp_node_count", host=run_dir).stdout == "2\n"  # the Unix socket
 
 
+def test_node_info_pg_status_is_what_the_health_check_saw(pgpool_factory: PgpoolFactory) -> None:
+    # As SHOW POOL_NODES: "up" once a health check succeeded, "unknown" without health checks.
+    checked = pgpool_factory(extra={**EXTRA, "health_check_period": 1})
+
+    def pg_status(server: PgpoolServer) -> list[str]:
+        with connect(server) as conn:
+            return [info.pg_backend_status for info in conn.node_info()]
+
+    wait_for(lambda: pg_status(checked) == ["up", "up"], "pcp_node_info to show the health checks' verdict")
+    rows = checked.psql("SHOW POOL_NODES")
+    assert [row.split("|")[4] for row in rows.splitlines()] == ["up", "up"]
+    assert pg_status(pgpool_factory(extra=EXTRA)) == ["unknown", "unknown"]
+
+
 @needs_pgpool2_tools
 def test_errors_keep_the_connection(pgpool: PgpoolServer) -> None:
     result = both(pgpool, "pcp_node_info", "7")
@@ -338,6 +352,25 @@ def test_reload_config_goes_to_main(pgpool: PgpoolServer) -> None:
     result = tool(pgpool, True, "pcp_reload_config")
     assert result.stdout == "pcp_reload_config -- Command Successful\n"
     wait_for(lambda: pgpool.log_text().count("reload config files.") == 2, "main to reload again")
+
+
+@needs_pgpool2_tools
+def test_reload_config_of_an_invalid_file_fails_with_the_reason(pgpool: PgpoolServer) -> None:
+    with open(pgpool.conf_path, "a") as f:
+        f.write("max_pool = -3\n")
+    line = len(pgpool.conf_path.read_text().splitlines())
+    reason = f'{pgpool.conf_path}:{line}: invalid value for parameter "max_pool": "-3"'
+    # pgpool-II's tool exits 0 after any server ERROR (pgpool-facts.md §5); ours exits 2.
+    for real, status in ((False, 2), (True, 0)):
+        result = tool(pgpool, real, "pcp_reload_config")
+        assert (result.returncode, result.stdout) == (status, ""), result
+        assert "ERROR:  reload rejected; the running configuration stays\n" in result.stderr, result.stderr
+        assert f"DETAIL:  {reason}" in result.stderr, result.stderr
+    assert "reload config files." not in pgpool.log_text()  # main was never asked
+    with connect(pgpool) as conn:  # the connection stays usable after the error
+        with pytest.raises(PcpError, match="reload rejected"):
+            conn.reload_config()
+        assert conn.node_count() == 2
 
 
 @needs_pgpool2_tools

@@ -96,6 +96,14 @@ def test_bad_value_error_text(tmp_path: Path) -> None:
     )
 
 
+def test_max_pool_zero_is_rejected(tmp_path: Path) -> None:
+    # pgpool-II's minimum: with no pool slot every client failed with an internal error.
+    path = write(tmp_path, ONE_BACKEND + "max_pool = 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f'{path}:3: invalid value for parameter "max_pool": "0" (allowed: 1 .. 2147483647)'
+
+
 def test_bad_enum_lists_choices(tmp_path: Path) -> None:
     path = write(tmp_path, ONE_BACKEND + "disable_load_balance_on_write = sometimes\n")
     with pytest.raises(ConfigError, match=r"allowed: off, transaction, trans_transaction, always, dml_adaptive\)$"):
@@ -228,6 +236,29 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(str(tmp_path / "absent.conf"))
 
 
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (b"backend_application_name1 = 'caf\xe9'", "0xe9"),
+        (b"listen_addresses = \xff\xfe", "0xff 0xfe"),
+        (b"caf\xe9 = 1", "0xe9"),
+    ],
+)
+def test_invalid_utf8_in_a_setting_names_file_and_line(tmp_path: Path, line: bytes, shown: str) -> None:
+    path = tmp_path / "pgpool.conf"
+    path.write_bytes(ONE_BACKEND.encode() + line + b"\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(info.value) == f'{path}:3: invalid byte sequence for encoding "UTF8": {shown}'
+
+
+def test_invalid_utf8_in_a_comment_is_ignored(tmp_path: Path) -> None:
+    # An old file written in Latin-1 loads as long as its settings themselves are ASCII.
+    path = tmp_path / "pgpool.conf"
+    path.write_bytes(ONE_BACKEND.encode() + b"# caf\xe9\nport = 9998 # \xe9t\xe9\n")
+    assert load_config(str(path)).port == 9998
+
+
 # -- reload
 
 
@@ -278,6 +309,15 @@ def test_reload_rejects_a_bad_file_whole(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=":4: invalid value"):
         reload_config(old)
     assert old.log_statement is False
+
+
+def test_reload_rejects_invalid_utf8(tmp_path: Path) -> None:
+    path = write(tmp_path, ONE_BACKEND)
+    old = load_config(path)
+    with open(path, "ab") as f:
+        f.write(b"backend_application_name0 = 'caf\xe9'\n")
+    with pytest.raises(ConfigError, match=r":3: invalid byte sequence for encoding \"UTF8\": 0xe9$"):
+        reload_config(old)
 
 
 def test_pgpool_41_spellings_load_without_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -43,6 +43,7 @@ def _clean_logging() -> Iterator[None]:
             handler.close()
     pglog._collector = None
     pglog._syslog = None
+    pglog._syslog_warned = False
     pglog.clear_session()
 
 
@@ -125,6 +126,22 @@ def test_syslog_without_a_daemon_drops_messages(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(pglog, "syslog_address", str(tmp_path / "nobody"))
     pglog.configure(make_cfg(tmp_path, log_destination="syslog"), debug=False)
     logging.getLogger("pgpool_py.x").error("lost")  # must not raise or print a traceback
+
+
+def test_syslog_only_without_a_daemon_falls_back_to_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "nobody")
+    monkeypatch.setattr(pglog, "syslog_address", missing)
+    monkeypatch.setattr(pglog, "_stderr", None)  # a handler on the stderr pytest captures
+    cfg = make_cfg(tmp_path, log_destination="syslog", log_line_prefix="")
+    pglog.configure(cfg, debug=False)
+    logging.getLogger("pgpool_py.x").critical("cannot start")
+    pglog.configure(cfg, debug=False)  # a reload: no second warning
+    assert capsys.readouterr().err == (
+        f'WARNING:  could not connect to the syslog socket "{missing}": No such file or directory; '
+        "logging to stderr instead\nFATAL:  cannot start\n"
+    )
 
 
 def collector_cfg(tmp_path: Path, **params: str) -> Config:

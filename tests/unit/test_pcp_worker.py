@@ -13,6 +13,7 @@ import pytest
 
 from pcp import protocol as proto
 from pcp.protocol import Packet
+from pgpool_py.child.child import RuntimePaths
 from pgpool_py.config import load_config
 from pgpool_py.errors import PgError
 from pgpool_py.pcp_server.worker import PcpWorker
@@ -35,7 +36,8 @@ def worker() -> Iterator[PcpWorker]:
         shm.backends[node].port = 5432 + node
     a, b = socket.socketpair()
     with a, b, shm._lockfile:  # SharedState lives as long as main and has no close()
-        yield PcpWorker(a, load_config(None, CONFIG), shm, NO_MAIN_PID, {USER: proto.md5_hex(PASSWORD)}, None)
+        paths = RuntimePaths("/nonexistent/pgpool.conf", "/nonexistent/pcp.conf", "/nonexistent/pool_hba.conf")
+        yield PcpWorker(a, load_config(None, CONFIG), shm, NO_MAIN_PID, {USER: proto.md5_hex(PASSWORD)}, None, paths)
 
 
 def _login(worker: PcpWorker, password: str = PASSWORD) -> bytes:
