@@ -30,9 +30,10 @@ class PoolSlot:
     main_node: int = 0
     load_balance_node: int = 0
     closetime: float = 0.0  # when the last client left (0 while in use)
-    # How the client proved itself when the slot was made: a later client must do the same
-    # before it may reuse it ("trust", "md5", "scram-sha-256", "password" or "passthrough").
-    auth_method: str = ""
+    # Whether a backend asked for a password when the slot was made: a later client whose
+    # password only a backend could check (passthrough; "password" without a pool_passwd
+    # entry) may reuse the slot only if none did.
+    backend_asked_password: bool = True
     password: str | None = None
     cancel_key: int = 0  # the current client's cancel key (shared memory: client_key)
 

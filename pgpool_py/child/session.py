@@ -208,7 +208,6 @@ class Session:
         slot.user, slot.database, slot.major, slot.minor = user, database, startup.major, startup.minor
         slot.startup_key = startup_key
         slot.main_node = main_node
-        slot.auth_method = method
         child.set_status(ChildStatus.CONNECTING)
         conns: dict[int, BackendConnection] = {}
         try:
@@ -233,8 +232,7 @@ class Session:
             for conn in conns.values():
                 conn.close()
             raise
-        if method == "passthrough":
-            slot.auth_method = "trust" if not conns[main_node].auth_codes else "passthrough"
+        slot.backend_asked_password = any(conn.auth_codes for conn in conns.values())
         slot.password = password
         slot.conns = conns
         slot.load_balance_node = child.choose_load_balance_node(slot, self, startup)
@@ -293,8 +291,9 @@ class Session:
     def _can_reauthenticate(self, slot: PoolSlot, method: str, entry: PasswordEntry | None) -> bool:
         """A cached connection may serve this client only if we can check its credentials."""
         if method == "passthrough" or (method == "password" and entry is None):
-            # Only the backend checks such a password: a new connection must let it.
-            return slot.auth_method == "trust"
+            # Only the backend checks such a password: a new connection must let it.  (Not the
+            # method that let the slot's first client in: pool_hba's trust is no backend's.)
+            return not slot.backend_asked_password
         return True
 
     def _authenticate_client(self, method: str, user: str, entry: PasswordEntry | None) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -147,6 +148,32 @@ def test_unchecked_clear_text_password_never_reuses_a_pooled_connection(pgpool_f
         assert conn.execute("SELECT current_user").fetchone() == ("scramuser",)
     with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "scramuser"'):
         _connect(server, "scramuser", "wrong")
+
+
+def test_pool_hba_trust_does_not_open_a_cached_connection_to_unchecked_passwords(
+        pgpool_factory: Any, node: PgNode, tmp_path: Path) -> None:
+    # The slot was made for a client pool_hba trusted, and the backend's SCRAM was answered
+    # from pool_passwd.  Once the entry is gone, a 'password' client can be checked only by
+    # the backend: it must not get that slot (it did, with any password: CVE-2025-46801's kind).
+    passwd = tmp_path / "pool_passwd"
+    passwd.write_text(f"scramuser:TEXT{PASSWORD}\n")
+    hba = READY_LINE + "local all all trust\nhost all all 127.0.0.1/32 password\n"
+    server = pgpool_factory([node], extra={**RAW, "enable_pool_hba": True, "num_init_children": 1, "max_pool": 2,
+                                           "pool_passwd": str(passwd)}, hba_text=hba)
+    socket_dir = str(server.conf_path.parent / "run")
+    with psycopg.connect(host=socket_dir, port=server.port, user="scramuser", dbname="test") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("scramuser",)
+    passwd.write_text("")
+    with open(server.conf_path, "a") as f:
+        f.write("log_min_messages = 'warning'\n")  # a change the child shows once it has reloaded
+    server.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while server.psql("PGPOOL SHOW log_min_messages") != "warning" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(psycopg.OperationalError, match='password authentication failed for user "scramuser"'):
+        _connect(server, "scramuser", "wrong")
+    with _connect(server, "scramuser", PASSWORD) as conn:  # the backend checks it, on a new connection
+        assert conn.execute("SELECT current_user").fetchone() == ("scramuser",)
 
 
 # ---------------------------------------------------------------- AES pool_passwd
