@@ -307,10 +307,7 @@ class Session:
             self.client.send(out)
             done = False
             while not done:
-                typ, body = self.client.read_message(self.deadline, "authenticating the client")
-                if typ != ord("p"):
-                    raise ProtocolError(f"expected password response, got message type {chr(typ)!r}")
-                out, done = exchange.feed(typ, body)
+                out, done = exchange.feed(ord("p"), self.client.read_password(self.deadline))
                 if out:
                     self.client.send(out)
         return exchange.password
@@ -325,8 +322,7 @@ class Session:
             if self.clear_auth is None and self.cfg.allow_clear_text_frontend_auth and code in (m.AUTH_MD5, m.AUTH_SASL):
                 asked = client_auth.PasswordAuth(self.client_user, None)
                 self.client.send(asked.first())
-                typ, body = self.client.read_message(self.deadline, "authenticating the client")
-                asked.feed(typ, body)
+                asked.feed(ord("p"), self.client.read_password(self.deadline))
                 self.clear_auth = client_auth.BackendAuth(self.client_user, asked.password)
             if self.clear_auth is not None:
                 return self.clear_auth.feed(code, data)
@@ -335,10 +331,7 @@ class Session:
             self.client.send(m.authentication(code, data))
             if code == m.AUTH_SASL_FINAL:
                 return None
-            typ, body = self.client.read_message(self.deadline, "authenticating the client")
-            if typ != ord("p"):
-                raise ProtocolError(f"expected password response, got message type {chr(typ)!r}")
-            return m.password_message(body)
+            return m.password_message(self.client.read_password(self.deadline))
         except PgError:
             self.client_failed = True  # a client that leaves or stalls here is no backend failure
             raise

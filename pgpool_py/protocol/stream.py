@@ -13,6 +13,8 @@ from typing import Callable
 from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 
+MAX_PASSWORD_MESSAGE = 65536  # a password or SASL response; longer is garbage or an attack
+
 # wait(fds, timeout) -> readable fds; returns [] on a signal or timeout (SignalQueue.wait).
 Waiter = Callable[[list[int], float | None], list[int]]
 
@@ -75,10 +77,21 @@ class Stream:
     def read_message(self, deadline: float | None, what: str = "reading a message") -> tuple[int, bytes]:
         """One whole message: (type byte, body without the length word)."""
         header = self.read_exact(5, deadline, what)
+        return header[0], self.read_exact(m.message_length(header, 0) - 5, deadline, what)
+
+    def read_password(self, deadline: float | None) -> bytes:
+        """
+        The body of a client's PasswordMessage (also SASL responses).  Anything else, or one
+        over 64 kB, is refused on its header, as PostgreSQL refuses it: a client that has not
+        logged in must not make us read up to 1 GB.
+        """
+        header = self.read_exact(5, deadline, "authenticating the client")
+        if header[0] != ord("p"):
+            raise ProtocolError(f"expected password response, got message type {chr(header[0])!r}")
         length = m.message_length(header, 0) - 5
-        if self.who == "client" and header[0] == ord("p") and length > 65536:
+        if length > MAX_PASSWORD_MESSAGE:
             raise ProtocolError("invalid password packet length")
-        return header[0], self.read_exact(length, deadline, what)
+        return self.read_exact(length, deadline, "authenticating the client")
 
     def send(self, data: bytes) -> None:
         try:

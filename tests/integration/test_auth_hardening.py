@@ -176,6 +176,24 @@ def test_pool_hba_trust_does_not_open_a_cached_connection_to_unchecked_passwords
         assert conn.execute("SELECT current_user").fetchone() == ("scramuser",)
 
 
+@pytest.mark.parametrize("header", [b"Q\x30\x00\x00\x00", b"p\x30\x00\x00\x00"], ids=["query", "huge password"])
+def test_a_client_logging_in_is_refused_on_a_message_header(pgpool_factory: Any, node: PgNode,
+                                                            header: bytes) -> None:
+    # Asked for its password, a client announces an 800 MB message.  Before, the child read
+    # any message whole (a Query) before looking at its type, holding up to 1 GB; now the
+    # header is enough, as in PostgreSQL.
+    hba = READY_LINE + "host all all 127.0.0.1/32 password\n"
+    server = pgpool_factory([node], extra={**RAW, "enable_pool_hba": True}, hba_text=hba)
+    typ, code, sock = _first_reply(server.port, "scramuser")
+    with sock:
+        assert (typ, code) == (b"R", 3)  # AuthenticationCleartextPassword
+        sock.settimeout(5)
+        sock.sendall(header)
+        reply = sock.recv(4096)
+    assert reply[:1] == b"E" and b"28P01" not in reply, reply
+    assert b"expected password response" in reply or b"invalid password packet length" in reply, reply
+
+
 # ---------------------------------------------------------------- AES pool_passwd
 
 
