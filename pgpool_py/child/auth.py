@@ -74,6 +74,8 @@ def _no_usable_entry(user: str, entry: PasswordEntry | None, method: str) -> str
     """Why ``entry`` cannot check a ``method`` login: the log detail of the failure."""
     if entry is None:
         return f'pool_passwd has no entry for user "{user}"'
+    if entry.plaintext() == "":
+        return f'pool_passwd holds an empty password for user "{user}", which never matches'
     if entry.kind == "aes":
         return f'the AES password of user "{user}" in pool_passwd could not be decrypted: {entry.problem}'
     return (
@@ -96,7 +98,9 @@ class _Exchange:
     def __init__(self, user: str, entry: PasswordEntry | None) -> None:
         self.user = user
         self.entry = entry
-        self.password: str | None = entry.plaintext() if entry else None
+        # An empty password never matches, as in PostgreSQL (an empty TEXT entry let a client in
+        # with md5 or SCRAM of the empty string).
+        self.password: str | None = (entry.plaintext() if entry else None) or None
 
     def _check_type(self, msg_type: int) -> None:
         if msg_type != _PASSWORD_MESSAGE:

@@ -348,3 +348,22 @@ def test_cert() -> None:
         CertAuth(USER, None, "mallory").first()
     with pytest.raises(AuthError, match="requires a valid client certificate"):
         CertAuth(USER, None, None).first()
+
+
+def test_empty_password_entry_never_matches() -> None:
+    # PostgreSQL never accepts an empty password; a TEXT entry holding one did, by md5 and SCRAM.
+    empty = classify_password("TEXT")
+    assert empty.plaintext() == ""
+    server = Md5Auth(USER, empty)
+    req = _auth_request(server.first())
+    reply = BackendAuth(USER, "").feed(req.code, req.data)
+    assert reply is not None
+    with pytest.raises(AuthFailed) as info:
+        server.feed(*_split(reply))
+    assert info.value.log_detail is not None and "empty password" in info.value.log_detail
+    scram = ScramAuth(USER, empty)
+    scram.first()
+    with pytest.raises(AuthFailed):
+        _libpq_style_client(scram, "")
+    with pytest.raises(AuthFailed):
+        PasswordAuth(USER, empty).feed(ord("p"), b"x\0")
