@@ -140,6 +140,11 @@ def libpq_params(cfg: Config) -> dict[str, str]:
     return {"sslmode": "verify-ca", "sslrootcert": bundle}
 
 
+# libpq's error when verify-ca meets a backend that answers the SSLRequest with N.  The relay
+# goes on in clear text then (only a certificate it gets is checked): side connections retry
+# without TLS on this error alone, never on a failed verification.
+TLS_NOT_SUPPORTED = "server does not support SSL"
+
 CA_BUNDLE_FILE = "pgpool_ca_bundle.pem"
 # What OpenSSL reads from a CA directory: certificates under their subject hash (c_rehash).
 _HASHED_CERT_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import select
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import psycopg
@@ -21,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq.abc import PGconn
 
 from pgpool_py.errors import PgError
+from pgpool_py.tls import TLS_NOT_SUPPORTED
 
 Row = tuple["str | None", ...]
 # libpq treats a connect_timeout below 2 s as 2 s; our deadline is the real bound anyway.
@@ -75,6 +76,15 @@ def query(target: Target, sql: str, timeout: float, waker: Waker | None = None) 
     Raises ProbeFailed when the node cannot be reached within ``timeout`` seconds, PgError when
     it answers with an error.
     """
+    try:
+        return _query(target, sql, timeout, waker)
+    except ProbeFailed as exc:
+        if target.tls and TLS_NOT_SUPPORTED in exc.message:
+            return _query(replace(target, tls=()), sql, timeout, waker)
+        raise
+
+
+def _query(target: Target, sql: str, timeout: float, waker: Waker | None) -> list[Row]:
     deadline = time.monotonic() + timeout
     conn = pq.PGconn.connect_start(target.conninfo(timeout))
     try:

@@ -35,7 +35,7 @@ from psycopg.conninfo import make_conninfo
 from pgpool_py.errors import PgError
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import VALID_STATUSES, BackendStatus, LockId, Recovery, RequestDetail, RequestKind, SharedState
-from pgpool_py.tls import libpq_params
+from pgpool_py.tls import TLS_NOT_SUPPORTED, libpq_params
 
 if TYPE_CHECKING:
     from pgpool_py.config import Config
@@ -207,13 +207,21 @@ def recovery_password(cfg: Config) -> str | None:
 def connect_as_recovery_user(cfg: Config, shm: SharedState, node: int, dbname: str) -> psycopg.Connection[Any]:
     b = shm.backends[node]
     try:
-        return psycopg.connect(
-            make_conninfo("", **libpq_params(cfg)),
-            host=b.hostname.decode(), port=b.port, user=cfg.recovery_user, password=recovery_password(cfg),
-            dbname=dbname, connect_timeout=CONNECT_TIMEOUT, autocommit=True, application_name="pgpool-py recovery",
-        )
+        return _connect(cfg, host=b.hostname.decode(), port=b.port, user=cfg.recovery_user,
+                        password=recovery_password(cfg), dbname=dbname, connect_timeout=CONNECT_TIMEOUT,
+                        autocommit=True)
     except psycopg.Error as exc:
         raise PgError(f"node recovery failed, unable to connect to main node: {node}", detail=str(exc).strip()) from exc
+
+
+def _connect(cfg: Config, **params: Any) -> psycopg.Connection[Any]:
+    """A libpq connection of online recovery, checking the backend's certificate as the relay does."""
+    try:
+        return psycopg.connect(make_conninfo("", **libpq_params(cfg)), application_name="pgpool-py recovery", **params)
+    except psycopg.OperationalError as exc:
+        if TLS_NOT_SUPPORTED not in str(exc) or not libpq_params(cfg):
+            raise
+        return psycopg.connect(application_name="pgpool-py recovery", **params)
 
 
 def execute_checkpoint(conn: psycopg.Connection[Any]) -> None:
@@ -335,10 +343,8 @@ def check_postmaster_started(cfg: Config, shm: SharedState, node: int, waiter: W
         log.debug("trying to connect to postmaster on hostname:%s database:%s user:%s (retry %d times)",
                   host, dbname, user, attempt)
         try:
-            with psycopg.connect(make_conninfo("", **libpq_params(cfg)),
-                                 host=host, port=b.port, user=user, password=password, dbname=dbname,
-                                 connect_timeout=max(2, int(min(CONNECT_TIMEOUT, deadline - time.monotonic()))),
-                                 application_name="pgpool-py recovery"):
+            with _connect(cfg, host=host, port=b.port, user=user, password=password, dbname=dbname,
+                          connect_timeout=max(2, int(min(CONNECT_TIMEOUT, deadline - time.monotonic())))):
                 return
         except psycopg.Error as exc:
             last = str(exc).strip()

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from pgpool_py.cluster import SERVER_USER, PgNode
-from pgpool_py.config.loader import load_config
+from pgpool_py.config.loader import Config, load_config
 from pgpool_py.health import probe
 from pgpool_py.tls import libpq_params
 from tests.tls_certs import Certs, KeyPair, make_ca
@@ -237,6 +237,13 @@ def test_bad_or_stalled_handshake_ends_only_that_session(pgpool_factory: Any, se
     assert "SSL handshake with the client failed" in server.log_text()
 
 
+def load_config_text(node: PgNode, text: str, directory: Path) -> Config:
+    """A configuration with ``node`` and ``text``, as pgpool-py would load it."""
+    path = directory / "pgpool.conf"
+    path.write_text(f"backend_hostname0 = '{node.host}'\nbackend_port0 = {node.port}\n" + text)
+    return load_config(str(path))
+
+
 def _hashed_ca_dir(directory: Path, *cas: Path) -> Path:
     """A CA directory as OpenSSL reads it: each certificate under its subject hash (c_rehash)."""
     directory.mkdir()
@@ -258,10 +265,8 @@ def test_ssl_ca_cert_dir_alone_verifies_side_connections(pgpool_factory: Any, pg
     work_dir.mkdir()
 
     def side_connection(ca_dir: Path) -> list[tuple[str, ...]]:
-        conf = tmp_path / "pgpool.conf"
-        conf.write_text(f"backend_hostname0 = '{node.host}'\nbackend_port0 = {node.port}\n"
-                        f"ssl = on\nssl_ca_cert_dir = '{ca_dir}'\nwork_dir = '{work_dir}'\n")
-        tls = libpq_params(load_config(str(conf)))
+        text = f"ssl = on\nssl_ca_cert_dir = '{ca_dir}'\nwork_dir = '{work_dir}'\n"
+        tls = libpq_params(load_config_text(node, text, tmp_path))
         assert tls == {"sslmode": "verify-ca", "sslrootcert": str(work_dir / "pgpool_ca_bundle.pem")}
         return probe.query(probe.Target(node.host, node.port, SERVER_USER, "", "postgres", tuple(tls.items())),
                            "SELECT 1", 5)
@@ -279,3 +284,25 @@ def test_ssl_ca_cert_dir_alone_verifies_side_connections(pgpool_factory: Any, pg
                                            "ssl_ca_cert_dir": str(tmp_path / "trusted")})
     with server.connect(sslmode="disable") as conn:
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+
+
+def test_ssl_ca_cert_with_a_backend_without_tls(pgpool_factory: Any, pg_cluster_factory: Any, certs: Certs,
+                                                server_pair: KeyPair, tmp_path: Path) -> None:
+    # ssl_ca_cert checks a backend's certificate when it speaks TLS; one that answers the
+    # SSLRequest with N is reached in clear text, by the relay and by the side connections
+    # alike.  Before, libpq's verify-ca failed every health check: the cluster failed over.
+    (node,) = pg_cluster_factory(num_nodes=1, mode="native")  # no TLS on the backend
+    tls = tuple(libpq_params(load_config_text(node, f"ssl = on\nssl_ca_cert = '{certs.ca}'\n", tmp_path)).items())
+    target = probe.Target(node.host, node.port, SERVER_USER, "", "postgres", tls)
+    assert probe.query(target, "SELECT 1", 5) == [("1",)]
+    server = pgpool_factory([node], extra={**RAW, **_ssl_conf(server_pair, certs), "health_check_period": 1})
+    with server.connect(sslmode="disable") as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (False,)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with server.connect(sslmode="disable") as conn:
+            (success, fail) = conn.execute("SHOW POOL_HEALTH_CHECK_STATS").fetchone()[7:9]
+        if int(success) >= 2:
+            break
+        time.sleep(0.2)
+    assert (int(success) >= 2, fail) == (True, "0")
