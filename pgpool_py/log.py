@@ -20,12 +20,15 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import socket
 import sys
 import time
 from typing import TYPE_CHECKING
 
 from pgpool_py import process
+from pgpool_py.errors import PgError
+from pgpool_py.protocol import messages as m
 
 if TYPE_CHECKING:
     from pgpool_py.config import Config
@@ -68,6 +71,18 @@ class SessionContext:
 
 
 session = SessionContext()
+
+_NOT_ASCII_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, ascii_only: bool = False) -> str:
+    """
+    A name the client chose, as the log prefix shows it: control characters become '?' (a
+    newline in it would forge a log line).  ``ascii_only``: anything outside printable ASCII,
+    PostgreSQL's rule for application_name (pg_clean_ascii).
+    """
+    return (_NOT_ASCII_PRINTABLE if ascii_only else _CONTROL).sub("?", text)
 
 
 def clear_session() -> None:
@@ -565,6 +580,34 @@ def log_node_statement(cfg: Config, node_id: int, backend_pid: int, query: str) 
     """``log_per_node_statement``: a statement as sent to one node."""
     if cfg.log_per_node_statement:
         _log_session.info("DB node id: %d backend pid: %d statement: %s", node_id, backend_pid, query)
+
+
+_FRONTEND_MESSAGES = {
+    ord("Q"): "Query", ord("P"): "Parse", ord("B"): "Bind", ord("E"): "Execute", ord("D"): "Describe",
+    ord("C"): "Close", ord("S"): "Sync", ord("H"): "Flush", ord("F"): "FunctionCall", ord("d"): "CopyData",
+    ord("c"): "CopyDone", ord("f"): "CopyFail", ord("X"): "Terminate",
+}
+
+
+def log_frontend(cfg: Config, buf: bytes | bytearray, msgs: list[tuple[int, int, int]]) -> None:
+    """``log_statement`` and ``log_client_messages`` for messages a client sent: (type, start,
+    end) in ``buf``.  The relays call it only while one of the two is on."""
+    for typ, start, end in msgs:
+        detail = None
+        if typ in (0x51, 0x50):  # Query, Parse: the statement
+            body = bytes(buf[start:end])
+            if typ == 0x51:
+                text = m.query_bytes(body).decode(errors="replace")
+                detail = f'query: "{text}"'
+            else:
+                try:
+                    name, raw = m.parse_parse_bytes(body)
+                except PgError:
+                    name, raw = b"", b""
+                text = raw.decode(errors="replace")
+                detail = f'statement: "{name.decode(errors="replace")}", query: "{text}"'
+            log_statement(cfg, text)
+        log_client_message(cfg, _FRONTEND_MESSAGES.get(typ, repr(chr(typ))), detail)
 
 
 def log_client_message(cfg: Config, kind: str, detail: str | None = None) -> None:

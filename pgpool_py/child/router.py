@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pgpool_py import log as pglog
 from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
@@ -190,6 +191,7 @@ class Router:
         self.disable_load_balance_on_write = cfg.disable_load_balance_on_write
         self.log_per_node_statement = cfg.log_per_node_statement
         self.insert_lock = self.native and cfg.insert_lock
+        self.log_frontend = cfg.log_statement or cfg.log_client_messages
         self._balancing_changed()
 
     def _balancing_changed(self) -> None:
@@ -486,6 +488,9 @@ class Router:
         while True:
             if (cbuf or chunk) and not held and terminate_by is None:
                 held, cut = self._process_client(chunk or cbuf, send_c)
+                if self.log_frontend:  # what was handled, once (a held batch is read again)
+                    buf = chunk or cbuf
+                    pglog.log_frontend(self.cfg, buf, m.split_messages(buf[:cut] if cut >= 0 else buf)[0])
                 if cut < 0:
                     # Replies still due are relayed (and, in native replication, compared)
                     # before the session ends, within a bound.
@@ -528,6 +533,8 @@ class Router:
                         # Most reads are one whole Query: routed from the chunk itself, without
                         # the buffer and its copies.
                         if self._simple(_Q, data, send_c):
+                            if self.log_frontend:
+                                pglog.log_frontend(self.cfg, data, [(_Q, 0, len(data))])
                             if self.in_flight is not None:
                                 child.set_status(ChildStatus.COMMAND_EXECUTE)
                             continue

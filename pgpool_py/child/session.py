@@ -21,7 +21,8 @@ from pgpool_py.child.passwd import PasswordEntry
 from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
 from pgpool_py.child.router import Router
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
-from pgpool_py.log import session as log_session
+from pgpool_py import log as pglog
+from pgpool_py.log import printable, session as log_session
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.routing.classify import POOL_PREFIX_WINDOW, addressed_to_pgpool_bytes
@@ -71,14 +72,17 @@ class Session:
 
     def run(self) -> None:
         startup: m.StartupMessage | None = None
+        started = time.time()
+        host = "[local]" if self.conn_type == "local" else pglog.client_host(self.client_addr, self.cfg)
+        pglog.log_connection(self.cfg, host, self.client_port)
         try:
             startup = self._read_startup()
             if startup is None:
                 return
             if self.too_many_clients:
                 raise SessionError("Sorry, too many clients already", sqlstate="53300", severity="FATAL")
-            log_session.user, log_session.database = startup.user, startup.database
-            log_session.application_name = startup.application_name
+            log_session.user, log_session.database = printable(startup.user), printable(startup.database)
+            log_session.application_name = printable(startup.application_name, ascii_only=True)
             self.child.set_title(f"{startup.user} {startup.database} {self._host_label()} idle")
             slot = self._open(startup)
             self.slot = slot
@@ -102,6 +106,8 @@ class Session:
         finally:
             if self.tls:
                 self.sock.close()  # the child closes the plain socket it accepted, now detached
+            if startup is not None:
+                pglog.log_disconnection(self.cfg, started, startup.user, startup.database, host, self.client_port)
 
     def _host_label(self) -> str:
         return "[local]" if self.conn_type == "local" else f"{self.client_addr}({self.client_port})"
@@ -387,6 +393,11 @@ class Session:
         idle_since = time.monotonic()
         set_status = child.set_status
 
+        def log_upto(msgs: list[tuple[int, int, int]], end: int) -> None:
+            """log_statement / log_client_messages for the messages handled (a held one is read again)."""
+            if self.cfg.log_statement or self.cfg.log_client_messages:
+                pglog.log_frontend(self.cfg, cbuf, [msg for msg in msgs if msg[2] <= end])
+
         while True:
             if cbuf and not held:
                 msgs, consumed = split(cbuf)
@@ -408,6 +419,7 @@ class Session:
                     elif typ == _S:
                         outstanding += 1
                     elif typ == _X:
+                        log_upto(msgs, mstart)
                         if start < mstart:
                             send_b(bytes(cbuf[start:mstart]))
                         self.ended_by_terminate = True
@@ -417,6 +429,7 @@ class Session:
                 else:
                     mstart = consumed
                 end = mstart if held else consumed
+                log_upto(msgs, end)
                 if start < end:
                     send_b(bytes(cbuf[start:end]))
                 del cbuf[:end]

@@ -156,3 +156,17 @@ def test_silent_clients_do_not_tie_up_children(server: Any) -> None:
     finally:
         for s in silent:
             s.close()
+
+
+def test_names_in_the_log_prefix_cannot_forge_log_lines(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # %a (application_name) comes from the client: a newline in it made the rest look like a
+    # log line of its own.  As in PostgreSQL, it is shown with '?' instead.
+    server = pgpool_factory(pg_cluster, extra={**RAW, "log_statement": True, "log_line_prefix": "%m: %a pid %p: "})
+    forged = "\n2026-01-01 00:00:00: main pid 1: LOG:  FORGED"
+    startup = m.startup_message(m.PROTOCOL_3_0, {"user": "postgres", "database": "test",
+                                                 "application_name": "app" + forged + "\x1b[31m"})
+    _talk(server, startup + m.query("SELECT 1") + m.TERMINATE)
+    _served(server)
+    lines = server.log_text().splitlines()
+    assert not [line for line in lines if line.startswith("2026-01-01")], lines
+    assert any("app?2026-01-01 00:00:00: main pid 1: LOG:  FORGED?[31m" in line for line in lines), lines

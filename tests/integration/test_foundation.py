@@ -254,3 +254,26 @@ def test_child_max_connections_recycles_the_child(pgpool_factory: Any, pg_cluste
         time.sleep(0.1)
     assert pids and pids != first, "the child was not replaced after child_max_connections sessions"
     assert "child exiting, 2 connections reached" in server.log_text()
+
+
+@pytest.mark.parametrize("mode", ["raw", "streaming"])
+def test_log_connections_statements_and_client_messages(pgpool_factory: Any, pg_cluster: Any, mode: str) -> None:
+    # These parameters were read by nothing: turned on, they logged nothing.
+    extra = {"log_connections": True, "log_disconnections": True, "log_statement": True,
+             "log_client_messages": True}
+    server = pgpool_factory(pg_cluster, extra={**extra, **RAW} if mode == "raw" else extra)
+    with server.connect(autocommit=True, application_name="logged") as conn:
+        conn.execute("SELECT 'simple' || 1")
+        conn.execute("SELECT 'extended' || %s", (2,))
+    deadline = time.monotonic() + 5
+    while "frontend disconnection" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log_text()
+    assert "LOG:  new connection received" in log and "DETAIL:  connecting host=127.0.0.1 port=" in log
+    assert "LOG:  statement: SELECT 'simple' || 1" in log
+    assert "LOG:  statement: SELECT 'extended' || $1" in log
+    assert 'LOG:  Parse message from frontend.' in log and 'DETAIL:  statement: "", query: "SELECT ' in log
+    assert "LOG:  Bind message from frontend." in log and "LOG:  Sync message from frontend." in log
+    assert log.count("LOG:  statement: SELECT 'simple' || 1") == 1  # once, though batches may be read twice
+    assert re.search(r"frontend disconnection: session time: \d+:\d\d:\d\d\.\d{3} user=postgres database=test "
+                     r"host=127\.0\.0\.1 port=\d+", log)
