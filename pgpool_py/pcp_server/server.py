@@ -65,8 +65,10 @@ class PcpServer:
 
     def _load_users(self) -> None:
         try:
-            self.users = load_pcp_conf(self.paths.pcp_file)
+            self.users, skipped = load_pcp_conf(self.paths.pcp_file)
             self.users_error = None
+            for why in skipped:
+                log.warning("pcp.conf line skipped", extra={"detail": why})
         except ConfigError as exc:
             log.error("PCP logins are refused until pcp.conf is fixed and reloaded", extra={"detail": str(exc)})
             self.users_error = "the PCP password file (pcp.conf) could not be loaded"

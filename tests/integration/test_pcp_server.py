@@ -399,11 +399,16 @@ def test_reload_rereads_pcp_conf(pgpool: PgpoolServer) -> None:
 
     wait_for(admin_logs_in, "the PCP server to reload pcp.conf")
 
-    # A broken pcp.conf refuses every login, says why in the log, and a fixed one is taken again.
+    # A bad line is skipped and named in the log; the other users still log in (before, one
+    # bad line refused every PCP login); an unreadable file refuses them until it is back.
     good = pcp_conf.read_text()
     pcp_conf.write_text(good + "nocolon\n")
     pgpool.signal(signal.SIGHUP)
     wait_for(lambda: f"{pcp_conf}:3: invalid pcp.conf line" in pgpool.log_text(), "the pcp.conf error in the log")
+    assert admin_logs_in()
+    pcp_conf.unlink()
+    pgpool.signal(signal.SIGHUP)
+    wait_for(lambda: "could not read PCP password file" in pgpool.log_text(), "the pcp.conf error in the log")
     with pytest.raises(PcpAuthError, match="failed to authenticate PCP user"):
         connect(pgpool)
     pcp_conf.write_text(good)

@@ -16,11 +16,11 @@ MD5_B = hashlib.md5(b"other").hexdigest()
 
 def test_users_comments_and_first_line_wins() -> None:
     text = f"# USERID:MD5PASSWD\n\npostgres:{MD5_A}\nadmin:{MD5_B}\r\npostgres:{MD5_B}\n"
-    assert parse_pcp_conf(text, "pcp.conf") == {"postgres": MD5_A, "admin": MD5_B}
+    assert parse_pcp_conf(text, "pcp.conf") == ({"postgres": MD5_A, "admin": MD5_B}, [])
 
 
 def test_empty_file_has_no_users() -> None:
-    assert parse_pcp_conf("# only comments\n", "pcp.conf") == {}
+    assert parse_pcp_conf("# only comments\n  # indented too\n", "pcp.conf") == ({}, [])
 
 
 @pytest.mark.parametrize(
@@ -33,17 +33,17 @@ def test_empty_file_has_no_users() -> None:
         (f"{'u' * 129}:{MD5_A}", "user name is longer than 128 characters"),
     ],
 )
-def test_bad_line_names_file_and_line(line: str, why: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_pcp_conf(f"# header\nok:{MD5_A}\n{line}\n", "/etc/pcp.conf")
-    assert str(info.value).startswith("/etc/pcp.conf:3: ")
-    assert why in str(info.value)
+def test_bad_line_is_skipped_naming_file_and_line(line: str, why: str) -> None:
+    # pgpool-II skips it silently; refusing every PCP login for one bad line locked out all.
+    users, skipped = parse_pcp_conf(f"# header\nok:{MD5_A}\n{line}\nlast:{MD5_B}\n", "/etc/pcp.conf")
+    assert users == {"ok": MD5_A, "last": MD5_B}
+    assert len(skipped) == 1 and skipped[0].startswith("/etc/pcp.conf:3: ") and why in skipped[0]
 
 
 def test_load_reads_the_file(tmp_path: Path) -> None:
     path = tmp_path / "pcp.conf"
     path.write_text(f"postgres:{MD5_A}\n")
-    assert load_pcp_conf(str(path)) == {"postgres": MD5_A}
+    assert load_pcp_conf(str(path)) == ({"postgres": MD5_A}, [])
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
