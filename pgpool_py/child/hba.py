@@ -272,8 +272,14 @@ def _address_matches(address: IPNetwork | str | None, ip: IPAddress | None) -> b
     return address is not None and ip.version == address.version and ip in address
 
 
-def _database_matches(tokens: tuple[HbaToken, ...], database: str, user: str) -> bool:
+def _database_matches(tokens: tuple[HbaToken, ...], database: str, user: str, replication: bool) -> bool:
+    # As in PostgreSQL: a physical replication connection matches only the keyword
+    # "replication", which matches nothing else (a database of that name needs quotes).
+    if replication:
+        return any(tok.is_keyword("replication") for tok in tokens)
     for tok in tokens:
+        if tok.is_keyword("replication"):
+            continue
         if tok.is_keyword("all") or (tok.is_keyword("sameuser") and database == user) or tok.text == database:
             return True
     return False
@@ -291,8 +297,10 @@ def match_hba(
     database: str,
     user: str,
     client_addr: str | None,
+    replication: bool = False,
 ) -> HbaRule | None:
-    """The first rule matching this connection, or None (refuse: see ``no_entry_error``)."""
+    """The first rule matching this connection, or None (refuse: see ``no_entry_error``).
+    ``replication``: a physical replication connection (startup option replication=true)."""
     ip = _client_ip(client_addr) if conn_type == "host" and client_addr else None
     for rule in rules:
         if conn_type == "local":
@@ -305,19 +313,25 @@ def match_hba(
                 continue
             if not _address_matches(rule.address, ip):
                 continue
-        if _database_matches(rule.databases, database, user) and _user_matches(rule.users, user):
+        if _database_matches(rule.databases, database, user, replication) and _user_matches(rule.users, user):
             return rule
     return None
 
 
-def describe_connection(*, conn_type: str, ssl: bool, database: str, user: str, client_addr: str | None) -> str:
-    """PostgreSQL's wording: ``host "1.2.3.4", user "u", database "d", no encryption``."""
+def describe_connection(*, conn_type: str, ssl: bool, database: str, user: str, client_addr: str | None,
+                        replication: bool = False) -> str:
+    """PostgreSQL's wording: ``host "1.2.3.4", user "u", database "d", no encryption``
+    (``replication connection from host …, user "u", …`` for a replication connection)."""
     host = str(_client_ip(client_addr)) if conn_type == "host" and client_addr else "[local]"
     encryption = "SSL encryption" if ssl else "no encryption"
+    if replication:
+        return f'replication connection from host "{host}", user "{user}", {encryption}'
     return f'host "{host}", user "{user}", database "{database}", {encryption}'
 
 
-def no_entry_error(*, conn_type: str, ssl: bool, database: str, user: str, client_addr: str | None) -> AuthError:
+def no_entry_error(*, conn_type: str, ssl: bool, database: str, user: str, client_addr: str | None,
+                   replication: bool = False) -> AuthError:
     """The error for a connection no ``pool_hba.conf`` line matches (SQLSTATE 28000)."""
-    where = describe_connection(conn_type=conn_type, ssl=ssl, database=database, user=user, client_addr=client_addr)
+    where = describe_connection(conn_type=conn_type, ssl=ssl, database=database, user=user, client_addr=client_addr,
+                                replication=replication)
     return AuthError(f"no pool_hba.conf entry for {where}", sqlstate="28000")

@@ -67,6 +67,7 @@ class Session:
         # allow_clear_text_frontend_auth: answers the main node with the client's clear password.
         self.clear_auth: client_auth.BackendAuth | None = None
         self.client_failed = False  # the client, not the backend, broke off a relayed authentication
+        self.replication = False  # a physical replication connection (pool_hba's "replication")
 
     # ------------------------------------------------------------------ entry
 
@@ -184,6 +185,7 @@ class Session:
         user, database = startup.user, startup.database
         self.database = database
         self.client_user = user
+        self.replication = startup.params.get("replication", "").lower() in ("true", "on", "yes", "1")
         nodes = child.session_nodes(main_node)
         entry = child.pool_passwd.get(user)
         method = self._frontend_method(user, database)
@@ -276,6 +278,7 @@ class Session:
             "database": database,
             "user": user,
             "client_addr": None if self.conn_type == "local" else self.client_addr,
+            "replication": self.replication,
         }
 
     def _frontend_method(self, user: str, database: str) -> str:

@@ -184,3 +184,25 @@ def test_no_entry_error_wording() -> None:
     assert describe_connection(conn_type="host", ssl=True, database="d", user="u", client_addr="::1").endswith(
         '"::1", user "u", database "d", SSL encryption'
     )
+
+
+def test_replication_keyword_matches_physical_replication_connections_only(tmp_path: Path) -> None:
+    # PostgreSQL's rule.  Before, "replication" was compared as a database name: a
+    # replication connection passed "all" lines, and a database named replication matched.
+    rules = _load(tmp_path, 'host replication all 0.0.0.0/0 reject\nhost "replication" all 0.0.0.0/0 md5\n'
+                            "host all all 0.0.0.0/0 trust\n")
+
+    def method(database: str, replication: bool) -> str | None:
+        rule = match_hba(rules, conn_type="host", ssl=False, database=database, user="u", client_addr="1.2.3.4",
+                         replication=replication)
+        return rule.method if rule else None
+
+    assert method("test", replication=True) == "reject"
+    assert method("replication", replication=False) == "md5"  # only the quoted name
+    assert method("test", replication=False) == "trust"
+    assert method("test", replication=True) != "trust"
+    assert _method(_load(tmp_path, "host all all 0.0.0.0/0 trust\n"), "1.2.3.4") == "trust"
+    assert match_hba(_load(tmp_path, "host all all 0.0.0.0/0 trust\n"), conn_type="host", ssl=False, database="d",
+                     user="u", client_addr="1.2.3.4", replication=True) is None  # "all" is no replication
+    err = no_entry_error(conn_type="host", ssl=False, database="d", user="u", client_addr="1.2.3.4", replication=True)
+    assert err.message == 'no pool_hba.conf entry for replication connection from host "1.2.3.4", user "u", no encryption'
