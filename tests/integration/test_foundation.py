@@ -156,9 +156,8 @@ def _send_cancel(port: int, pid: int, key: bytes) -> None:
 
 def test_late_cancel_from_an_earlier_client_spares_the_next(pgpool_factory: Any, pg_cluster: Any) -> None:
     # A later client of the first one's cached backend connection: with the backend's own key
-    # (pgpool-II), the first client's cancel would stop its query.  Two children, one to serve
-    # the cancel requests.
-    server = pgpool_factory(pg_cluster, extra={**RAW, "num_init_children": 2})
+    # (pgpool-II), the first client's cancel would stop its query.
+    server = pgpool_factory(pg_cluster, extra={**RAW, "num_init_children": 3})
     with socket.create_connection((HOST, server.port), timeout=5) as sock:
         sock.sendall(m.startup_message(m.PROTOCOL_3_0, {"user": SERVER_USER, "database": "test"}))
         welcome = read_until(sock)
@@ -167,13 +166,18 @@ def test_late_cancel_from_an_earlier_client_spares_the_next(pgpool_factory: Any,
     (body,) = [welcome[start + 5:end] for typ, start, end in msgs if typ == ord("K")]
     first_pid, first_key = struct.unpack("!i", body[:4])[0], body[4:8]
 
-    for _ in range(50):  # which child accepts is up to the kernel
+    # Which child accepts is up to the kernel: clients held open take the other children, so
+    # the third at the latest reaches the first one's; then the others leave, to serve cancels.
+    others = []
+    for _ in range(3):
         conn = server.connect(autocommit=True)
         if conn.info.backend_pid == first_pid:
             break
-        conn.close()
+        others.append(conn)
     else:
         pytest.fail("no later client got the first client's backend connection")
+    for other in others:
+        other.close()
     with conn:
         timer = threading.Timer(0.3, _send_cancel, (server.port, first_pid, first_key))
         timer.start()
