@@ -135,6 +135,13 @@ class PcpWorker:
     def run(self) -> int:
         self.sigq = SignalQueue(WORKER_SIGNALS)
         self.conn.settimeout(SEND_TIMEOUT)
+        # %h/%r in log_line_prefix name the PCP client, as they name a SQL client: a failed
+        # login can be traced to where it came from.
+        if self.conn.family == socket.AF_UNIX:
+            pglog.session.host = "[local]"
+        else:
+            peer = self.conn.getpeername()
+            pglog.session.host, pglog.session.port = str(peer[0]), str(peer[1])
         try:
             self._serve()
         except _Disconnect:

@@ -442,3 +442,14 @@ def test_pcp_port_in_use_stops_the_server(pgpool_factory: PgpoolFactory) -> None
         server = pgpool_factory(extra={**EXTRA, "pcp_port": port}, wait_ready=False)
         assert server.proc.wait(WAIT) != 0
     assert f"could not bind PCP socket {HOST}:{port}: Address already in use" in server.log_text()
+
+
+def test_failed_pcp_login_is_logged_with_the_client_address(pgpool_factory: PgpoolFactory) -> None:
+    # %r names the client of a SQL session; it named nobody for a PCP client, so a failed PCP
+    # login (a password being guessed) could not be traced to where it came from.
+    server = pgpool_factory(extra={**EXTRA, "log_line_prefix": "%m: %a %r pid %p: "})
+    with pytest.raises(PcpAuthError):
+        PcpConnection(HOST, server.pcp_port, PCP_USER, "wrong", connect_timeout=5, timeout=10)
+    wait_for(lambda: "authentication failed" in server.log_text(), "the failed login in the log")
+    (line,) = [line for line in server.log_text().splitlines() if "authentication failed" in line]
+    assert re.search(r": pcp_child 127\.0\.0\.1\(\d+\) pid \d+: FATAL:  authentication failed for user", line), line
