@@ -518,8 +518,8 @@ class Router:
                     data = self._recv(chan)
                     if data and self._on_backend_data(chan, data, send_c):
                         held = False
-                        if terminate_by is not None and not self._pending():
-                            return self._terminated()
+                    if data and terminate_by is not None and not self._pending():
+                        return self._terminated()
                 elif fd == cfd:
                     try:
                         data = recv_c(RECV_SIZE)
@@ -728,14 +728,18 @@ class Router:
         table = verdict.insert_table
         if not (self.insert_lock and table and len(target.nodes) > 1) or self.insert_locked is not None:
             return True
+        if self.tx_failed:
+            return True  # the INSERT fails on every node, and so would our queries
         if self.in_flight is not None:
             self._end_open_cycle()
             return False
         serial = self.serial_tables.get(table)
         if serial is None:
             name = ".".join('"' + part.replace('"', '""') + '"' for part in table)
-            reply = self._exchange(target.answer, _HAS_SERIAL.format("'" + name.replace("'", "''") + "'"))
-            serial = self.serial_tables[table] = _ONE_TRUE_ROW in reply
+            reply, ok = self._exchange(target.answer, _HAS_SERIAL.format("'" + name.replace("'", "''") + "'"))
+            serial = _ONE_TRUE_ROW in reply
+            if ok:  # asked again next time otherwise
+                self.serial_tables[table] = serial
         if serial:
             key = int.from_bytes(zlib.crc32(".".join(table).encode()).to_bytes(4, "big"), "big", signed=True)
             nodes = (target.answer, *(n for n in target.nodes if n != target.answer))
@@ -754,8 +758,9 @@ class Router:
                 self._write(node, unlock)
                 self.channels[node].swallow.append("release the insert lock")
 
-    def _exchange(self, node: int, sql: str) -> bytes:
-        """Run a query of ours on a node with nothing in flight; its replies, up to ReadyForQuery."""
+    def _exchange(self, node: int, sql: str) -> tuple[bytes, bool]:
+        """Run a query of ours on a node with nothing in flight: its replies, up to
+        ReadyForQuery, and whether it succeeded (a failure is logged)."""
         ch = self.channels[node]
         while ch.swallow:  # replies to earlier queries of ours come first
             self._swallow_ours(ch, self._recv_or_lost(ch))
@@ -767,11 +772,13 @@ class Router:
             if msgs and msgs[-1][0] == ord("Z"):
                 typ, start, end = msgs[-1]
                 ch.scanner.tx_status = reply[start + 5]
+                ok = True
                 for typ, start, end in msgs:
                     if typ == _E:
                         fields = m.parse_error_fields(reply[start + 5 : end])
                         log.warning("backend node %d: %s failed: %s", node, sql, fields.get("M", ""))
-                return reply
+                        ok = False
+                return reply, ok
 
     def _recv_or_lost(self, ch: NodeChannel) -> bytes:
         data = self._recv(ch)
@@ -963,7 +970,9 @@ class Router:
         return self.channels[self.primary].scanner.tx_status
 
     def _pending(self) -> int:
-        return sum(ch.pending for ch in self.channels.values())
+        """Replies still due, the swallowed ones to queries of ours included: a session must
+        not end (and leave its connection to the reset queries) before they are read."""
+        return sum(ch.pending + len(ch.swallow) for ch in self.channels.values())
 
     def _terminated(self) -> None:
         """The client said Terminate: tell the session what is left for the reset to judge."""

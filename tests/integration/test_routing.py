@@ -639,3 +639,30 @@ def test_native_replication_insert_lock_keeps_ids_equal(pgpool_factory: Any, pg_
              for node in pg_native_cluster]
     assert dumps[0].count(":") == 180 and dumps[0] == dumps[1]
     assert "down" not in server.psql("SHOW POOL_NODES")
+
+
+@pytest.mark.parametrize("mode", ["streaming", "native"])
+def test_a_client_leaving_right_after_queries_of_ours_leaves_a_clean_connection(
+        pgpool_factory: Any, pg_cluster: Any, pg_native_cluster: Any, mode: str) -> None:
+    # Some replies are to queries of pgpool-py's own, swallowed: the failure it sends the
+    # primary after a failed read (streaming), the unlock after an INSERT under insert_lock
+    # (native).  A client that says Terminate at once must not leave them unread on the pooled
+    # connection: the reset queries would take them for their own and leave the next client
+    # the rest (native), or fail and close the connection (streaming).
+    nodes = pg_native_cluster if mode == "native" else pg_cluster
+    server = pgpool_factory(nodes, mode=mode, extra={"backend_weight0": 0, "num_init_children": 1, "max_pool": 1})
+    if mode == "native":
+        with server.connect(autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS left_at_once")
+            conn.execute("CREATE TABLE left_at_once (id serial)")
+        statements = m.query("INSERT INTO left_at_once DEFAULT VALUES")
+    else:
+        statements = m.query("BEGIN") + m.query("SELECT 1/0")
+    for _ in range(5):
+        with server.raw_session() as sock:
+            sock.sendall(statements + m.TERMINATE)
+            read_until(sock, count=1 if mode == "native" else 2)
+        with server.connect(autocommit=True) as conn:
+            assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
+            assert conn.execute("SELECT 'next'").fetchone() == ("next",)
+    assert "reset of pooled connection failed" not in server.log_text()
