@@ -140,20 +140,26 @@ def test_md5_salt_is_random_and_response_matches_postgresql() -> None:
     assert BackendAuth(USER, PASSWORD).feed(m.AUTH_MD5, salt) == m.password_message(expected.encode() + b"\0")
 
 
-@pytest.mark.parametrize("entry", [TEXT, MD5, None, classify_password("AESsbPRgNtGiwnkzYmhYORmUw==")])
-def test_md5_wrong_password_or_no_entry(entry: PasswordEntry | None) -> None:
+def _md5_refused(entry: PasswordEntry | None, password: str) -> AuthFailed:
+    """The failure of an md5 login with ``password`` against ``entry``."""
     server = Md5Auth(USER, entry)
     req = _auth_request(server.first())
-    reply = BackendAuth(USER, "wrong").feed(req.code, req.data)
+    reply = BackendAuth(USER, password).feed(req.code, req.data)
     assert reply is not None
     with pytest.raises(AuthFailed) as info:
         server.feed(*_split(reply))
-    assert info.value.message == 'password authentication failed for user "alice"'
-    assert info.value.log_detail
+    return info.value
+
+
+@pytest.mark.parametrize("entry", [TEXT, MD5, None, classify_password("AESsbPRgNtGiwnkzYmhYORmUw==")])
+def test_md5_wrong_password_or_no_entry(entry: PasswordEntry | None) -> None:
+    failure = _md5_refused(entry, "wrong")
+    assert failure.message == 'password authentication failed for user "alice"'
+    assert failure.log_detail
     if entry is None:
-        assert "no entry" in info.value.log_detail
+        assert "no entry" in failure.log_detail
     elif entry.kind == "aes":
-        assert "could not be decrypted" in info.value.log_detail
+        assert "could not be decrypted" in failure.log_detail
 
 
 def test_md5_method_with_scram_entry_runs_scram() -> None:
@@ -354,13 +360,8 @@ def test_empty_password_entry_never_matches() -> None:
     # PostgreSQL never accepts an empty password; a TEXT entry holding one did, by md5 and SCRAM.
     empty = classify_password("TEXT")
     assert empty.plaintext() == ""
-    server = Md5Auth(USER, empty)
-    req = _auth_request(server.first())
-    reply = BackendAuth(USER, "").feed(req.code, req.data)
-    assert reply is not None
-    with pytest.raises(AuthFailed) as info:
-        server.feed(*_split(reply))
-    assert info.value.log_detail is not None and "empty password" in info.value.log_detail
+    failure = _md5_refused(empty, "")
+    assert failure.log_detail is not None and "empty password" in failure.log_detail
     scram = ScramAuth(USER, empty)
     scram.first()
     with pytest.raises(AuthFailed):
