@@ -621,7 +621,8 @@ class Router:
         if cycle is not None and not set(cycle.nodes) <= set(target.nodes):
             self._close_open_cycle()  # a Flush-ended cycle on nodes the Query does not reach
             return False
-        if not self._can_send(target) or (verdict is not None and not self._take_insert_lock(verdict, target)):
+        if not self._can_send(target) or (self.insert_lock and verdict is not None
+                                          and not self._take_insert_lock(verdict, target)):
             return False
         self.open_target = None  # the Query's ReadyForQuery ends the cycle, as in PostgreSQL
         if verdict is None:
@@ -688,7 +689,7 @@ class Router:
         replay = self._replay(scan, target)
         if not self._can_send(target):
             return False
-        if verdict is not None and scan.executes and not self._take_insert_lock(verdict, target):
+        if self.insert_lock and verdict is not None and scan.executes and not self._take_insert_lock(verdict, target):
             return False
         if verdict is not None and scan.executes:
             # Only what runs changes the transaction or counts: a Parse of BEGIN, answered on
@@ -723,10 +724,11 @@ class Router:
         node, taken on the main node first (so two sessions cannot deadlock across nodes):
         concurrent INSERTs then draw their ids in the same order everywhere.  pgpool-II locks
         the table until COMMIT; the ids are drawn by the INSERT, so it is released as soon
-        as every node has answered.  False: wait for what is in flight first.
+        as every node has answered.  False: wait for what is in flight first.  Called only
+        while insert_lock is on (the check stays at the call: it is on every statement's path).
         """
         table = verdict.insert_table
-        if not (self.insert_lock and table and len(target.nodes) > 1) or self.insert_locked is not None:
+        if not (table and len(target.nodes) > 1) or self.insert_locked is not None:
             return True
         if self.tx_failed:
             return True  # the INSERT fails on every node, and so would our queries

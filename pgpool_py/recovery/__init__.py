@@ -216,10 +216,11 @@ def connect_as_recovery_user(cfg: Config, shm: SharedState, node: int, dbname: s
 
 def _connect(cfg: Config, **params: Any) -> psycopg.Connection[Any]:
     """A libpq connection of online recovery, checking the backend's certificate as the relay does."""
+    tls = libpq_params(cfg)  # once: with ssl_ca_cert_dir it checks the CA bundle on disk
     try:
-        return psycopg.connect(make_conninfo("", **libpq_params(cfg)), application_name="pgpool-py recovery", **params)
+        return psycopg.connect(make_conninfo("", **tls), application_name="pgpool-py recovery", **params)
     except psycopg.OperationalError as exc:
-        if TLS_NOT_SUPPORTED not in str(exc) or not libpq_params(cfg):
+        if TLS_NOT_SUPPORTED not in str(exc) or not tls:
             raise
         return psycopg.connect(application_name="pgpool-py recovery", **params)
 
