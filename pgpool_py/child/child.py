@@ -30,6 +30,7 @@ from pgpool_py.child.pool import PoolSlot
 from pgpool_py.child.router import parse_redirect_list, weighted_choice
 from pgpool_py.child.session import FastExit, Session, query_rows
 from pgpool_py.routing import Classifier, RoutingSettings
+from pgpool_py.routing.timestamp import ClockCache
 from pgpool_py.config import reload_config
 from pgpool_py.errors import ConfigError, PgError
 from pgpool_py.failover import failover_allowed
@@ -125,6 +126,7 @@ class Child:
         self._status_cells, self._status_index = shm.int_cell(self.proc, "status")
         self._classifier: Classifier | None = None
         self._volatility: dict[tuple[str, str], str | None] = {}
+        self.table_clocks = ClockCache()  # native replication: tables' clock defaults (timestamp.py)
         self._rng = random.Random()
         # Set by the router for the session being served.
         self.session_temp_tables: set[str] = set()

@@ -38,6 +38,7 @@ from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
+from pgpool_py.routing import timestamp
 from pgpool_py.routing.classify import DEST_RANK, Dest, StatementKind, Verdict, addressed_to_pgpool_bytes
 from pgpool_py.shmem.layout import STATEMENT_COUNTERS, ChildStatus, RequestDetail, RequestKind
 from pgpool_py.tls import reader
@@ -52,9 +53,13 @@ log = logging.getLogger(__name__)
 RECV_SIZE = 65536
 TERMINATE_DRAIN_SECONDS = 10.0  # how long replies due at Terminate are still relayed
 _Q, _X, _S, _H, _P, _B, _D, _E, _C, _F = (ord(c) for c in "QXSHPBDECF")
+_DATA_ROW = ord("D")
 _COPY_MESSAGES = frozenset(ord(c) for c in "dcf")
 _EXTENDED = frozenset(ord(c) for c in "PBDEC")
 _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
+_CLOSE_COMPLETE = b"3\x00\x00\x00\x04"
+# Native replication: the copies of clock-reading statements a batch binds (_clock_batch).
+_CLOCK_STATEMENT = "pgpool_py_clock_{}"
 # What a standby gets for a BEGIN it would refuse (READ WRITE, SERIALIZABLE).
 _PLAIN_BEGIN = m.query("BEGIN")
 # Puts a node's transaction in the failed state; PostgreSQL's log says why.
@@ -62,7 +67,6 @@ _FAIL_TRANSACTION = m.query(
     "DO $pgpool$BEGIN RAISE EXCEPTION 'pgpool-py: the transaction failed on another node'; END$pgpool$")
 # insert_lock: an advisory lock per table, the first key saying it is ours ('pgpy').
 _INSERT_LOCK_CLASS = 0x70677079
-_ONE_TRUE_ROW = m.frame(b"D", b"\x00\x01\x00\x00\x00\x01t")  # DataRow: one column, 't'
 # Whether a table takes ids from a sequence (serial or identity): what insert_lock protects.
 _HAS_SERIAL = (
     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d"
@@ -92,6 +96,10 @@ class Prepared:
     parse: bytes  # the client's Parse message, replayed on another node when needed
     verdict: Verdict
     nodes: set[int]
+    # Native replication: the text with timestamp.MARKER where it reads the clock; None if
+    # it does not, unset until a Bind of it needs to know (_clock_batch).
+    clock_template: str | None = None
+    clock_known: bool = False
 
 
 @dataclass
@@ -102,7 +110,8 @@ class NodeChannel:
     recv: Callable[[int], bytes]  # tls.reader(sock): drains what TLS decrypted already
     scanner: ReplyScanner
     pending: int = 0  # ReadyForQuery still due from this node
-    drop_parse_complete: int = 0  # ParseCompletes of replayed Parses to swallow
+    # ParseCompletes and CloseCompletes of our Parses and Closes sent ahead of a batch, to swallow.
+    drop_completes: int = 0
     drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
     tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
     # Replies to queries of ours to drop, through their ReadyForQuery, in order: what each
@@ -385,7 +394,7 @@ class Router:
             if parses:
                 data = b"".join(parses) + payload
                 if node == target.answer:
-                    ch.drop_parse_complete += len(parses)
+                    ch.drop_completes += len(parses)
             if self.deferred_begin is not None and node not in self.begun:
                 data = self.deferred_begin + data
                 ch.swallow.append("begin the transaction")
@@ -621,8 +630,14 @@ class Router:
         if cycle is not None and not set(cycle.nodes) <= set(target.nodes):
             self._close_open_cycle()  # a Flush-ended cycle on nodes the Query does not reach
             return False
-        if not self._can_send(target) or (self.insert_lock and verdict is not None
-                                          and not self._take_insert_lock(verdict, target)):
+        if not self._can_send(target):
+            return False
+        if self.native and verdict is not None and len(target.nodes) > 1:
+            rewritten = self._constant_clock(verdict, target, msg)
+            if rewritten is None:
+                return False
+            msg = rewritten
+        if self.insert_lock and verdict is not None and not self._take_insert_lock(verdict, target):
             return False
         self.open_target = None  # the Query's ReadyForQuery ends the cycle, as in PostgreSQL
         if verdict is None:
@@ -689,6 +704,12 @@ class Router:
         replay = self._replay(scan, target)
         if not self._can_send(target):
             return False
+        ahead = 0
+        if self.native and scan.binds and len(target.nodes) > 1 and not self.tx_failed:
+            clocked = self._clock_batch(payload, scan, target)
+            if clocked is None:
+                return False
+            payload, ahead = clocked
         if self.insert_lock and verdict is not None and scan.executes and not self._take_insert_lock(verdict, target):
             return False
         if verdict is not None and scan.executes:
@@ -697,6 +718,7 @@ class Router:
             # follows look like a statement inside a transaction.
             self._note_verdict(verdict, target)
         self._send(target, payload, expect_ready=sync, replay=replay)
+        self.channels[target.answer].drop_completes += ahead
         if own_sync:
             self.channels[target.answer].drop_ready += 1
         if scan.closes and not self.native:
@@ -739,7 +761,7 @@ class Router:
         if serial is None:
             name = ".".join('"' + part.replace('"', '""') + '"' for part in table)
             reply, ok = self._exchange(target.answer, _HAS_SERIAL.format("'" + name.replace("'", "''") + "'"))
-            serial = _ONE_TRUE_ROW in reply
+            serial = _rows(reply) == [["t"]]
             if ok:  # asked again next time otherwise
                 self.serial_tables[table] = serial
         if serial:
@@ -749,6 +771,118 @@ class Router:
                 self._exchange(node, f"SELECT pg_catalog.pg_advisory_lock({_INSERT_LOCK_CLASS}, {key})")
             self.insert_locked = (nodes, key)
         return True
+
+    def _constant_clock(self, verdict: Verdict, target: Target, msg: bytes) -> bytes | None:
+        """
+        Native replication: the Query for every node with the clock read once, on the main
+        node (``routing.timestamp``), so that now() and DEFAULT now() store one value
+        everywhere.  None: wait for what is in flight first.
+        """
+        if verdict.kind is StatementKind.DDL:
+            self.child.table_clocks.clear()  # a default may have changed
+        text = m.query_bytes(msg)
+        if self.tx_failed or not self._clock_candidate(verdict, text):
+            return msg
+        if self.in_flight is not None:
+            self._end_open_cycle()
+            return None
+        main = target.answer
+        rewritten = self._rewrite_clock(text, main, lambda: self._read_clock(main))
+        return msg if rewritten is None else m.query(rewritten)
+
+    def _clock_batch(self, payload: bytes, scan: BatchScan, target: Target) -> tuple[bytes, int] | None:
+        """
+        Native replication, extended protocol: a Bind of a statement that reads the clock binds
+        a copy of it instead, prepared just before the batch under a name of ours with the main
+        node's timestamp as a constant.  The client's statement stays as it prepared it (its
+        Describe answers alike), and each execution gets its own time.  Returns the payload and
+        the number of our messages ahead of it; None: wait for what is in flight first.
+        """
+        if scan.verdict is not None and scan.verdict.kind is StatementKind.DDL:
+            self.child.table_clocks.clear()
+        own = iter(scan.statements)
+        batch_statements: dict[str, Prepared | None] = {}
+        binds: list[tuple[int, int, Prepared]] = []
+        msgs, _ = m.split_messages(payload)
+        for typ, start, end in msgs:
+            if typ == _P or (typ == _C and payload[start + 5] == _S):
+                name, prepared = next(own)
+                batch_statements[name] = prepared
+            elif typ == _B:
+                stmt = _bind_names(payload, start, end)[1]
+                found = batch_statements[stmt] if stmt in batch_statements else self.statements.get(stmt)
+                if found is None or (found.clock_known and found.clock_template is None):
+                    continue
+                if not found.clock_known and not self._clock_candidate(found.verdict, _parse_text(found)):
+                    found.clock_known = True
+                    continue
+                binds.append((start, end, found))
+        if not binds:
+            return payload, 0
+        if self.in_flight is not None:
+            self._end_open_cycle()
+            return None
+        main = target.answer
+        for _start, _end, prepared in binds:
+            if not prepared.clock_known:
+                prepared.clock_template = self._rewrite_clock(_parse_text(prepared), main, lambda: timestamp.MARKER)
+                prepared.clock_known = True
+        binds = [bind for bind in binds if bind[2].clock_template is not None]
+        now = self._read_clock(main) if binds else None
+        if now is None:
+            return payload, 0
+        copies: dict[int, bytes] = {}  # id(Prepared) -> the name of its copy
+        ahead: list[bytes] = []
+        parts: list[bytes] = []
+        done = 0
+        for start, end, prepared in binds:
+            copy = copies.get(id(prepared))
+            if copy is None:
+                copy = copies[id(prepared)] = _CLOCK_STATEMENT.format(len(copies)).encode()
+                template = prepared.clock_template
+                assert template is not None
+                ahead += [m.frame(b"C", b"S" + copy + b"\0"),
+                          _parse_with(prepared.parse, copy, template.replace(timestamp.MARKER, now))]
+            portal_end = payload.index(b"\0", start + 5)
+            statement_end = payload.index(b"\0", portal_end + 1)
+            parts += [payload[done:start], m.frame(b"B", payload[start + 5 : portal_end + 1] + copy
+                                                   + payload[statement_end:end])]
+            done = end
+        parts.append(payload[done:])
+        return b"".join(ahead + parts), len(ahead)
+
+    def _clock_candidate(self, verdict: Verdict, text: bytes) -> bool:
+        """Whether a statement for every node may read the clock: cheap tests before parsing."""
+        lowered = text.lower()
+        if timestamp.may_read_clock(lowered):
+            return True
+        if verdict.kind is StatementKind.INSERT and verdict.statement_count == 1:
+            known = self.child.table_clocks.get(self.slot.database, verdict.insert_table, self.cfg.relcache_expire)
+            return known is not timestamp.NO_CLOCK  # the common case once a table is known
+        return b"insert" in lowered or (b"update" in lowered and b"default" in lowered)
+
+    def _rewrite_clock(self, text: bytes, main: int, clock: Callable[[], str | None]) -> str | None:
+        try:
+            sql = text.decode()
+        except UnicodeDecodeError:
+            return None
+        return timestamp.rewrite(sql, clock, lambda table: self._table_clock(main, table))
+
+    def _read_clock(self, node: int) -> str | None:
+        reply, ok = self._exchange(node, timestamp.TIMESTAMP_QUERY)
+        rows = _rows(reply)
+        return rows[0][0] if ok and rows else None
+
+    def _table_clock(self, node: int, table: timestamp.TableKey) -> timestamp.TableClock:
+        cache, database = self.child.table_clocks, self.slot.database
+        known = cache.get(database, table, self.cfg.relcache_expire)
+        if known is not None:
+            return known
+        reply, ok = self._exchange(node, timestamp.columns_query(table))
+        clock = timestamp.table_clock(_rows(reply))
+        if ok:  # asked again next time otherwise
+            cache.put(database, table, clock, self.cfg.relcache_size)
+        return clock
 
     def _release_insert_lock(self) -> None:
         assert self.insert_locked is not None
@@ -850,12 +984,12 @@ class Router:
             data = self._swallow_ours(ch, data)
             if not data:
                 return False
-        if ch.drop_parse_complete:
-            while ch.drop_parse_complete and data.startswith(_PARSE_COMPLETE):
+        if ch.drop_completes:
+            while ch.drop_completes and (data.startswith(_PARSE_COMPLETE) or data.startswith(_CLOSE_COMPLETE)):
                 data = data[len(_PARSE_COMPLETE):]
-                ch.drop_parse_complete -= 1
-            if data and not data.startswith(b"1"):
-                ch.drop_parse_complete = 0  # an error instead: the client must see it
+                ch.drop_completes -= 1
+            if data and data[:1] not in (b"1", b"3"):
+                ch.drop_completes = 0  # an error instead: the client must see it
         if ch.collect is not None:
             ch.collect += data
         completed = ch.scanner.feed(data)
@@ -1029,6 +1163,22 @@ class Router:
             detail=detail,
             hint=f"check data consistency among db nodes; with {param} = on the differing node is detached",
         )
+
+
+def _parse_text(prepared: Prepared) -> bytes:
+    return m.parse_parse_bytes(prepared.parse)[1]
+
+
+def _parse_with(parse: bytes, name: bytes, text: str) -> bytes:
+    """A copy of a Parse message under another name, with another text, the same parameter types."""
+    _name, old_text = m.parse_parse_bytes(parse)
+    types = parse[5 + len(_name) + 1 + len(old_text) + 1 :]
+    return m.frame(b"P", name + b"\0" + text.encode() + b"\0" + types)
+
+
+def _rows(reply: bytes) -> list[list[str | None]]:
+    """The DataRows of a reply to a query of ours (``Router._exchange``)."""
+    return [m.parse_data_row(reply[start + 5 : end]) for typ, start, end in m.split_messages(reply)[0] if typ == _DATA_ROW]
 
 
 def _without_counts(outcome: tuple[str, ...]) -> tuple[str, ...]:

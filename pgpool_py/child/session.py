@@ -10,7 +10,6 @@ import logging
 import select
 import socket
 import ssl
-import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -568,18 +567,7 @@ def query_rows(conn: BackendConnection, sql: str, deadline: float) -> list[list[
     while True:
         typ, body = conn.stream.read_message(deadline, f'running "{sql}"')
         if typ == ord("D"):
-            (count,) = struct.unpack_from("!h", body, 0)
-            pos = 2
-            row: list[str | None] = []
-            for _ in range(count):
-                (size,) = struct.unpack_from("!i", body, pos)
-                pos += 4
-                if size < 0:
-                    row.append(None)
-                else:
-                    row.append(body[pos : pos + size].decode(errors="replace"))
-                    pos += size
-            rows.append(row)
+            rows.append(m.parse_data_row(body))
         elif typ == _E:
             error = m.parse_error_fields(body)
         elif typ == _S:

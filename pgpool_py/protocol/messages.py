@@ -348,6 +348,22 @@ def data_row(values: Sequence[str | None]) -> bytes:
     return frame(b"D", b"".join(parts))
 
 
+def parse_data_row(body: bytes | memoryview) -> list[str | None]:
+    """A DataRow's values as text (NULL: None)."""
+    (count,) = _I16.unpack_from(body, 0)
+    pos = 2
+    row: list[str | None] = []
+    for _ in range(count):
+        (size,) = _I32.unpack_from(body, pos)
+        pos += 4
+        if size < 0:
+            row.append(None)
+        else:
+            row.append(bytes(body[pos : pos + size]).decode(errors="replace"))
+            pos += size
+    return row
+
+
 def command_complete(tag: str) -> bytes:
     return frame(b"C", _cstr(tag))
 

@@ -666,3 +666,59 @@ def test_a_client_leaving_right_after_queries_of_ours_leaves_a_clean_connection(
             assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
             assert conn.execute("SELECT 'next'").fetchone() == ("next",)
     assert "reset of pooled connection failed" not in server.log_text()
+
+
+def test_native_replication_stores_one_time_on_every_node(pgpool_factory: Any, pg_native_cluster: Any) -> None:
+    # Each node reads its own clock: without the rewrite (pgpool-II's rewrite_timestamp)
+    # now(), CURRENT_DATE and a left-out DEFAULT now() column differ between the nodes.
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    server.psql("DROP TABLE IF EXISTS clocked; CREATE TABLE clocked (id serial, at timestamptz DEFAULT now(),"
+                " day date DEFAULT CURRENT_DATE, note text, t2 timestamp)")
+    server.psql("INSERT INTO clocked (note) VALUES ('defaults'); INSERT INTO clocked DEFAULT VALUES;"
+                " INSERT INTO clocked VALUES (DEFAULT, now(), CURRENT_DATE, 'explicit', LOCALTIMESTAMP(2));"
+                " INSERT INTO clocked (note, t2) SELECT 'select', 'now'::timestamp")
+    server.psql("BEGIN; INSERT INTO clocked (note) VALUES ('in a transaction');"
+                " UPDATE clocked SET t2 = CURRENT_TIMESTAMP, at = DEFAULT WHERE note = 'defaults'; COMMIT")
+    with server.connect(autocommit=True) as conn:  # the same table from the cache, another session
+        conn.execute("SELECT 1")
+    server.psql("INSERT INTO clocked (note) VALUES ('cached')")
+    dumps = [node.psql("SELECT id, at, day, note, t2 FROM clocked ORDER BY id", dbname="test")
+             for node in pg_native_cluster]
+    assert dumps[0].count("\n") == 5 and dumps[0].count("+00|") == 6, dumps[0]
+    assert dumps[0] == dumps[1]
+    # Definitions keep reading the clock when they run: the default is still now().
+    default = pg_native_cluster[1].psql("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef"
+                                        " WHERE adrelid = 'clocked'::regclass AND adnum = 2", dbname="test")
+    assert default == "now()"
+    assert "down" not in server.psql("SHOW POOL_NODES")
+
+
+def test_native_replication_extended_protocol_stores_one_time(pgpool_factory: Any, pg_native_cluster: Any) -> None:
+    # The extended protocol: each Bind of a statement that reads the clock binds a copy made
+    # with the main node's time, so a prepared statement still reads the clock per execution.
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    server.psql("DROP TABLE IF EXISTS clocked_x; CREATE TABLE clocked_x (id int, at timestamptz DEFAULT now(),"
+                " t2 timestamptz)")
+    with server.connect(autocommit=True) as conn:
+        conn.execute("INSERT INTO clocked_x (id) VALUES (%s)", (1,))
+        for i in range(2, 5):  # a named statement from the first execution on
+            conn.execute("INSERT INTO clocked_x (id, t2) VALUES (%s, now())", (i,), prepare=True)
+        with conn.pipeline():
+            conn.execute("INSERT INTO clocked_x (id, t2) VALUES (%s, CURRENT_TIMESTAMP)", (5,))
+            conn.execute("UPDATE clocked_x SET t2 = now() WHERE id = %s", (1,))
+
+    async def work() -> None:  # asyncpg describes each statement and counts its parameters
+        conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
+        try:
+            await conn.execute("INSERT INTO clocked_x (id, t2) VALUES ($1, now())", 6)
+            stmt = await conn.prepare("INSERT INTO clocked_x (id, t2) VALUES ($1, LOCALTIMESTAMP) RETURNING at")
+            assert (await stmt.fetchval(7)) is not None
+        finally:
+            await conn.close()
+
+    asyncio.run(work())
+    dumps = [node.psql("SELECT id, at, t2 FROM clocked_x ORDER BY id", dbname="test") for node in pg_native_cluster]
+    assert dumps[0].count("\n") == 6 and dumps[0] == dumps[1], dumps
+    times = [line.split("|")[2] for line in dumps[0].splitlines()[1:4]]
+    assert len(set(times)) == 3, f"each execution of the prepared statement reads the clock: {times}"
+    assert "down" not in server.psql("SHOW POOL_NODES")
