@@ -138,7 +138,11 @@ class BatchScan:
     needed: list[str] = field(default_factory=list)  # statements prepared by earlier batches
     pinned: set[int] | None = None  # the nodes of an earlier portal this batch executes
     binds: int = 0
+    bound: list[Verdict] = field(default_factory=list)  # the verdicts of the statements bound, in order
     bound_statement: str = ""  # the last Bind's statement
+    # A BEGIN bound with other statements (pgjdbc's first batch of a transaction): it goes
+    # where they go, and the other nodes get it later (Router.deferred_begin).
+    begin: Prepared | None = None
     executes: bool = False  # False: the batch only prepares, binds or describes
     closes: list[tuple[Prepared, bytes]] = field(default_factory=list)  # earlier statements, their Close
 
@@ -261,7 +265,15 @@ class Router:
             if verdict.tx_start:
                 self.in_tx, self.tx_written, self.tx_failed = True, False, False
                 self.tx_serializable = verdict.serializable
-            if verdict.is_write and not verdict.tx_start and not verdict.tx_end and verdict.dest is Dest.PRIMARY:
+                if (self.lazy_begin and self.deferred_begin is None and not verdict.tx_end
+                        and len(target.nodes) < len(self.everyone)):
+                    # BEGIN came with other statements ("BEGIN; INSERT ...", pgjdbc's batch)
+                    # and went where they did: the other nodes get a BEGIN of theirs before
+                    # the transaction's first statement there, as after a lone BEGIN.
+                    self.deferred_begin = _PLAIN_BEGIN
+                    self.begun = set(target.nodes)
+            # A write, alone or in a string with BEGIN or COMMIT ("BEGIN; INSERT ...").
+            if verdict.is_write and verdict.dest is Dest.PRIMARY:
                 if self.in_tx:
                     self.tx_written = True
                 self.session_written = True
@@ -313,12 +325,16 @@ class Router:
         verdict_rank = -1
         pending: dict[str, Prepared] = {}  # the batch's own statements, by name
         bound: set[str] = set()  # portals this batch binds: they follow the batch, not an earlier Bind
+        skipped_begin: Verdict | None = None  # a BEGIN's rank, left out while other statements decide
         for typ, start, end in batch:
             if typ == _P:
                 name, prepared = self._prepared(bytes(buf[start:end]))
                 v = prepared.verdict
                 pending[name] = prepared
                 scan.statements.append((name, prepared))
+                if v.kind is StatementKind.TX_BEGIN and not v.begin_default_on_standby:
+                    skipped_begin = v
+                    continue
             elif typ == _B:
                 portal, stmt = _bind_names(buf, start, end)
                 bound.add(portal)
@@ -333,6 +349,10 @@ class Router:
                         continue
                     scan.needed.append(stmt)
                 v = found.verdict
+                scan.bound.append(v)
+                if v.kind is StatementKind.TX_BEGIN and not v.begin_default_on_standby and scan.begin is None:
+                    scan.begin, skipped_begin = found, v  # no reason to reach every node
+                    continue
             else:
                 if typ == _C:
                     kind, name = _target_name(buf, start, end, typ)
@@ -359,6 +379,11 @@ class Router:
                 verdict, verdict_rank = v, rank
             if rank > dest_rank:
                 dest_rank = rank
+        if skipped_begin is not None and scan.binds == (1 if scan.begin is not None else 0):
+            # Nothing but the BEGIN runs (or is prepared): it goes everywhere, as before.
+            if skipped_begin.dest_rank >= verdict_rank:
+                verdict = skipped_begin
+            dest_rank = max(dest_rank, skipped_begin.dest_rank)
         scan.dest_rank, scan.verdict = dest_rank, verdict
         return scan
 
@@ -396,8 +421,13 @@ class Router:
                 if node == target.answer:
                     ch.drop_completes += len(parses)
             if self.deferred_begin is not None and node not in self.begun:
-                data = self.deferred_begin + data
                 ch.swallow.append("begin the transaction")
+                if self.tx_failed:
+                    # It failed where it began: here too, so that what follows fails alike.
+                    data = self.deferred_begin + _FAIL_TRANSACTION + data
+                    ch.swallow.append("")
+                else:
+                    data = self.deferred_begin + data
                 self.begun.add(node)
                 if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
@@ -712,11 +742,17 @@ class Router:
             payload, ahead = clocked
         if self.insert_lock and verdict is not None and scan.executes and not self._take_insert_lock(verdict, target):
             return False
-        if verdict is not None and scan.executes:
+        if (scan.begin is not None and scan.binds > 1 and self.lazy_begin and not self.in_tx
+                and len(target.nodes) < len(self.everyone)):
+            self.deferred_begin = m.query(m.parse_parse(memoryview(scan.begin.parse)[5:])[1])
+            self.begun = set(target.nodes)
+        if scan.executes:
             # Only what runs changes the transaction or counts: a Parse of BEGIN, answered on
             # the primary while a standby still works on it, must not make the Bind that
-            # follows look like a statement inside a transaction.
-            self._note_verdict(verdict, target)
+            # follows look like a statement inside a transaction.  Each statement bound, in
+            # order: pgjdbc's BEGIN comes with the transaction's first statement.
+            for executed in scan.bound:
+                self._note_verdict(executed, target)
         self._send(target, payload, expect_ready=sync, replay=replay)
         self.channels[target.answer].drop_completes += ahead
         if own_sync:

@@ -722,3 +722,79 @@ def test_native_replication_extended_protocol_stores_one_time(pgpool_factory: An
     times = [line.split("|")[2] for line in dumps[0].splitlines()[1:4]]
     assert len(set(times)) == 3, f"each execution of the prepared statement reads the clock: {times}"
     assert "down" not in server.psql("SHOW POOL_NODES")
+
+
+def _extended(*statements: str) -> bytes:
+    """Each statement as Parse/Bind/Describe/Execute of the unnamed statement, then one Sync: how
+    pgjdbc sends its BEGIN together with a transaction's first statement."""
+    out = b""
+    for sql in statements:
+        out += (m.frame(b"P", b"\0" + sql.encode() + b"\0\0\0") + m.frame(b"B", b"\0\0\0\0\0\0\0\0")
+                + m.frame(b"D", b"P\0") + m.frame(b"E", b"\0\0\0\0\0"))
+    return out + m.SYNC
+
+
+def _status_and_rows(reply: bytes) -> tuple[str, list[list[str | None]]]:
+    msgs, _ = m.split_messages(reply)
+    rows = [m.parse_data_row(reply[start + 5 : end]) for typ, start, end in msgs if typ == ord("D")]
+    errors = [reply[start:end] for typ, start, end in msgs if typ == ord("E")]
+    assert not errors, errors
+    return chr(reply[msgs[-1][2] - 1]), rows
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+@pytest.mark.parametrize("on_write", ["transaction", "off"])
+def test_begin_sent_with_a_write_makes_a_writing_transaction(pgpool_factory: Any, pg_cluster: Any,
+                                                             protocol: str, on_write: str) -> None:
+    # pgjdbc (autocommit off) sends BEGIN in the same batch as the first statement; psql users
+    # write "BEGIN; INSERT ...".  The transaction writes: its reads stay on the primary (or,
+    # with disable_load_balance_on_write = off, run in a transaction on the standby), and the
+    # client must hear it is in a transaction, or pgjdbc skips COMMIT and the reset rolls the
+    # row back.
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0, "disable_load_balance_on_write": on_write})
+    server.psql("DROP TABLE IF EXISTS begun_w; CREATE TABLE begun_w (id int)")
+    wait_replayed(pg_cluster)
+
+    def send(*statements: str) -> tuple[str, list[list[str | None]]]:
+        if protocol == "simple":
+            sock.sendall(m.query("; ".join(statements)))
+        else:
+            sock.sendall(_extended(*statements))
+        return _status_and_rows(read_until(sock))
+
+    with server.raw_session() as sock:
+        assert send("BEGIN", "INSERT INTO begun_w VALUES (1)")[0] == "T"
+        seen = "1" if on_write == "transaction" else "0"  # the standby does not see the row yet
+        assert send("SELECT count(*) FROM begun_w") == ("T", [[seen]]), "the read left the transaction"
+        assert send("COMMIT")[0] == "I"
+    assert pg_cluster[0].psql("SELECT count(*) FROM begun_w", dbname="test") == "1"
+
+
+def test_begin_sent_with_a_read_goes_where_the_read_goes(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # pgjdbc's first batch of a transaction is BEGIN and a read: the standby runs both, and the
+    # primary gets its BEGIN only with the transaction's first write.  Before, the batch ran on
+    # both nodes, and a failure of the read on the standby went unseen until the next read.
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0, "log_per_node_statement": True})
+    server.psql("DROP TABLE IF EXISTS begun_r; CREATE TABLE begun_r (id int)")
+    wait_replayed(pg_cluster)
+    with server.raw_session() as sock:
+        sock.sendall(_extended("BEGIN", "SELECT count(*) FROM begun_r /* first read */"))
+        assert _status_and_rows(read_until(sock)) == ("T", [["0"]])
+        sock.sendall(_extended("INSERT INTO begun_r VALUES (1)"))
+        assert _status_and_rows(read_until(sock))[0] == "T"
+        sock.sendall(_extended("COMMIT"))
+        assert _status_and_rows(read_until(sock))[0] == "I"
+        # A read that fails on the standby fails the transaction on the primary too, though
+        # the primary has not begun it yet: the INSERT after it fails, and COMMIT rolls back.
+        sock.sendall(_extended("BEGIN", "SELECT 1 / (count(*) - 1) FROM begun_r"))
+        reply = read_until(sock)
+        assert b"C22012\0" in reply and reply.endswith(b"Z\0\0\0\x05E")
+        sock.sendall(_extended("INSERT INTO begun_r VALUES (2)"))
+        reply = read_until(sock)
+        assert b"C25P02\0" in reply and reply.endswith(b"Z\0\0\0\x05E")
+        sock.sendall(m.query("COMMIT"))
+        assert b"ROLLBACK" in read_until(sock)
+    assert pg_cluster[0].psql("SELECT string_agg(id::text, ',') FROM begun_r", dbname="test") == "1"
+    batches = [line for line in server.log_text().splitlines()
+               if line.endswith("statement: Parse Bind Describe Execute Parse Bind Describe Execute Sync")]
+    assert len(batches) == 2 and all("DB node id: 1 " in line for line in batches), batches
