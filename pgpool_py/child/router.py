@@ -178,6 +178,9 @@ class Router:
         self.tx_written = False
         self.tx_serializable = False
         self.session_written = False  # for disable_load_balance_on_write = always / trans_transaction
+        # The session's transactions are SERIALIZABLE by default: every read stays on the primary,
+        # as in pgpool-II (a standby cannot run them so).
+        self.session_serializable = False
         self.temp_tables: set[str] = set()
         self.in_flight: Target | None = None
         self.unsent = 0  # extended messages the client left without Sync when it said Terminate
@@ -213,7 +216,8 @@ class Router:
         # reads from the primary (its load-balance node, or load balancing off) and the node
         # is not chosen again per statement.  Streaming replication only.
         self.primary_only = not self.native and (
-            not self.balancing or (self.lb_node == self.primary and not self.statement_level_load_balance))
+            not self.balancing or self.session_serializable
+            or (self.lb_node == self.primary and not self.statement_level_load_balance))
 
     def _nodes_changed(self) -> None:
         """Targets and statement counters for the session's nodes, made once rather than per query."""
@@ -279,6 +283,11 @@ class Router:
                 self.session_written = True
             if verdict.tx_end:
                 self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
+            if verdict.serializable and self.in_tx:  # SET TRANSACTION ISOLATION LEVEL SERIALIZABLE
+                self.tx_serializable = True
+            if verdict.session_serializable is not None and verdict.session_serializable != self.session_serializable:
+                self.session_serializable = verdict.session_serializable
+                self._balancing_changed()
             if verdict.created_temp_tables:
                 self.temp_tables.update(verdict.created_temp_tables)
             for name in verdict.dropped_tables:

@@ -190,6 +190,9 @@ class Verdict:
     tx_end: bool = False            # COMMIT / END / ROLLBACK / ABORT / PREPARE TRANSACTION
     read_only_tx: bool = False      # BEGIN READ ONLY, SET TRANSACTION READ ONLY, transaction_read_only = on
     serializable: bool = False      # starts or sets SERIALIZABLE isolation
+    # Sets the session's default isolation: True to SERIALIZABLE, False to another level or
+    # back to the default (SET SESSION CHARACTERISTICS, default_transaction_isolation, RESET).
+    session_serializable: bool | None = None
     # BEGIN READ WRITE / BEGIN ... SERIALIZABLE: standbys get a plain BEGIN
     # (pool_need_to_treat_as_if_default_transaction).
     begin_default_on_standby: bool = False
@@ -211,7 +214,7 @@ class Verdict:
 
     def __post_init__(self) -> None:
         changes = (self.tx_start or self.tx_end or bool(self.created_temp_tables) or bool(self.dropped_tables)
-                   or (self.is_write and self.dest is Dest.PRIMARY))
+                   or (self.is_write and self.dest is Dest.PRIMARY) or self.session_serializable is not None)
         object.__setattr__(self, "changes_session", changes)
         counter = self.kind.stats_counter
         object.__setattr__(self, "stats_field", None if counter is None else counter + "_cnt")
@@ -761,18 +764,27 @@ def _set(body: _Node) -> Verdict:
     kind, name = body["kind"], body.get("name")
     read_only: bool | None = None
     serializable = False
-    if kind == "VAR_SET_VALUE" and name == "transaction_read_only":
+    session: bool | None = None  # Verdict.session_serializable
+    if kind == "VAR_RESET_ALL" or (kind in ("VAR_RESET", "VAR_SET_DEFAULT")
+                                   and name == "default_transaction_isolation" and not body.get("is_local")):
+        session = False
+    elif kind == "VAR_SET_VALUE" and name == "transaction_read_only":
         values = {(_const_text(arg) or "").lower() for arg in body.get("args", ())}
         read_only = False if values & _FALSE_WORDS else True if values & _TRUE_WORDS else None
     elif kind == "VAR_SET_VALUE" and name in ("transaction_isolation", "default_transaction_isolation"):
         serializable = any((_const_text(arg) or "").lower() == "serializable"
                            for arg in body.get("args", ()))
+        if name == "default_transaction_isolation" and not body.get("is_local"):
+            session = serializable
     elif kind == "VAR_SET_MULTI" and name in ("TRANSACTION", "SESSION CHARACTERISTICS"):
         read_only, serializable = _transaction_modes(body.get("args", ()))
+        if name == "SESSION CHARACTERISTICS" and any(
+                arg["DefElem"]["defname"] == "transaction_isolation" for arg in body.get("args", ())):
+            session = serializable
     dest = Dest.PRIMARY if read_only is False or serializable else Dest.BOTH
     # SET TRANSACTION READ ONLY and its variants do not make the transaction a writing one.
     return Verdict(StatementKind.SET, dest, is_write=read_only is not True,
-                   read_only_tx=read_only is True, serializable=serializable)
+                   read_only_tx=read_only is True, serializable=serializable, session_serializable=session)
 
 
 def _transaction_modes(options: Iterable[_Node]) -> tuple[bool | None, bool]:

@@ -798,3 +798,22 @@ def test_begin_sent_with_a_read_goes_where_the_read_goes(pgpool_factory: Any, pg
     batches = [line for line in server.log_text().splitlines()
                if line.endswith("statement: Parse Bind Describe Execute Parse Bind Describe Execute Sync")]
     assert len(batches) == 2 and all("DB node id: 1 " in line for line in batches), batches
+
+
+@pytest.mark.parametrize("setting", ["SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                                     "SET default_transaction_isolation = 'serializable'"])
+def test_a_serializable_session_default_keeps_reads_on_the_primary(pgpool_factory: Any, pg_cluster: Any,
+                                                                    setting: str) -> None:
+    # pgjdbc's setTransactionIsolation sends the first form.  A standby cannot run SERIALIZABLE
+    # transactions, and the setting reaches only the primary: reads there would run at READ
+    # COMMITTED.  pgpool-II keeps them on the primary.
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0})
+    isolation = "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+    with server.connect(autocommit=True) as conn:
+        assert conn.execute(isolation).fetchone() == ("read committed", "on")  # the standby
+        conn.execute(setting)
+        assert conn.execute(isolation).fetchone() == ("serializable", "off")
+        with conn.transaction():
+            assert conn.execute(isolation).fetchone() == ("serializable", "off")
+        conn.execute("RESET ALL")
+        assert conn.execute(isolation).fetchone() == ("read committed", "on")

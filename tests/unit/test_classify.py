@@ -452,6 +452,23 @@ def test_transaction_flags(sql: str, flags: set[str]) -> None:
     assert {name for name in names if getattr(verdict, name)} == flags
 
 
+@pytest.mark.parametrize(("sql", "session"), [
+    ("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", True),
+    ("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ", False),
+    ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", None),
+    ("SET default_transaction_isolation = 'serializable'", True),
+    ("SET default_transaction_isolation TO 'read committed'", False),
+    ("SET LOCAL default_transaction_isolation = 'serializable'", None),
+    ("RESET default_transaction_isolation", False),
+    ("SET default_transaction_isolation TO DEFAULT", False),
+    ("RESET ALL", False),
+    ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", None),
+    ("SET transaction_isolation = 'serializable'", None),
+])
+def test_session_default_isolation(sql: str, session: bool | None) -> None:
+    assert classifier().classify(sql).session_serializable is session
+
+
 # -- comments, white space, empty queries -------------------------------------------------
 
 @pytest.mark.parametrize(("sql", "allow_sql_comments", "ignore_leading_white_space", "dest"), [
