@@ -18,7 +18,8 @@ Where pgpool-py deliberately differs from 4.3.5 (verified against the installed 
   (4.3.5's code sends every EXPLAIN to the primary).
 - ``PREPARE name AS <stmt>`` takes the verdict of ``<stmt>`` (pgpool-II 4.5+; 4.3.5 sends
   every PREPARE to the primary).
-- ``nextval()``/``setval()`` are writes whatever the function lists say: a standby can only fail them.
+- ``nextval()``/``setval()``, ``txid_current()`` and ``pg_current_xact_id()`` are writes whatever
+  the function lists say: a standby can only fail them.
 - ``/*NO LOAD BALANCE*/`` at the start keeps a query on the primary even with
   ``allow_sql_comments = on`` (pgpool gets that effect only from the leading-character rule).
 - A function call disables load balancing in any balanceable statement (``COPY (SELECT f())
@@ -62,7 +63,9 @@ PoolCommand = tuple[str, ...]
 _ROW_EXCLUSIVE_LOCK = 3
 
 # Always writes: a standby can only answer "cannot execute nextval() in a read-only transaction".
-_ALWAYS_WRITING_FUNCTIONS = frozenset({"nextval", "setval"})
+# txid_current() and pg_current_xact_id() are STABLE, but assign a transaction id: "cannot
+# execute pg_current_xact_id() during recovery".
+_ALWAYS_WRITING_FUNCTIONS = frozenset({"nextval", "setval", "txid_current", "pg_current_xact_id"})
 
 _FALSE_WORDS = frozenset({"off", "false", "f", "no", "n", "0"})
 _TRUE_WORDS = frozenset({"on", "true", "t", "yes", "y", "1"})
