@@ -185,6 +185,9 @@ class Router:
         self.in_flight: Target | None = None
         self.unsent = 0  # extended messages the client left without Sync when it said Terminate
         self.reply_held = bytearray()  # native replication: the answer, until every node has answered
+        # What the primary sent unasked (a notification) while another node answered: it
+        # reaches the client when that answer is complete, not in the middle of it.
+        self.unsolicited = bytearray()
         self.open_target: Target | None = None  # extended batch sent up to a Flush, not yet Synced
         # A BEGIN goes to the primary at once and to another node only when the transaction
         # first sends it something (pgpool-II sends it to every node): most transactions
@@ -1055,10 +1058,12 @@ class Router:
                     send_c(data)  # type: ignore[operator]
                 except OSError as exc:
                     raise PeerClosed("client") from exc
-        elif target is None and data:
-            # Unsolicited: NotificationResponse/ParameterStatus from the answering node.
-            if ch.node_id == self.primary:
-                send_c(data)  # type: ignore[operator]
+        elif data and ch.node_id == self.primary and (target is None or ch.node_id not in target.nodes):
+            # Unsolicited: NotificationResponse, ParameterStatus, NoticeResponse.  While another
+            # node answers, held until its answer is complete.
+            self.unsolicited += data
+            if target is None:
+                self._send_unsolicited(send_c)
         if not completed:
             return False
         ch.pending = max(0, ch.pending - completed)
@@ -1083,10 +1088,23 @@ class Router:
         if status == m.TX_FAILED:
             self._fail_elsewhere(answer)
         self._after_ready(status)
+        if self.unsolicited:
+            self._send_unsolicited(send_c)
         if self.open_target is None:
             self.in_flight = None
         self.child.set_status(ChildStatus.IDLE if status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         return True
+
+    def _send_unsolicited(self, send_c: object) -> None:
+        """The whole messages the primary sent unasked while another node answered."""
+        _msgs, whole = m.split_messages(self.unsolicited)
+        if whole:
+            data = bytes(self.unsolicited[:whole])
+            del self.unsolicited[:whole]
+            try:
+                send_c(data)  # type: ignore[operator]
+            except OSError as exc:
+                raise PeerClosed("client") from exc
 
     def _fail_elsewhere(self, failed: NodeChannel) -> None:
         """

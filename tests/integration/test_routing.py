@@ -817,3 +817,25 @@ def test_a_serializable_session_default_keeps_reads_on_the_primary(pgpool_factor
             assert conn.execute(isolation).fetchone() == ("serializable", "off")
         conn.execute("RESET ALL")
         assert conn.execute(isolation).fetchone() == ("read committed", "on")
+
+
+def test_a_notification_arriving_while_a_standby_answers_reaches_the_client(pgpool_factory: Any,
+                                                                            pg_cluster: Any) -> None:
+    # LISTEN runs on the primary; a NOTIFY delivered while the session reads from the standby
+    # came from a node that was not answering, and was dropped.
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0})
+    with server.raw_session() as sock:
+        sock.sendall(m.query("LISTEN pgpool_py_ch"))
+        read_until(sock)
+        sock.sendall(m.query("SELECT count(*) FROM generate_series(1, 4000000)"))  # on the standby
+        time.sleep(0.2)
+        pg_cluster[0].psql("NOTIFY pgpool_py_ch, 'during the read'", dbname="test")
+        reply = read_until(sock)
+        assert b"4000000" in reply, "the read was answered"
+        deadline = time.monotonic() + 5
+        while b"during the read" not in reply:
+            assert time.monotonic() < deadline, f"no notification: {reply!r}"
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            reply += sock.recv(65536)
+        msgs, _ = m.split_messages(reply)
+        assert [chr(typ) for typ, _s, _e in msgs][-1] == "A", "after the read's ReadyForQuery"
