@@ -182,6 +182,9 @@ class Router:
         # as in pgpool-II (a standby cannot run them so).
         self.session_serializable = False
         self.temp_tables: set[str] = set()
+        # check_temp_table = catalog: a DO, CALL or function may have made temporary tables
+        # unseen; the primary is asked before the next statement that could read elsewhere.
+        self.temp_unknown = False
         self.in_flight: Target | None = None
         self.unsent = 0  # extended messages the client left without Sync when it said Terminate
         self.reply_held = bytearray()  # native replication: the answer, until every node has answered
@@ -211,6 +214,7 @@ class Router:
         self.log_per_node_statement = cfg.log_per_node_statement
         self.insert_lock = self.native and cfg.insert_lock
         self.log_frontend = cfg.log_statement or cfg.log_client_messages
+        self.catalog_temp = cfg.check_temp_table == "catalog"
         self._balancing_changed()
 
     def _balancing_changed(self) -> None:
@@ -238,12 +242,22 @@ class Router:
         """pg_proc.provolatile of ``name`` ('v', 's', 'i'; None: no such function)."""
         if self.in_flight is not None:
             return "v"  # the primary connection is busy: assume the worst
+        self._drain_ours(self.channels[self.primary])
         return self.child.function_volatility(self.slot.conns[self.primary], self.slot.database, name)
+
+    def _refresh_temp_tables(self) -> None:
+        """check_temp_table = catalog: the session's temporary tables, from the primary."""
+        reply, ok = self._exchange(self.primary, "SELECT relname FROM pg_catalog.pg_class"
+                                                 " WHERE relnamespace = pg_catalog.pg_my_temp_schema()")
+        if ok:
+            self.temp_tables.clear()  # the classifier holds this very set
+            self.temp_tables.update(str(row[0]) for row in _rows(reply))
+            self.temp_unknown = False
 
     def _reads_kept_on_primary(self) -> bool:
         """The transaction's state or the session's writes keep reads on the primary
         (a failed or SERIALIZABLE transaction; disable_load_balance_on_write)."""
-        if self.in_tx and (self.tx_failed or self.tx_serializable):
+        if (self.in_tx and (self.tx_failed or self.tx_serializable)) or self.temp_unknown:
             return True
         mode = self.disable_load_balance_on_write
         if mode == "off":
@@ -291,6 +305,8 @@ class Router:
             if verdict.session_serializable is not None and verdict.session_serializable != self.session_serializable:
                 self.session_serializable = verdict.session_serializable
                 self._balancing_changed()
+            if verdict.opaque and self.catalog_temp and not self.primary_only:
+                self.temp_unknown = True
             if verdict.created_temp_tables:
                 self.temp_tables.update(verdict.created_temp_tables)
             for name in verdict.dropped_tables:
@@ -657,6 +673,8 @@ class Router:
         if typ == _F:
             target, verdict = self.to_node[self.primary], None
         else:
+            if self.temp_unknown and self.in_flight is None:
+                self._refresh_temp_tables()
             text = m.query_bytes(msg)
             if addressed_to_pgpool_bytes(text):
                 if self.in_flight is not None:
@@ -727,6 +745,8 @@ class Router:
                      sync: bool, own_sync: bool = False) -> bool:
         """Send an extended batch (ending in Sync or Flush, or ``own_sync``: a Sync of ours
         whose ReadyForQuery the client does not see); False when it must wait."""
+        if self.temp_unknown and self.in_flight is None:
+            self._refresh_temp_tables()
         scan = self._scan_batch(buf, batch)
         verdict = scan.verdict
         target = self._batch_target(scan)
@@ -946,8 +966,7 @@ class Router:
         """Run a query of ours on a node with nothing in flight: its replies, up to
         ReadyForQuery, and whether it succeeded (a failure is logged)."""
         ch = self.channels[node]
-        while ch.swallow:  # replies to earlier queries of ours come first
-            self._swallow_ours(ch, self._recv_or_lost(ch))
+        self._drain_ours(ch)  # replies to earlier queries of ours come first
         self._write(node, m.query(sql))
         reply = b""
         while True:
@@ -963,6 +982,14 @@ class Router:
                         log.warning("backend node %d: %s failed: %s", node, sql, fields.get("M", ""))
                         ok = False
                 return reply, ok
+
+    def _drain_ours(self, ch: NodeChannel) -> None:
+        """Read the replies to queries of ours still due from a node with nothing in flight
+        (what it sent unasked after them goes to the client later)."""
+        while ch.swallow:
+            rest = self._swallow_ours(ch, self._recv_or_lost(ch))
+            if rest and ch.node_id == self.primary:
+                self.unsolicited += rest
 
     def _recv_or_lost(self, ch: NodeChannel) -> bytes:
         data = self._recv(ch)

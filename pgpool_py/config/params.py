@@ -580,7 +580,8 @@ _TABLE: tuple[Param, ...] = (
           "Lifetime of relation cache entries; 0 = forever.", unit="s", min=0, max=LONG_MAX),
     Param("relcache_size", INT, 256, I, "others", "Entries in the relation cache.", min=0, max=INT_MAX),
     Param("check_temp_table", ENUM, "catalog", R, "others",
-          "How to detect temporary tables: catalog queries, tracing CREATE/DROP, or not at all.",
+          "How to detect temporary tables, which keep reads on the primary: CREATE/DROP are traced "
+          "in every mode; catalog also asks the primary after a DO, CALL or writing function.",
           choices=("catalog", "trace", "none"), aliases={"on": "catalog", "off": "none"}),
     Param("check_unlogged_table", BOOL, True, S, "others", "Detect unlogged tables in SELECTs."),
     Param("enable_shared_relcache", BOOL, True, I, "others",

@@ -207,6 +207,9 @@ class Verdict:
     created_temp_tables: tuple[str, ...] = ()   # for check_temp_table = trace
     dropped_tables: tuple[str, ...] = ()
     uses_temp_table: bool = False               # set from the temp_tables lookup, never cached
+    # Runs code that may create or drop temporary tables unseen: DO, CALL, a writing function
+    # (check_temp_table = catalog asks the primary afterwards).
+    opaque: bool = False
     parse_error: bool = False                   # unparsable: pgpool sends it to the primary as a write
     # Derived once here rather than per query by the relay: whether the statement changes the
     # session's transaction state or its set of temporary tables, and the counter it bumps.
@@ -429,8 +432,9 @@ class Classifier:
         if tag == "SelectStmt":
             dest, is_read, reason = self._select(scan)
             into = body.get("intoClause")
+            opaque = not is_read and any(parts[-1] not in _ALWAYS_WRITING_FUNCTIONS for parts in scan.functions)
             return Verdict(StatementKind.SELECT, dest, is_read=is_read, is_write=not is_read,
-                           reason=reason, tables=scan.tables,
+                           reason=reason, tables=scan.tables, opaque=opaque,
                            created_temp_tables=_temp_names(into["rel"]) if into else (),
                            terminate_backend_pid=scan.terminate_backend_pid)
         if tag == "TransactionStmt":
@@ -461,6 +465,7 @@ class Classifier:
         relation = body.get("relation", {}) if tag == "InsertStmt" else {}
         relation = relation.get("RangeVar", relation)
         return Verdict(_KIND_BY_TAG.get(tag, StatementKind.DDL), Dest.PRIMARY, tables=scan.tables,
+                       opaque=tag in ("DoStmt", "CallStmt"),
                        insert_table=tuple(n for n in (relation.get("schemaname"), relation.get("relname")) if n),
                        created_temp_tables=_created_temp_tables(tag, body),
                        dropped_tables=_dropped_tables(tag, body))
@@ -871,6 +876,7 @@ def _combine(verdicts: list[Verdict]) -> Verdict:
         terminate_backend_pid=first.terminate_backend_pid,
         tables=tuple(dict.fromkeys(t for v in verdicts for t in v.tables)),
         created_temp_tables=tuple(t for v in verdicts for t in v.created_temp_tables),
+        opaque=any(v.opaque for v in verdicts),
         dropped_tables=tuple(t for v in verdicts for t in v.dropped_tables),
     )
 

@@ -839,3 +839,22 @@ def test_a_notification_arriving_while_a_standby_answers_reaches_the_client(pgpo
             reply += sock.recv(65536)
         msgs, _ = m.split_messages(reply)
         assert [chr(typ) for typ, _s, _e in msgs][-1] == "A", "after the read's ReadyForQuery"
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_temporary_tables_made_where_they_cannot_be_seen_keep_reads_on_the_primary(
+        pgpool_factory: Any, pg_cluster: Any, protocol: str) -> None:
+    # check_temp_table = catalog (the default): a DO block or a function creates a temporary
+    # table that no CREATE statement shows; the primary is asked what the session has.
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0})
+    server.psql("CREATE OR REPLACE FUNCTION make_temp() RETURNS int LANGUAGE sql"
+                " AS 'CREATE TEMP TABLE IF NOT EXISTS tmp_f AS SELECT 2 AS a; SELECT 1'")
+    with server.connect(autocommit=True) as conn:
+        cursor = conn.cursor() if protocol == "extended" else psycopg.ClientCursor(conn)
+        cursor.execute("DO $$BEGIN CREATE TEMP TABLE tmp_do AS SELECT 1 AS a; END$$")
+        assert cursor.execute("SELECT a FROM tmp_do").fetchone() == (1,)
+        cursor.execute("SELECT make_temp()")
+        assert cursor.execute("SELECT a FROM tmp_f").fetchone() == (2,)
+        cursor.execute("DO $$BEGIN DROP TABLE tmp_do; END$$")
+        # Known to be gone: reads of other tables go to the standby again.
+        assert cursor.execute("SELECT current_setting('transaction_read_only')").fetchone() == ("on",)
