@@ -360,7 +360,7 @@ class Router:
                 v = prepared.verdict
                 pending[name] = prepared
                 scan.statements.append((name, prepared))
-                if v.kind is StatementKind.TX_BEGIN and not v.begin_default_on_standby:
+                if v.kind is StatementKind.TX_BEGIN and self.lazy_begin and not v.begin_default_on_standby:
                     skipped_begin = v
                     continue
             elif typ == _B:
@@ -378,7 +378,8 @@ class Router:
                     scan.needed.append(stmt)
                 v = found.verdict
                 scan.bound.append(v)
-                if v.kind is StatementKind.TX_BEGIN and not v.begin_default_on_standby and scan.begin is None:
+                if (v.kind is StatementKind.TX_BEGIN and self.lazy_begin and not v.begin_default_on_standby
+                        and scan.begin is None):
                     scan.begin, skipped_begin = found, v  # no reason to reach every node
                     continue
             else:

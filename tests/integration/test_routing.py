@@ -858,3 +858,19 @@ def test_temporary_tables_made_where_they_cannot_be_seen_keep_reads_on_the_prima
         cursor.execute("DO $$BEGIN DROP TABLE tmp_do; END$$")
         # Known to be gone: reads of other tables go to the standby again.
         assert cursor.execute("SELECT current_setting('transaction_read_only')").fetchone() == ("on",)
+
+
+def test_native_replication_begin_sent_with_a_read_reaches_every_node(pgpool_factory: Any,
+                                                                       pg_native_cluster: Any) -> None:
+    # Native replication has no BEGIN for later: one sent with a read must reach every node,
+    # or a later write runs outside the transaction there and ROLLBACK cannot undo it.
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    server.psql("DROP TABLE IF EXISTS begun_n; CREATE TABLE begun_n (id int)")
+    with server.raw_session() as sock:
+        sock.sendall(_extended("BEGIN", "SELECT count(*) FROM begun_n"))
+        assert _status_and_rows(read_until(sock)) == ("T", [["0"]])
+        sock.sendall(_extended("INSERT INTO begun_n VALUES (1)"))
+        assert _status_and_rows(read_until(sock))[0] == "T"
+        sock.sendall(_extended("ROLLBACK"))
+        assert _status_and_rows(read_until(sock))[0] == "I"
+    assert [node.psql("SELECT count(*) FROM begun_n", dbname="test") for node in pg_native_cluster] == ["0", "0"]
