@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # A child told to quit (SIGQUIT) leaves at its next wait; one that has not after this long is killed.
 CHILD_EXIT_WAIT = 5.0
 PLACEHOLDERS = "dhpDmHMPrRNS"
+# %H %r %R %N %S of a node that does not exist: an empty argument for the shell, as in pgpool-II.
+NO_NODE = '""'
 
 
 def failover_allowed(shm: SharedState, node: int) -> bool:
@@ -79,19 +81,30 @@ def expand_command(template: str, values: Mapping[str, str]) -> str:
 
 
 def command_values(shm: SharedState, node: int, new_main: int, old_main: int, old_primary: int) -> dict[str, str]:
-    """The placeholder values for the command run about ``node`` (see pgpool-facts §8.5)."""
+    """
+    The placeholder values for the command run about ``node`` (see pgpool-facts §8.5).
+
+    As in pgpool-II's trigger_failover_command, the host, port and data directory of a new
+    main node or an old primary that does not exist (id -1) are a quoted empty string (``""``):
+    the shell still passes an (empty) argument, so the arguments after it keep their places.
+    """
+    num_backends = int(shm.req.num_backends)
+
+    def exists(n: int) -> bool:
+        return 0 <= n < num_backends
 
     def host(n: int) -> str:
-        return shm.backends[n].hostname.decode() if n >= 0 else ""
+        return shm.backends[n].hostname.decode() if exists(n) else NO_NODE
 
     def port(n: int) -> str:
-        return str(shm.backends[n].port) if n >= 0 else ""
+        return str(shm.backends[n].port) if exists(n) else NO_NODE
 
     def datadir(n: int) -> str:
-        return shm.backends[n].data_directory.decode() if n >= 0 else ""
+        return shm.backends[n].data_directory.decode() if exists(n) else NO_NODE
 
+    b = shm.backends[node]
     return {
-        "d": str(node), "h": host(node), "p": port(node), "D": datadir(node),
+        "d": str(node), "h": b.hostname.decode(), "p": str(b.port), "D": b.data_directory.decode(),
         "m": str(new_main), "H": host(new_main), "r": port(new_main), "R": datadir(new_main),
         "M": str(old_main), "P": str(old_primary), "N": host(old_primary), "S": port(old_primary),
     }

@@ -340,3 +340,33 @@ def test_node_added_by_reload_is_down_until_attached(pg_cluster: list[PgNode], p
     # Weight 0 on the primary: a new session reads from the new node.
     wait_for("a read on node 1",
              lambda: server.psql("SELECT pg_is_in_recovery()") == "t", 10)
+
+
+def test_failover_command_arguments_keep_their_places_without_a_new_main(
+    pg_cluster: list[PgNode], pgpool_factory: PgpoolFactory, tmp_path: Path
+) -> None:
+    # pgpool-II writes "" for %H %r %R (and %N %S) of a node that does not exist, such as the
+    # new main node (-1) once the last node is detached: the script still gets every argument
+    # in its place.  Detaching changes nothing in PostgreSQL, so the session's cluster serves.
+    record = tmp_path / "arguments"
+    script = tmp_path / "record.sh"
+    script.write_text(f'#!/bin/sh\n{{ echo "$#"; printf "[%s]" "$@"; echo; }} >> {record}\n')
+    script.chmod(0o755)
+    server = pgpool_factory(pg_cluster, extra={
+        "failover_command": f"{script} %d %h %p %D %m %H %M %P %r %R %N %S end",
+        "health_check_period": 0, "sr_check_period": 0,
+    })
+    primary, standby = pg_cluster
+    with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+        pcp.detach_node(1, gracefully=True)
+        pcp.detach_node(0, gracefully=True)
+        assert [n.status_name for n in pcp.node_info()] == ["down", "down"]
+    lines = record.read_text().splitlines()
+    print("\nfailover_command arguments:\n" + "\n".join(lines))
+    h = HOST
+    assert lines == [
+        "13", f"[1][{h}][{standby.port}][{standby.datadir}][0][{h}][0][0][{primary.port}][{primary.datadir}]"
+              f"[{h}][{primary.port}][end]",
+        # No node is left: new main -1, its host, port and data directory are empty arguments.
+        "13", f"[0][{h}][{primary.port}][{primary.datadir}][-1][][0][0][][][{h}][{primary.port}][end]",
+    ]

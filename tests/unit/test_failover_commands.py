@@ -32,7 +32,7 @@ def shm() -> SharedState:
     for node, (host, port) in enumerate([("host0", 5432), ("host1", 5433), ("/tmp", 5434)]):
         b = backends[node]
         b.hostname, b.port, b.data_directory = host.encode(), port, f"/data{node}".encode()
-    return cast(SharedState, SimpleNamespace(backends=backends))
+    return cast(SharedState, SimpleNamespace(backends=backends, req=SimpleNamespace(num_backends=3)))
 
 
 PGPOOL_SETUP_FAILOVER = "failover.sh %d %h %p %D %m %H %M %P %r %R %N %S"
@@ -46,9 +46,12 @@ def test_every_placeholder(shm: SharedState) -> None:
     )
 
 
-def test_missing_new_main_and_old_primary_are_empty(shm: SharedState) -> None:
+def test_missing_new_main_and_old_primary_are_quoted_empty_strings(shm: SharedState) -> None:
+    # pgpool-II writes "" for them, so the shell still passes 12 arguments.
     values = command_values(shm, 2, new_main=-1, old_main=2, old_primary=-1)
-    assert expand_command(PGPOOL_SETUP_FAILOVER, values) == "failover.sh 2 /tmp 5434 /data2 -1  2 -1    "
+    assert expand_command(PGPOOL_SETUP_FAILOVER, values) == 'failover.sh 2 /tmp 5434 /data2 -1 "" 2 -1 "" "" "" ""'
+    values = command_values(shm, 2, new_main=3, old_main=2, old_primary=7)  # beyond the configured nodes
+    assert expand_command("%H %r %R %N %S", values) == '"" "" "" "" ""'
 
 
 def test_percent_and_unknown_letters(shm: SharedState) -> None:
