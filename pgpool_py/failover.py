@@ -8,8 +8,9 @@ Main drains the request queue with ``switching`` set (children hold new clients 
   cause), run ``failover_command`` synchronously, find the new primary, and after a promotion
   fork the follow child that runs ``follow_primary_command`` for every node left down.
 - NODE_UP: mark the node "waiting", run ``failback_command``, let children restart when idle.
-- PROMOTE_NODE: make the node the primary; with a switchover detail, detach the current
-  primary first so that ``failover_command`` promotes the chosen node.
+- PROMOTE_NODE: make the node the primary and mark every other node down (for
+  ``follow_primary_command``); with a switchover detail, detach the current primary first so
+  that ``failover_command`` promotes the chosen node.
 - CLOSE_IDLE: ask every child to close its idle pooled connections.
 
 Commands run in main with ``system()`` semantics, as in pgpool-II: main is frozen while
@@ -292,13 +293,15 @@ def _failover(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
 
 
 def _promote_only(main: Main, node: int, old_main: int, old_primary: int) -> None:
-    """pcp_promote_node without --switchover: pgpool-py's idea of the primary changes, nothing else."""
+    """
+    pcp_promote_node without --switchover: pgpool-py takes the node for the primary and, as
+    pgpool-II does, marks every other node down (nothing is done to PostgreSQL); with
+    follow_primary_command set, that command then runs for them.
+    """
     shm = main.shm
     shm.req.primary_node_id = node
-    main._update_main_and_primary()
+    start_follow_primary(main, node, old_primary)
     restart_children(main, list(range(len(main.children))))
-    if main.cfg.follow_primary_command:
-        start_follow_primary(main, node, old_primary)
     log.info("promotion done. promoted host %s(%d)", shm.backends[node].hostname.decode(), shm.backends[node].port)
 
 

@@ -527,7 +527,8 @@ class PcpWorker:
             raise PgError(message, detail=f"node {node} is not up",
                           hint=f"attach it first with pcp_attach_node -n {node}")
         # Switchover (-s): failover detaches the current primary and failover_command promotes
-        # this node; without it only pgpool-py's notion of the primary changes.
+        # this node; without it pgpool-py takes the node for the primary and marks the others
+        # down, PostgreSQL is left alone.
         details = RequestDetail.CONFIRMED | (RequestDetail.PROMOTE if switchover else RequestDetail.NONE)
         self._request(RequestKind.PROMOTE_NODE, node, details)
         if gracefully:

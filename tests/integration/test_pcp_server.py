@@ -273,12 +273,20 @@ def test_detach_then_attach_the_standby(pgpool: PgpoolServer) -> None:
     wait_for(lambda: standby_status(pgpool) in ("up", "waiting"), "node 1 attached again")
 
 
-def test_promote_the_standby(pgpool: PgpoolServer) -> None:
-    # Without --switchover only pgpool-py's notion of the primary changes; -g returns when it has.
+def test_promote_the_standby(pgpool: PgpoolServer, pg_cluster: list[PgNode]) -> None:
+    # Without --switchover pgpool-py takes node 1 for the primary and, as pgpool-II does, marks
+    # every other node down (there is no follow_primary_command to bring them back); PostgreSQL
+    # is left alone.  -g returns when it is done.
     result = tool(pgpool, False, "pcp_promote_node", "-g", "1")
     assert (result.returncode, result.stdout) == (0, "pcp_promote_node -- Command Successful\n")
     with connect(pgpool) as conn:
-        assert [n.role_name for n in conn.node_info()] == ["standby", "primary"]
+        nodes = conn.node_info()
+        assert [n.role_name for n in nodes] == ["standby", "primary"]
+        assert nodes[0].status_name == "down" and nodes[1].status_name in ("up", "waiting")
+    assert (pgpool.conf_path.parent / "log" / "pgpool_status").read_text().split() == ["down", "up"]
+    # The old primary gets no reads any more.
+    assert {pgpool.psql("SELECT current_setting('port')") for _ in range(4)} == {str(pg_cluster[1].port)}
+    with connect(pgpool) as conn:
         with pytest.raises(PcpError, match="invalid promote request"):
             conn.promote_node(1)
 
