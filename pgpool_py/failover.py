@@ -234,7 +234,6 @@ def _failover(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
             continue
         log.info("starting degeneration. shutdown host %s(%d)", b.hostname.decode(), b.port)
         b.quarantine = request.kind == RequestKind.NODE_QUARANTINE
-        b.pg_role = -1  # unknown until sr_check reaches it again
         shm.set_backend_status(node, BackendStatus.DOWN)
         downed.append(node)
     if not downed:

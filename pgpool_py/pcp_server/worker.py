@@ -33,7 +33,7 @@ from pgpool_py.config import render
 from pgpool_py.config.params import BackendFlag
 from pgpool_py.child.child import reload_everything
 from pgpool_py.errors import ConfigError, PgError
-from pgpool_py.health.check import health_check_stats_rows, pg_status
+from pgpool_py.health.check import health_check_stats_rows, pg_role, pg_status
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import (
@@ -322,10 +322,10 @@ class PcpWorker:
             backend_port=b.port,
             backend_status=b.status,
             quarantine=bool(b.quarantine),
-            pg_backend_status=pg_status(shm, node),
+            pg_backend_status=pg_status(self.cfg, shm, node),
             backend_weight=b.weight / total_weight,
             role=int(self._role(node)),
-            pg_role=Role(b.pg_role).label if b.pg_role >= 0 else "unknown",
+            pg_role=pg_role(self.cfg, shm, node),
             standby_delay=b.standby_delay,
             replication_state=b.replication_state.decode(errors="replace"),
             replication_sync_state=b.replication_sync_state.decode(errors="replace"),

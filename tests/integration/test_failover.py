@@ -370,3 +370,43 @@ def test_failover_command_arguments_keep_their_places_without_a_new_main(
         # No node is left: new main -1, its host, port and data directory are empty arguments.
         "13", f"[0][{h}][{primary.port}][{primary.datadir}][-1][][0][0][][][{h}][{primary.port}][end]",
     ]
+
+
+def test_a_detached_node_shows_what_its_server_is(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory) -> None:
+    # As pgpool-II: pg_status and pg_role of a down node say what its server is (a detached
+    # standby: down | up | standby | standby; once stopped: down | down | standby | unknown),
+    # in SHOW POOL_NODES and pcp_node_info alike.  The health check's rounds on a down node
+    # count as skipped, and the failure of one triggers nothing.
+    nodes: list[PgNode] = pg_cluster_factory()
+    server = pgpool_factory(nodes, extra=HEALTH)
+
+    def node1() -> list[tuple[str, str, str, str]]:
+        row = pool_nodes(server)[1]
+        with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+            info = pcp.node_info(1)[0]
+        return [(row["status"], row["pg_status"], row["role"], row["pg_role"]),
+                (info.status_name, info.pg_backend_status, info.role_name, info.pg_role)]
+
+    def stats1() -> dict[str, str]:
+        with server.connect() as conn:
+            cur = conn.execute("SHOW POOL_HEALTH_CHECK_STATS")
+            names = [d.name for d in cur.description or []]
+            return dict(zip(names, cur.fetchall()[1]))
+
+    wait_for("node 1 checked", lambda: node1() == 2 * [("up", "up", "standby", "standby")], 5)
+    with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+        pcp.detach_node(1, gracefully=True)
+    wait_for("detached standby seen up", lambda: node1() == 2 * [("down", "up", "standby", "standby")], 5)
+    wait_for("two skipped rounds", lambda: int(stats1()["skip_count"]) >= 2, 5)
+    s = stats1()
+    print(f"\nhealth check stats of the detached node: {s}")
+    assert int(s["total_count"]) == int(s["success_count"]) + int(s["fail_count"]) + int(s["skip_count"])
+    assert s["last_health_check"] >= s["last_skip_health_check"] != ""
+
+    nodes[1].stop("immediate")
+    wait_for("stopped standby seen down", lambda: node1() == 2 * [("down", "down", "standby", "unknown")], 5)
+    time.sleep(2 * PERIOD)
+    print("SHOW POOL_NODES after the detached standby stopped:\n" + show(pool_nodes(server)))
+    log = server.log_text()
+    assert log.count("starting degeneration") == 1  # the detach, nothing after the stop
+    assert "health check failed on node 1" not in log

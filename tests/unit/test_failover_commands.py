@@ -21,6 +21,7 @@ from pgpool_py.shmem.layout import (
     HealthCheckStats,
     RequestDetail,
     RequestKind,
+    ServerStatus,
     SharedState,
 )
 
@@ -140,10 +141,25 @@ def test_health_check_skips_down_nodes_and_respects_disallow_to_failover() -> No
     _health_check(shm, flag=BackendFlag.DISALLOW_TO_FAILOVER).check_once(HC_SETTINGS)
     assert shm.requests == []
     assert shm.health_stats[0].fail_count == 1
+    # A down node is tried once (its pg_status), counted as skipped as in pgpool-II, and its
+    # failure asks for nothing.
     shm.backends[0].status = BackendStatus.DOWN
     _health_check(shm).check_once(HC_SETTINGS)
     assert shm.requests == []
-    assert (shm.health_stats[0].total_count, shm.health_stats[0].skip_count) == (1, 1)
+    s = shm.health_stats[0]
+    assert (s.total_count, s.success_count, s.fail_count, s.skip_count, s.retry_count) == (2, 0, 1, 1, 2)
+    assert s.last_health_check == s.last_skip_health_check > s.last_failed_health_check
+    assert s.server_status == ServerStatus.DOWN
+
+
+def test_health_check_of_a_node_detached_meanwhile_requests_nothing() -> None:
+    shm = _RecordingShm(_refused_port())
+    hc = _health_check(shm)
+    # The node is detached while the check retries: its failure is logged, nothing is requested.
+    hc._sleep = lambda seconds: setattr(shm.backends[0], "status", BackendStatus.DOWN)  # type: ignore[method-assign]
+    hc.check_once(HC_SETTINGS)
+    assert shm.requests == []
+    assert shm.health_stats[0].fail_count == 1
 
 
 def test_health_check_stats_rows() -> None:
