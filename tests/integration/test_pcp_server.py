@@ -291,6 +291,22 @@ def test_promote_the_standby(pgpool: PgpoolServer, pg_cluster: list[PgNode]) -> 
             conn.promote_node(1)
 
 
+def test_last_status_change_follows_a_role_change(pgpool: PgpoolServer) -> None:
+    # pgpool-II: last_status_change is updated "whenever status or role is changed".  Node 1
+    # stays up and becomes the primary.
+    with connect(pgpool) as conn:
+        before = conn.node_info(1)[0]
+    assert before.status_name == "up"  # the client that found the server ready used it
+    time.sleep(1.1)  # the time is kept to the second
+    assert tool(pgpool, False, "pcp_promote_node", "-g", "1").returncode == 0
+    with connect(pgpool) as conn:
+        after = conn.node_info(1)[0]
+    assert (after.status_name, after.role_name) == ("up", "primary")
+    assert after.status_changed_time > before.status_changed_time
+    row = pgpool.psql("SHOW POOL_NODES").splitlines()[1].split("|")
+    assert row[-1] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(after.status_changed_time))
+
+
 def test_a_worker_per_connection(pgpool: PgpoolServer) -> None:
     conns = [connect(pgpool) for _ in range(10)]
     try:
