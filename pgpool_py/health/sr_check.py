@@ -4,8 +4,10 @@ The streaming-replication check worker (pgpool-II's ``do_worker_child``).
 Every ``sr_check_period`` seconds, unless a failover or follow_primary_command is running: ask
 each valid node for its role and WAL position as ``sr_check_user``, record the live role
 (``pg_role``), the replication delay of each standby in bytes (``standby_delay``: the primary's
-``pg_current_wal_lsn()`` minus the standby's ``pg_last_wal_replay_lsn()``) and each node's
-``pg_stat_replication`` state; with ``detach_false_primary`` request a false primary down.
+``pg_current_wal_lsn()`` minus the standby's ``pg_last_wal_replay_lsn()``; 0 for the primary)
+and each node's ``pg_stat_replication`` state (cleared on each round, as pgpool-II does, so a
+node that is no longer listed, or the new primary, shows none); with ``detach_false_primary``
+request a false primary down.
 Last, the role of each down node whose server the health check finds up, for its pg_role
 (SHOW POOL_NODES shows what a detached server really is, as pgpool-II does).
 
@@ -108,9 +110,11 @@ class SrCheckWorker:
             roles[node], lsns[node] = role, parse_lsn(rows[0][1])
             shm.backends[node].pg_role = int(role)
         primary = int(shm.req.primary_node_id)
-        if roles.get(primary) == Role.PRIMARY:
-            self._record_delays(primary, roles, lsns)
-            self._record_replication_state(primary)
+        if primary in roles:
+            shm.backends[primary].standby_delay = 0  # a standby that became the primary
+            if roles[primary] == Role.PRIMARY:
+                self._record_delays(primary, roles, lsns)
+        self._record_replication_state(primary if primary in roles else -1)
         if cfg.detach_false_primary:
             for node in false_primaries(cfg, shm, roles, self.waker):
                 log.warning("sr_check: node %d is a false primary; detaching it", node)
@@ -147,13 +151,18 @@ class SrCheckWorker:
                          node, delay, primary)
 
     def _record_replication_state(self, primary: int) -> None:
+        """Each node's state and sync_state in the primary's pg_stat_replication; empty for the
+        primary, for a node not listed there, and for every node when the primary (-1: none,
+        or it did not answer) cannot tell, as pgpool-II clears them on each round."""
         cfg, shm = self.cfg, self.shm
-        try:
-            rows = query(sr_target(cfg, shm, primary), REPLICATION_STATE, probe_timeout(cfg), self.waker)
-        except PgError as exc:
-            log.debug("sr_check: pg_stat_replication on node %d: %s", primary, exc.message)
-            return
-        by_name = {r[0]: (r[1] or "", r[2] or "") for r in rows if r[0]}
+        by_name: dict[str, tuple[str, str]] = {}
+        if primary >= 0:
+            try:
+                rows = query(sr_target(cfg, shm, primary), REPLICATION_STATE, probe_timeout(cfg), self.waker)
+            except PgError as exc:
+                log.debug("sr_check: pg_stat_replication on node %d: %s", primary, exc.message)
+            else:
+                by_name = {r[0]: (r[1] or "", r[2] or "") for r in rows if r[0]}
         for node in range(shm.req.num_backends):
             b = shm.backends[node]
             state, sync_state = by_name.get(b.application_name.decode(), ("", "")) if node != primary else ("", "")

@@ -410,3 +410,31 @@ def test_a_detached_node_shows_what_its_server_is(pg_cluster_factory: ClusterFac
     log = server.log_text()
     assert log.count("starting degeneration") == 1  # the detach, nothing after the stop
     assert "health check failed on node 1" not in log
+
+
+def test_a_promoted_standby_shows_no_replication_state_or_delay(
+    pg_cluster: list[PgNode], pgpool_factory: PgpoolFactory
+) -> None:
+    # pgpool-II clears replication_state / replication_sync_state on each sr_check round and
+    # gives the primary a delay of 0: a standby that pgpool takes for the primary shows none of
+    # the values it had as a standby.  pcp_promote_node without --switchover leaves PostgreSQL
+    # alone, so the session's cluster serves (node 1 replays again at the end).
+    primary, standby = pg_cluster
+    server = pgpool_factory(pg_cluster, extra={"sr_check_period": 1, "health_check_period": 0})
+    standby.psql("SELECT pg_wal_replay_pause()")
+    try:
+        primary.psql("CREATE TABLE replication_delay_probe (i int); DROP TABLE replication_delay_probe")
+        wait_for("node 1 behind", lambda: int(pool_nodes(server)[1]["replication_delay"]) > 0, 5)
+        before = pool_nodes(server)[1]
+        assert (before["replication_state"], before["replication_sync_state"]) == ("streaming", "async")
+        with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+            pcp.promote_node(1, gracefully=True)
+
+        def replication_columns() -> list[tuple[str, str, str]]:
+            return [(r["replication_delay"], r["replication_state"], r["replication_sync_state"])
+                    for r in pool_nodes(server)]
+
+        wait_for("values of a standby cleared", lambda: replication_columns() == [("0", "", "")] * 2, 5)
+        print("\nSHOW POOL_NODES after the promotion:\n" + show(pool_nodes(server)))
+    finally:
+        standby.psql("SELECT pg_wal_replay_resume()")
