@@ -182,6 +182,9 @@ def _failback(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
                      b.status, node)
             continue
         old_main, old_primary = int(shm.req.main_node_id), int(shm.req.primary_node_id)
+        # pgpool-II passes PRIMARY_NODE_ID here: the main node when there is no primary (always
+        # in native replication), so %P %N %S name a node that is up.
+        primary_or_main = old_primary if old_primary >= 0 else old_main
         log.info("starting fail back. reconnect host %s(%d)", b.hostname.decode(), b.port)
         b.quarantine = False
         shm.set_backend_status(node, BackendStatus.CONNECT_WAIT)
@@ -189,7 +192,7 @@ def _failback(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
         main.write_status_file()
         if cfg.failback_command:
             run_command("failback_command", cfg.failback_command,
-                        command_values(shm, node, int(shm.req.main_node_id), old_main, old_primary))
+                        command_values(shm, node, int(shm.req.main_node_id), old_main, primary_or_main))
         streaming = cfg.clustering_mode == "streaming_replication"
         if streaming and old_primary >= 0 and old_primary != node and old_primary in shm.valid_nodes():
             # The primary is unchanged: children pick the node up when they are next idle.

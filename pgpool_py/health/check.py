@@ -239,8 +239,11 @@ def pg_role(cfg: Config, shm: SharedState, node: int) -> str:
     """
     The pg_role of SHOW POOL_NODES and pcp_node_info, as pgpool-II shows it: in streaming
     replication what the sr_check worker last saw the server be ("primary"/"standby"), down
-    nodes included, and "unknown" unless pg_status is "up" and sr_check_period is set.
+    nodes included, and "unknown" unless pg_status is "up" and sr_check_period is set; in the
+    other modes the node's role ("main"/"replica").
     """
+    if cfg.clustering_mode != "streaming_replication":
+        return "main" if node == shm.req.main_node_id else "replica"
     if cfg.sr_check_period <= 0 or pg_status(cfg, shm, node) != "up":
         return "unknown"
     role = shm.backends[node].pg_role

@@ -438,3 +438,33 @@ def test_a_promoted_standby_shows_no_replication_state_or_delay(
         print("\nSHOW POOL_NODES after the promotion:\n" + show(pool_nodes(server)))
     finally:
         standby.psql("SELECT pg_wal_replay_resume()")
+
+
+def test_native_replication_roles_and_failback_placeholders(pgpool_factory: PgpoolFactory, tmp_path: Path) -> None:
+    # Native replication, as pgpool-II: pg_role is the node's role (main/replica), and with no
+    # primary failback_command's %P %N %S name the main node (pgpool-II's PRIMARY_NODE_ID),
+    # where failover_command got -1 and empty arguments.  Detaching and attaching change
+    # nothing in PostgreSQL, so the session's native cluster serves.
+    record = tmp_path / "arguments"
+    script = tmp_path / "record.sh"
+    script.write_text(f'#!/bin/sh\nprintf "[%s]" "$@" >> {record}; echo >> {record}\n')
+    script.chmod(0o755)
+    args = "%d %m %M %P %N %S end"
+    server = pgpool_factory(mode="native", extra={
+        "failover_command": f"{script} failover {args}", "failback_command": f"{script} failback {args}",
+        "health_check_period": 0,
+    })
+    rows = pool_nodes(server)
+    with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+        infos = pcp.node_info()
+        assert [(r["role"], r["pg_role"]) for r in rows] == [("main", "main"), ("replica", "replica")]
+        assert [(i.role_name, i.pg_role) for i in infos] == [("main", "main"), ("replica", "replica")]
+        pcp.detach_node(0, gracefully=True)
+        assert [(i.role_name, i.pg_role) for i in pcp.node_info()] == [("replica", "replica"), ("main", "main")]
+        pcp.attach_node(0)
+    node1 = infos[1]
+    wait_for("failback_command ran", lambda: record.exists() and "failback" in record.read_text(), 10)
+    assert record.read_text().splitlines() == [
+        "[failover][0][1][0][-1][][][end]",
+        f"[failback][0][0][1][1][{node1.backend_hostname}][{node1.backend_port}][end]",
+    ]
