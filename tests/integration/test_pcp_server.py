@@ -226,10 +226,23 @@ def test_errors_keep_the_connection(pgpool: PgpoolServer) -> None:
             conn.proc_info(1)
         with pytest.raises(PcpError) as info:
             conn.detach_node(5)
-        assert info.value.detail == "node id 5 is not valid"
-        with pytest.raises(PcpError, match="already primary"):
+        assert info.value.message == "invalid degenerate backend request, node id : 5 status: [0] is not valid for failover"
+        assert conn.node_count() == 2
+        # pgpool-II ends the connection on this one (FATAL).
+        with pytest.raises(PcpError, match="invalid promote request") as info:
             conn.promote_node(0)
+        assert info.value.severity == "FATAL" and conn.closed
+    with connect(pgpool) as conn:
         assert [n.role_name for n in conn.node_info()] == ["primary", "standby"]
+    # pgpool-II's message texts, with what pgpool-py adds to them in DETAIL (and HINT).
+    assert both(pgpool, "pcp_detach_node", "7").stderr == (
+        "ERROR:  invalid degenerate backend request, node id : 7 status: [0] is not valid for failover\n"
+        "DETAIL:  node 7 is not configured\n\n"
+    )
+    assert both(pgpool, "pcp_promote_node", "0").stderr == (
+        "FATAL:  invalid promote request\n"
+        "DETAIL:  specified node is already primary node, can't promote node id 0\n\n"
+    )
     # Ours say what to do about it.
     assert "HINT:  node ids go from 0 to 1" in tool(pgpool, False, "pcp_node_info", "7").stderr
     report = _error_report(pgpool, proto.node_info_request(7))
