@@ -8,8 +8,9 @@ Main drains the request queue with ``switching`` set (children hold new clients 
   cause), run ``failover_command`` synchronously, find the new primary, and after a promotion
   fork the follow child that runs ``follow_primary_command`` for every node left down.
 - NODE_UP: mark the node "waiting", run ``failback_command``, let children restart when idle.
-- PROMOTE_NODE: make the node the primary; with a switchover detail, detach the current
-  primary first so that ``failover_command`` promotes the chosen node.
+- PROMOTE_NODE: make the node the primary and mark every other node down (for
+  ``follow_primary_command``); with a switchover detail, detach the current primary first so
+  that ``failover_command`` promotes the chosen node.
 - CLOSE_IDLE: ask every child to close its idle pooled connections.
 
 Commands run in main with ``system()`` semantics, as in pgpool-II: main is frozen while
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 # A child told to quit (SIGQUIT) leaves at its next wait; one that has not after this long is killed.
 CHILD_EXIT_WAIT = 5.0
 PLACEHOLDERS = "dhpDmHMPrRNS"
+# %H %r %R %N %S of a node that does not exist: an empty argument for the shell, as in pgpool-II.
+NO_NODE = '""'
 
 
 def failover_allowed(shm: SharedState, node: int) -> bool:
@@ -79,19 +82,30 @@ def expand_command(template: str, values: Mapping[str, str]) -> str:
 
 
 def command_values(shm: SharedState, node: int, new_main: int, old_main: int, old_primary: int) -> dict[str, str]:
-    """The placeholder values for the command run about ``node`` (see pgpool-facts §8.5)."""
+    """
+    The placeholder values for the command run about ``node`` (see pgpool-facts §8.5).
+
+    As in pgpool-II's trigger_failover_command, the host, port and data directory of a new
+    main node or an old primary that does not exist (id -1) are a quoted empty string (``""``):
+    the shell still passes an (empty) argument, so the arguments after it keep their places.
+    """
+    num_backends = int(shm.req.num_backends)
+
+    def exists(n: int) -> bool:
+        return 0 <= n < num_backends
 
     def host(n: int) -> str:
-        return shm.backends[n].hostname.decode() if n >= 0 else ""
+        return shm.backends[n].hostname.decode() if exists(n) else NO_NODE
 
     def port(n: int) -> str:
-        return str(shm.backends[n].port) if n >= 0 else ""
+        return str(shm.backends[n].port) if exists(n) else NO_NODE
 
     def datadir(n: int) -> str:
-        return shm.backends[n].data_directory.decode() if n >= 0 else ""
+        return shm.backends[n].data_directory.decode() if exists(n) else NO_NODE
 
+    b = shm.backends[node]
     return {
-        "d": str(node), "h": host(node), "p": port(node), "D": datadir(node),
+        "d": str(node), "h": b.hostname.decode(), "p": str(b.port), "D": b.data_directory.decode(),
         "m": str(new_main), "H": host(new_main), "r": port(new_main), "R": datadir(new_main),
         "M": str(old_main), "P": str(old_primary), "N": host(old_primary), "S": port(old_primary),
     }
@@ -168,6 +182,9 @@ def _failback(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
                      b.status, node)
             continue
         old_main, old_primary = int(shm.req.main_node_id), int(shm.req.primary_node_id)
+        # pgpool-II passes PRIMARY_NODE_ID here: the main node when there is no primary (always
+        # in native replication), so %P %N %S name a node that is up.
+        primary_or_main = old_primary if old_primary >= 0 else old_main
         log.info("starting fail back. reconnect host %s(%d)", b.hostname.decode(), b.port)
         b.quarantine = False
         shm.set_backend_status(node, BackendStatus.CONNECT_WAIT)
@@ -175,7 +192,7 @@ def _failback(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
         main.write_status_file()
         if cfg.failback_command:
             run_command("failback_command", cfg.failback_command,
-                        command_values(shm, node, int(shm.req.main_node_id), old_main, old_primary))
+                        command_values(shm, node, int(shm.req.main_node_id), old_main, primary_or_main))
         streaming = cfg.clustering_mode == "streaming_replication"
         if streaming and old_primary >= 0 and old_primary != node and old_primary in shm.valid_nodes():
             # The primary is unchanged: children pick the node up when they are next idle.
@@ -220,7 +237,6 @@ def _failover(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
             continue
         log.info("starting degeneration. shutdown host %s(%d)", b.hostname.decode(), b.port)
         b.quarantine = request.kind == RequestKind.NODE_QUARANTINE
-        b.pg_role = -1  # unknown until sr_check reaches it again
         shm.set_backend_status(node, BackendStatus.DOWN)
         downed.append(node)
     if not downed:
@@ -279,13 +295,15 @@ def _failover(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
 
 
 def _promote_only(main: Main, node: int, old_main: int, old_primary: int) -> None:
-    """pcp_promote_node without --switchover: pgpool-py's idea of the primary changes, nothing else."""
+    """
+    pcp_promote_node without --switchover: pgpool-py takes the node for the primary and, as
+    pgpool-II does, marks every other node down (nothing is done to PostgreSQL); with
+    follow_primary_command set, that command then runs for them.
+    """
     shm = main.shm
     shm.req.primary_node_id = node
-    main._update_main_and_primary()
+    start_follow_primary(main, node, old_primary)
     restart_children(main, list(range(len(main.children))))
-    if main.cfg.follow_primary_command:
-        start_follow_primary(main, node, old_primary)
     log.info("promotion done. promoted host %s(%d)", shm.backends[node].hostname.decode(), shm.backends[node].port)
 
 

@@ -186,20 +186,27 @@ class Main:
         self._raise_if_stopping()
 
     def _update_main_and_primary(self) -> None:
+        """The main node, the primary and each node's role from the nodes' status; a node whose
+        role changes gets a new last_status_change, as its status change does (pgpool-II docs)."""
         shm = self.shm
         valid = shm.valid_nodes()
         shm.req.main_node_id = main = valid[0] if valid else -1
         # primary_node_id comes from find_primary_node (startup, failover); a node that is no
         # longer valid is no primary: -1 until the next search.
-        if self.cfg.clustering_mode == "streaming_replication":
+        streaming = self.cfg.clustering_mode == "streaming_replication"
+        if streaming:
             primary = shm.req.primary_node_id
             if primary >= 0 and not shm.node_valid(primary):
                 shm.req.primary_node_id = -1
-            for node in range(shm.req.num_backends):
-                shm.backends[node].role = Role.PRIMARY if node == shm.req.primary_node_id else Role.STANDBY
-        else:
-            for node in range(shm.req.num_backends):
-                shm.backends[node].role = Role.MAIN if node == main else Role.REPLICA
+        for node in range(shm.req.num_backends):
+            if streaming:
+                role = Role.PRIMARY if node == shm.req.primary_node_id else Role.STANDBY
+            else:
+                role = Role.MAIN if node == main else Role.REPLICA
+            b = shm.backends[node]
+            if b.role != role:
+                b.role = int(role)
+                b.status_changed_time = time.time()
 
     # ------------------------------------------------------------------ status file
 

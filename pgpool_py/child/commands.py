@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Callable
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
 from pgpool_py.config import PARAMS, Context, Param, render
-from pgpool_py.health.check import health_check_stats_rows, pg_status
+from pgpool_py.health.check import health_check_stats_rows, pg_role, pg_status
 from pgpool_py.errors import PgError
 from pgpool_py.protocol import messages as m
 from pgpool_py.routing.classify import parse_pool_command
-from pgpool_py.shmem.layout import STATEMENT_COUNTERS, BackendStatus, ChildStatus, Role, show_time
+from pgpool_py.shmem.layout import STATEMENT_COUNTERS, BackendStatus, ChildStatus, show_time
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
@@ -120,10 +120,10 @@ class PoolCommands:
         rows: Rows = []
         for node in self._used_nodes():
             b = shm.backends[node]
-            pg_role = Role(b.pg_role).label if b.pg_role >= 0 and b.status != BackendStatus.DOWN else "unknown"
+            cfg = self.child.cfg
             rows.append([
-                str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, pg_status(self.child.shm, node),
-                f"{b.weight / total_weight:f}", self._role_label(node), pg_role,
+                str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, pg_status(cfg, shm, node),
+                f"{b.weight / total_weight:f}", self._role_label(node), pg_role(cfg, shm, node),
                 str(shm.statement_counts(node)["select_cnt"]), "true" if node == lb_node else "false", str(b.standby_delay),
                 b.replication_state.decode(), b.replication_sync_state.decode(), show_time(b.status_changed_time),
             ])

@@ -5,6 +5,10 @@ Every ``health_check_period`` seconds: connect as ``health_check_user`` and run 
 query, the whole exchange bounded by ``health_check_timeout`` (and ``connect_timeout``) as a
 deadline.  A failure is retried ``health_check_max_retries`` times, ``health_check_retry_delay``
 apart; then the node is requested down through the request queue (main runs the failover).
+
+A node that is already down is tried once per period too, only to know what its server is
+(``pg_status``, and auto_failback): pgpool-II counts that round as a skipped check, and
+whatever it finds asks nothing of main (but an auto_failback).
 The process only writes its own node's statistics (SHOW POOL_HEALTH_CHECK_STATS).
 
 Signals: SIGTERM/SIGINT/SIGQUIT exit at once (even mid-check), SIGHUP re-reads pgpool.conf,
@@ -26,7 +30,16 @@ from pgpool_py.failover import failover_allowed
 from pgpool_py.health.probe import ProbeFailed, Target, Waker, query
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
-from pgpool_py.shmem.layout import BackendStatus, HealthCheckStats, RequestDetail, RequestKind, SharedState, show_time
+from pgpool_py.shmem.layout import (
+    BackendStatus,
+    HealthCheckStats,
+    RequestDetail,
+    RequestKind,
+    Role,
+    ServerStatus,
+    SharedState,
+    show_time,
+)
 from pgpool_py.signals import SignalQueue
 from pgpool_py.tls import libpq_params
 
@@ -97,16 +110,18 @@ class HealthCheck:
             return ExitCode.NO_RESTART
 
     def check_once(self, hc: HealthCheckConfig) -> None:
-        """One round: skip, auto-failback probe, or check with retries."""
+        """One round: a skipped round for a down node (a probe only), or a check with retries."""
         node, b = self.node_id, self.shm.backends[self.node_id]
         stats = self.shm.health_stats[node]
         now = time.time()
         if b.status == BackendStatus.UNUSED or (b.status == BackendStatus.DOWN and not b.quarantine):
-            if self._auto_failback_due():
-                self._try_auto_failback(hc)
-            else:
-                stats.skip_count += 1
-                stats.last_skip_health_check = now
+            # pgpool-II counts the round (total_count, last_health_check) as skipped.
+            stats.total_count += 1
+            stats.last_health_check = now
+            stats.skip_count += 1
+            stats.last_skip_health_check = now
+            if b.status == BackendStatus.DOWN:
+                self._probe_down_node(hc)
             return
         stats.total_count += 1
         stats.last_health_check = now
@@ -115,12 +130,14 @@ class HealthCheck:
         while True:
             try:
                 query(self._target(hc), HEALTH_QUERY, check_timeout(hc), self.waker)
+                stats.server_status = ServerStatus.UP
                 self._record(stats, started, retries, ok=True)
                 if b.quarantine:
                     log.info("health check: quarantined node %d answers again; requesting failback", node)
                     self._request(RequestKind.NODE_UP, RequestDetail.UPDATE)
                 return
             except PgError as exc:
+                stats.server_status = ServerStatus.DOWN
                 if retries < hc.max_retries:
                     retries += 1
                     stats.retry_count += 1
@@ -137,6 +154,10 @@ class HealthCheck:
         timed_out = isinstance(exc, ProbeFailed) and exc.timed_out
         what = f"timed out after {check_timeout(hc):g} s" if timed_out else exc.message
         log.error("health check failed on node %d (timeout:%d)", node, int(timed_out), extra={"detail": what})
+        if self.shm.backends[node].status == BackendStatus.DOWN:
+            # Detached (or quarantined) while we checked: there is nothing left to fail over.
+            log.info("health check: node %d is already down; not degenerating it", node)
+            return
         if not failover_allowed(self.shm, node):
             log.info("health check: node %d has DISALLOW_TO_FAILOVER; not degenerating it", node)
             return
@@ -171,14 +192,21 @@ class HealthCheck:
             and time.monotonic() - self.last_auto_failback >= cfg.auto_failback_interval
         )
 
-    def _try_auto_failback(self, hc: HealthCheckConfig) -> None:
+    def _probe_down_node(self, hc: HealthCheckConfig) -> None:
+        """One attempt at a down node: its pg_status, and an auto_failback when it is due.
+        A failure is only recorded; the node is down already."""
+        stats = self.shm.health_stats[self.node_id]
         try:
             query(self._target(hc), HEALTH_QUERY, check_timeout(hc), self.waker)
-        except PgError:
+        except PgError as exc:
+            stats.server_status = ServerStatus.DOWN
+            log.debug("health check: down node %d does not answer: %s", self.node_id, exc.message)
             return
-        log.info("request auto failback, node id:%d", self.node_id)
-        self.last_auto_failback = time.monotonic()
-        self._request(RequestKind.NODE_UP, RequestDetail.NONE)
+        stats.server_status = ServerStatus.UP
+        if self._auto_failback_due():
+            log.info("request auto failback, node id:%d", self.node_id)
+            self.last_auto_failback = time.monotonic()
+            self._request(RequestKind.NODE_UP, RequestDetail.NONE)
 
     # ------------------------------------------------------------------ helpers
 
@@ -196,15 +224,30 @@ def run_health_check(cfg: Config, shm: SharedState, node_id: int, main_pid: int)
     return HealthCheck(cfg, shm, node_id, main_pid).run()
 
 
-def pg_status(shm: SharedState, node: int) -> str:
-    """What the health check last saw of ``node`` (pgpool-II's PQping): "up"/"down", or
-    "unknown" without health checks; the pg_status of SHOW POOL_NODES and pcp_node_info."""
-    if shm.backends[node].status == BackendStatus.DOWN:
-        return "down"
-    stats = shm.health_stats[node]
-    if not stats.last_health_check:
+def pg_status(cfg: Config, shm: SharedState, node: int) -> str:
+    """
+    The pg_status of SHOW POOL_NODES and pcp_node_info: what the health check last saw of the
+    node's server, "up" or "down", whatever pgpool's status of the node; "unknown" without
+    health checks (pgpool-II pings the node when asked; here it is at most a period old).
+    """
+    if cfg.health_check(node).period <= 0:
         return "unknown"
-    return "up" if stats.last_successful_health_check >= stats.last_failed_health_check else "down"
+    return ServerStatus(shm.health_stats[node].server_status).label
+
+
+def pg_role(cfg: Config, shm: SharedState, node: int) -> str:
+    """
+    The pg_role of SHOW POOL_NODES and pcp_node_info, as pgpool-II shows it: in streaming
+    replication what the sr_check worker last saw the server be ("primary"/"standby"), down
+    nodes included, and "unknown" unless pg_status is "up" and sr_check_period is set; in the
+    other modes the node's role ("main"/"replica").
+    """
+    if cfg.clustering_mode != "streaming_replication":
+        return "main" if node == shm.req.main_node_id else "replica"
+    if cfg.sr_check_period <= 0 or pg_status(cfg, shm, node) != "up":
+        return "unknown"
+    role = shm.backends[node].pg_role
+    return Role(role).label if role >= 0 else "unknown"
 
 
 def health_check_stats_rows(shm: SharedState) -> list[list[str]]:

@@ -4,8 +4,12 @@ The streaming-replication check worker (pgpool-II's ``do_worker_child``).
 Every ``sr_check_period`` seconds, unless a failover or follow_primary_command is running: ask
 each valid node for its role and WAL position as ``sr_check_user``, record the live role
 (``pg_role``), the replication delay of each standby in bytes (``standby_delay``: the primary's
-``pg_current_wal_lsn()`` minus the standby's ``pg_last_wal_replay_lsn()``) and each node's
-``pg_stat_replication`` state; with ``detach_false_primary`` request a false primary down.
+``pg_current_wal_lsn()`` minus the standby's ``pg_last_wal_replay_lsn()``; 0 for the primary)
+and each node's ``pg_stat_replication`` state (cleared on each round, as pgpool-II does, so a
+node that is no longer listed, or the new primary, shows none); with ``detach_false_primary``
+request a false primary down.
+Last, the role of each down node whose server the health check finds up, for its pg_role
+(SHOW POOL_NODES shows what a detached server really is, as pgpool-II does).
 
 Signals: SIGTERM/SIGINT/SIGQUIT exit, SIGHUP re-reads pgpool.conf, SIGUSR1 (main, after each
 failover) checks again at once, SIGUSR2 only wakes it.
@@ -21,11 +25,12 @@ import time
 from pgpool_py.process import die_with_parent
 from pgpool_py.config import Config, reload_config
 from pgpool_py.errors import ConfigError, PgError
+from pgpool_py.health.check import pg_status
 from pgpool_py.health.primary import false_primaries, probe_timeout, sr_target
 from pgpool_py.health.probe import Waker, query
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
-from pgpool_py.shmem.layout import RequestDetail, RequestKind, Role, SharedState
+from pgpool_py.shmem.layout import BackendStatus, RequestDetail, RequestKind, Role, SharedState
 from pgpool_py.signals import SignalQueue
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,7 @@ WORKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, 
 ROLE_AND_LSN = ("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
                 " ELSE pg_current_wal_lsn() END")
 REPLICATION_STATE = "SELECT application_name, state, sync_state FROM pg_stat_replication"
+ROLE = "SELECT pg_is_in_recovery()"
 
 
 class Stop(BaseException):
@@ -98,19 +104,35 @@ class SrCheckWorker:
                 rows = query(sr_target(cfg, shm, node), ROLE_AND_LSN, probe_timeout(cfg), self.waker)
             except PgError as exc:
                 log.debug("sr_check: node %d: %s", node, exc.message)
+                shm.backends[node].pg_role = -1
                 continue
             role = Role.STANDBY if rows[0][0] == "t" else Role.PRIMARY
             roles[node], lsns[node] = role, parse_lsn(rows[0][1])
             shm.backends[node].pg_role = int(role)
         primary = int(shm.req.primary_node_id)
-        if roles.get(primary) == Role.PRIMARY:
-            self._record_delays(primary, roles, lsns)
-            self._record_replication_state(primary)
+        if primary in roles:
+            shm.backends[primary].standby_delay = 0  # a standby that became the primary
+            if roles[primary] == Role.PRIMARY:
+                self._record_delays(primary, roles, lsns)
+        self._record_replication_state(primary if primary in roles else -1)
         if cfg.detach_false_primary:
             for node in false_primaries(cfg, shm, roles, self.waker):
                 log.warning("sr_check: node %d is a false primary; detaching it", node)
                 register_node_operation_request(shm, self.main_pid, RequestKind.NODE_DOWN, (node,),
                                                 RequestDetail.SWITCHOVER | RequestDetail.CONFIRMED)
+        for node in range(shm.req.num_backends):
+            if shm.backends[node].status == BackendStatus.DOWN and pg_status(cfg, shm, node) == "up":
+                self._record_down_node_role(node)
+
+    def _record_down_node_role(self, node: int) -> None:
+        """What a detached server is now: its pg_role only, nothing else looks at it."""
+        try:
+            rows = query(sr_target(self.cfg, self.shm, node), ROLE, probe_timeout(self.cfg), self.waker)
+        except PgError as exc:
+            log.debug("sr_check: down node %d: %s", node, exc.message)
+            self.shm.backends[node].pg_role = -1
+            return
+        self.shm.backends[node].pg_role = int(Role.STANDBY if rows and rows[0][0] == "t" else Role.PRIMARY)
 
     def _record_delays(self, primary: int, roles: dict[int, Role], lsns: dict[int, int | None]) -> None:
         cfg, shm = self.cfg, self.shm
@@ -129,13 +151,18 @@ class SrCheckWorker:
                          node, delay, primary)
 
     def _record_replication_state(self, primary: int) -> None:
+        """Each node's state and sync_state in the primary's pg_stat_replication; empty for the
+        primary, for a node not listed there, and for every node when the primary (-1: none,
+        or it did not answer) cannot tell, as pgpool-II clears them on each round."""
         cfg, shm = self.cfg, self.shm
-        try:
-            rows = query(sr_target(cfg, shm, primary), REPLICATION_STATE, probe_timeout(cfg), self.waker)
-        except PgError as exc:
-            log.debug("sr_check: pg_stat_replication on node %d: %s", primary, exc.message)
-            return
-        by_name = {r[0]: (r[1] or "", r[2] or "") for r in rows if r[0]}
+        by_name: dict[str, tuple[str, str]] = {}
+        if primary >= 0:
+            try:
+                rows = query(sr_target(cfg, shm, primary), REPLICATION_STATE, probe_timeout(cfg), self.waker)
+            except PgError as exc:
+                log.debug("sr_check: pg_stat_replication on node %d: %s", primary, exc.message)
+            else:
+                by_name = {r[0]: (r[1] or "", r[2] or "") for r in rows if r[0]}
         for node in range(shm.req.num_backends):
             b = shm.backends[node]
             state, sync_state = by_name.get(b.application_name.decode(), ("", "")) if node != primary else ("", "")

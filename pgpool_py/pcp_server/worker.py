@@ -33,10 +33,11 @@ from pgpool_py.config import render
 from pgpool_py.config.params import BackendFlag
 from pgpool_py.child.child import reload_everything
 from pgpool_py.errors import ConfigError, PgError
-from pgpool_py.health.check import health_check_stats_rows, pg_status
+from pgpool_py.health.check import health_check_stats_rows, pg_role, pg_status
 from pgpool_py.process import ExitCode
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import (
+    MAX_BACKENDS,
     BackendStatus,
     ChildStatus,
     LockId,
@@ -322,10 +323,10 @@ class PcpWorker:
             backend_port=b.port,
             backend_status=b.status,
             quarantine=bool(b.quarantine),
-            pg_backend_status=pg_status(shm, node),
+            pg_backend_status=pg_status(self.cfg, shm, node),
             backend_weight=b.weight / total_weight,
             role=int(self._role(node)),
-            pg_role=Role(b.pg_role).label if b.pg_role >= 0 else "unknown",
+            pg_role=pg_role(self.cfg, shm, node),
             standby_delay=b.standby_delay,
             replication_state=b.replication_state.decode(errors="replace"),
             replication_sync_state=b.replication_sync_state.decode(errors="replace"),
@@ -479,26 +480,41 @@ class PcpWorker:
         self._request(RequestKind.NODE_UP, node, RequestDetail.CONFIRMED)
         return proto.command_complete("c")
 
-    def _detachable(self, node: int) -> None:
-        """pgpool-II's degenerate_backend_set_ex checks."""
+    def _detach_target(self, text: str) -> int:
+        """The node a detach request names, with pgpool-II's degenerate_backend_set_ex checks
+        and messages (what to do about it in DETAIL and HINT)."""
+        try:
+            node = int(text)
+        except ValueError:
+            node = -1
+        count = self._num_backends()
+        range_hint = f"node ids go from 0 to {count - 1}; {_NODE_LIST_HINT}" if count else "no backend is configured"
+        if not 0 <= node < MAX_BACKENDS:
+            raise PgError(
+                f"invalid degenerate backend request, node id: {text.strip()} is out of range. "
+                f"node id must be between [0 and {MAX_BACKENDS}]",
+                hint=range_hint,
+            )
         b = self.shm.backends[node]
         status = BackendStatus(b.status)
         message = (
             f"invalid degenerate backend request, node id : {node} status: [{int(status)}] is not valid for failover"
         )
+        if node >= count:
+            raise PgError(message, detail=f"node {node} is not configured", hint=range_hint)
         if status == BackendStatus.DOWN:
             raise PgError(message, detail=f"node {node} is already down",
                           hint=f"pcp_attach_node -n {node} brings it back")
         if status == BackendStatus.UNUSED:
             raise PgError(message, detail=f"node {node} is not in use", hint=_NODE_LIST_HINT)
         if b.flag & BackendFlag.DISALLOW_TO_FAILOVER:
-            raise PgError(f"degenerate backend request for node_id: {node} is canceled because failover is "
-                          "disallowed on the node", hint=f"backend_flag{node} is DISALLOW_TO_FAILOVER")
+            raise PgError(f"degenerate backend request for node_id: {node} from pid [{os.getpid()}] is canceled "
+                          "because failover is disallowed on the node",
+                          hint=f"backend_flag{node} is DISALLOW_TO_FAILOVER")
+        return node
 
     def _detach(self, payload: bytes, gracefully: bool) -> bytes:
-        node = self._node_id(self._first_string(payload), "could not process detach node request",
-                             "node id {id} is not valid")
-        self._detachable(node)
+        node = self._detach_target(self._first_string(payload))
         self._request(RequestKind.NODE_DOWN, node, RequestDetail.SWITCHOVER | RequestDetail.CONFIRMED)
         if gracefully:
             self._wait_for_failover()
@@ -521,13 +537,15 @@ class PcpWorker:
                           hint="promotion needs backend_clustering_mode = streaming_replication")
         if node == self.shm.req.primary_node_id:
             raise PgError("invalid promote request",
-                          detail=f"specified node is already primary node, can't promote node id {node}")
+                          detail=f"specified node is already primary node, can't promote node id {node}",
+                          severity="FATAL")
         if not self.shm.node_valid(node):
             # pgpool-II answers CommandComplete and only logs; say it instead.
             raise PgError(message, detail=f"node {node} is not up",
                           hint=f"attach it first with pcp_attach_node -n {node}")
         # Switchover (-s): failover detaches the current primary and failover_command promotes
-        # this node; without it only pgpool-py's notion of the primary changes.
+        # this node; without it pgpool-py takes the node for the primary and marks the others
+        # down, PostgreSQL is left alone.
         details = RequestDetail.CONFIRMED | (RequestDetail.PROMOTE if switchover else RequestDetail.NONE)
         self._request(RequestKind.PROMOTE_NODE, node, details)
         if gracefully:

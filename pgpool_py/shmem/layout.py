@@ -42,6 +42,19 @@ class BackendStatus(enum.IntEnum):
 VALID_STATUSES = frozenset({BackendStatus.UP, BackendStatus.CONNECT_WAIT})
 
 
+class ServerStatus(enum.IntEnum):
+    """What the health check last saw of a node's server, whatever pgpool's status of the node
+    (pgpool-II's PQping, the pg_status of SHOW POOL_NODES)."""
+
+    UNKNOWN = 0
+    UP = 1
+    DOWN = 2
+
+    @property
+    def label(self) -> str:
+        return ("unknown", "up", "down")[self]
+
+
 class Role(enum.IntEnum):
     MAIN = 0
     REPLICA = 1
@@ -154,6 +167,8 @@ class HealthCheckStats(ctypes.Structure):
         ("last_successful_health_check", ctypes.c_double),
         ("last_skip_health_check", ctypes.c_double),
         ("last_failed_health_check", ctypes.c_double),
+        # ServerStatus of the last connection attempt, down nodes included (they count as skipped).
+        ("server_status", ctypes.c_int),
     ]
 
 

@@ -340,3 +340,131 @@ def test_node_added_by_reload_is_down_until_attached(pg_cluster: list[PgNode], p
     # Weight 0 on the primary: a new session reads from the new node.
     wait_for("a read on node 1",
              lambda: server.psql("SELECT pg_is_in_recovery()") == "t", 10)
+
+
+def test_failover_command_arguments_keep_their_places_without_a_new_main(
+    pg_cluster: list[PgNode], pgpool_factory: PgpoolFactory, tmp_path: Path
+) -> None:
+    # pgpool-II writes "" for %H %r %R (and %N %S) of a node that does not exist, such as the
+    # new main node (-1) once the last node is detached: the script still gets every argument
+    # in its place.  Detaching changes nothing in PostgreSQL, so the session's cluster serves.
+    record = tmp_path / "arguments"
+    script = tmp_path / "record.sh"
+    script.write_text(f'#!/bin/sh\n{{ echo "$#"; printf "[%s]" "$@"; echo; }} >> {record}\n')
+    script.chmod(0o755)
+    server = pgpool_factory(pg_cluster, extra={
+        "failover_command": f"{script} %d %h %p %D %m %H %M %P %r %R %N %S end",
+        "health_check_period": 0, "sr_check_period": 0,
+    })
+    primary, standby = pg_cluster
+    with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+        pcp.detach_node(1, gracefully=True)
+        pcp.detach_node(0, gracefully=True)
+        assert [n.status_name for n in pcp.node_info()] == ["down", "down"]
+    lines = record.read_text().splitlines()
+    print("\nfailover_command arguments:\n" + "\n".join(lines))
+    h = HOST
+    assert lines == [
+        "13", f"[1][{h}][{standby.port}][{standby.datadir}][0][{h}][0][0][{primary.port}][{primary.datadir}]"
+              f"[{h}][{primary.port}][end]",
+        # No node is left: new main -1, its host, port and data directory are empty arguments.
+        "13", f"[0][{h}][{primary.port}][{primary.datadir}][-1][][0][0][][][{h}][{primary.port}][end]",
+    ]
+
+
+def test_a_detached_node_shows_what_its_server_is(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory) -> None:
+    # As pgpool-II: pg_status and pg_role of a down node say what its server is (a detached
+    # standby: down | up | standby | standby; once stopped: down | down | standby | unknown),
+    # in SHOW POOL_NODES and pcp_node_info alike.  The health check's rounds on a down node
+    # count as skipped, and the failure of one triggers nothing.
+    nodes: list[PgNode] = pg_cluster_factory()
+    server = pgpool_factory(nodes, extra=HEALTH)
+
+    def node1() -> list[tuple[str, str, str, str]]:
+        row = pool_nodes(server)[1]
+        with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+            info = pcp.node_info(1)[0]
+        return [(row["status"], row["pg_status"], row["role"], row["pg_role"]),
+                (info.status_name, info.pg_backend_status, info.role_name, info.pg_role)]
+
+    def stats1() -> dict[str, str]:
+        with server.connect() as conn:
+            cur = conn.execute("SHOW POOL_HEALTH_CHECK_STATS")
+            names = [d.name for d in cur.description or []]
+            return dict(zip(names, cur.fetchall()[1]))
+
+    wait_for("node 1 checked", lambda: node1() == 2 * [("up", "up", "standby", "standby")], 5)
+    with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+        pcp.detach_node(1, gracefully=True)
+    wait_for("detached standby seen up", lambda: node1() == 2 * [("down", "up", "standby", "standby")], 5)
+    wait_for("two skipped rounds", lambda: int(stats1()["skip_count"]) >= 2, 5)
+    s = stats1()
+    print(f"\nhealth check stats of the detached node: {s}")
+    assert int(s["total_count"]) == int(s["success_count"]) + int(s["fail_count"]) + int(s["skip_count"])
+    assert s["last_health_check"] >= s["last_skip_health_check"] != ""
+
+    nodes[1].stop("immediate")
+    wait_for("stopped standby seen down", lambda: node1() == 2 * [("down", "down", "standby", "unknown")], 5)
+    time.sleep(2 * PERIOD)
+    print("SHOW POOL_NODES after the detached standby stopped:\n" + show(pool_nodes(server)))
+    log = server.log_text()
+    assert log.count("starting degeneration") == 1  # the detach, nothing after the stop
+    assert "health check failed on node 1" not in log
+
+
+def test_a_promoted_standby_shows_no_replication_state_or_delay(
+    pg_cluster: list[PgNode], pgpool_factory: PgpoolFactory
+) -> None:
+    # pgpool-II clears replication_state / replication_sync_state on each sr_check round and
+    # gives the primary a delay of 0: a standby that pgpool takes for the primary shows none of
+    # the values it had as a standby.  pcp_promote_node without --switchover leaves PostgreSQL
+    # alone, so the session's cluster serves (node 1 replays again at the end).
+    primary, standby = pg_cluster
+    server = pgpool_factory(pg_cluster, extra={"sr_check_period": 1, "health_check_period": 0})
+    standby.psql("SELECT pg_wal_replay_pause()")
+    try:
+        primary.psql("CREATE TABLE replication_delay_probe (i int); DROP TABLE replication_delay_probe")
+        wait_for("node 1 behind", lambda: int(pool_nodes(server)[1]["replication_delay"]) > 0, 5)
+        before = pool_nodes(server)[1]
+        assert (before["replication_state"], before["replication_sync_state"]) == ("streaming", "async")
+        with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+            pcp.promote_node(1, gracefully=True)
+
+        def replication_columns() -> list[tuple[str, str, str]]:
+            return [(r["replication_delay"], r["replication_state"], r["replication_sync_state"])
+                    for r in pool_nodes(server)]
+
+        wait_for("values of a standby cleared", lambda: replication_columns() == [("0", "", "")] * 2, 5)
+        print("\nSHOW POOL_NODES after the promotion:\n" + show(pool_nodes(server)))
+    finally:
+        standby.psql("SELECT pg_wal_replay_resume()")
+
+
+def test_native_replication_roles_and_failback_placeholders(pgpool_factory: PgpoolFactory, tmp_path: Path) -> None:
+    # Native replication, as pgpool-II: pg_role is the node's role (main/replica), and with no
+    # primary failback_command's %P %N %S name the main node (pgpool-II's PRIMARY_NODE_ID),
+    # where failover_command got -1 and empty arguments.  Detaching and attaching change
+    # nothing in PostgreSQL, so the session's native cluster serves.
+    record = tmp_path / "arguments"
+    script = tmp_path / "record.sh"
+    script.write_text(f'#!/bin/sh\nprintf "[%s]" "$@" >> {record}; echo >> {record}\n')
+    script.chmod(0o755)
+    args = "%d %m %M %P %N %S end"
+    server = pgpool_factory(mode="native", extra={
+        "failover_command": f"{script} failover {args}", "failback_command": f"{script} failback {args}",
+        "health_check_period": 0,
+    })
+    rows = pool_nodes(server)
+    with PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, timeout=10) as pcp:
+        infos = pcp.node_info()
+        assert [(r["role"], r["pg_role"]) for r in rows] == [("main", "main"), ("replica", "replica")]
+        assert [(i.role_name, i.pg_role) for i in infos] == [("main", "main"), ("replica", "replica")]
+        pcp.detach_node(0, gracefully=True)
+        assert [(i.role_name, i.pg_role) for i in pcp.node_info()] == [("replica", "replica"), ("main", "main")]
+        pcp.attach_node(0)
+    node1 = infos[1]
+    wait_for("failback_command ran", lambda: record.exists() and "failback" in record.read_text(), 10)
+    assert record.read_text().splitlines() == [
+        "[failover][0][1][0][-1][][][end]",
+        f"[failback][0][0][1][1][{node1.backend_hostname}][{node1.backend_port}][end]",
+    ]

@@ -226,10 +226,23 @@ def test_errors_keep_the_connection(pgpool: PgpoolServer) -> None:
             conn.proc_info(1)
         with pytest.raises(PcpError) as info:
             conn.detach_node(5)
-        assert info.value.detail == "node id 5 is not valid"
-        with pytest.raises(PcpError, match="already primary"):
+        assert info.value.message == "invalid degenerate backend request, node id : 5 status: [0] is not valid for failover"
+        assert conn.node_count() == 2
+        # pgpool-II ends the connection on this one (FATAL).
+        with pytest.raises(PcpError, match="invalid promote request") as info:
             conn.promote_node(0)
+        assert info.value.severity == "FATAL" and conn.closed
+    with connect(pgpool) as conn:
         assert [n.role_name for n in conn.node_info()] == ["primary", "standby"]
+    # pgpool-II's message texts, with what pgpool-py adds to them in DETAIL (and HINT).
+    assert both(pgpool, "pcp_detach_node", "7").stderr == (
+        "ERROR:  invalid degenerate backend request, node id : 7 status: [0] is not valid for failover\n"
+        "DETAIL:  node 7 is not configured\n\n"
+    )
+    assert both(pgpool, "pcp_promote_node", "0").stderr == (
+        "FATAL:  invalid promote request\n"
+        "DETAIL:  specified node is already primary node, can't promote node id 0\n\n"
+    )
     # Ours say what to do about it.
     assert "HINT:  node ids go from 0 to 1" in tool(pgpool, False, "pcp_node_info", "7").stderr
     report = _error_report(pgpool, proto.node_info_request(7))
@@ -273,14 +286,38 @@ def test_detach_then_attach_the_standby(pgpool: PgpoolServer) -> None:
     wait_for(lambda: standby_status(pgpool) in ("up", "waiting"), "node 1 attached again")
 
 
-def test_promote_the_standby(pgpool: PgpoolServer) -> None:
-    # Without --switchover only pgpool-py's notion of the primary changes; -g returns when it has.
+def test_promote_the_standby(pgpool: PgpoolServer, pg_cluster: list[PgNode]) -> None:
+    # Without --switchover pgpool-py takes node 1 for the primary and, as pgpool-II does, marks
+    # every other node down (there is no follow_primary_command to bring them back); PostgreSQL
+    # is left alone.  -g returns when it is done.
     result = tool(pgpool, False, "pcp_promote_node", "-g", "1")
     assert (result.returncode, result.stdout) == (0, "pcp_promote_node -- Command Successful\n")
     with connect(pgpool) as conn:
-        assert [n.role_name for n in conn.node_info()] == ["standby", "primary"]
+        nodes = conn.node_info()
+        assert [n.role_name for n in nodes] == ["standby", "primary"]
+        assert nodes[0].status_name == "down" and nodes[1].status_name in ("up", "waiting")
+    assert (pgpool.conf_path.parent / "log" / "pgpool_status").read_text().split() == ["down", "up"]
+    # The old primary gets no reads any more.
+    assert {pgpool.psql("SELECT current_setting('port')") for _ in range(4)} == {str(pg_cluster[1].port)}
+    with connect(pgpool) as conn:
         with pytest.raises(PcpError, match="invalid promote request"):
             conn.promote_node(1)
+
+
+def test_last_status_change_follows_a_role_change(pgpool: PgpoolServer) -> None:
+    # pgpool-II: last_status_change is updated "whenever status or role is changed".  Node 1
+    # stays up and becomes the primary.
+    with connect(pgpool) as conn:
+        before = conn.node_info(1)[0]
+    assert before.status_name == "up"  # the client that found the server ready used it
+    time.sleep(1.1)  # the time is kept to the second
+    assert tool(pgpool, False, "pcp_promote_node", "-g", "1").returncode == 0
+    with connect(pgpool) as conn:
+        after = conn.node_info(1)[0]
+    assert (after.status_name, after.role_name) == ("up", "primary")
+    assert after.status_changed_time > before.status_changed_time
+    row = pgpool.psql("SHOW POOL_NODES").splitlines()[1].split("|")
+    assert row[-1] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(after.status_changed_time))
 
 
 def test_a_worker_per_connection(pgpool: PgpoolServer) -> None:

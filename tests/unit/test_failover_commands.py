@@ -21,6 +21,7 @@ from pgpool_py.shmem.layout import (
     HealthCheckStats,
     RequestDetail,
     RequestKind,
+    ServerStatus,
     SharedState,
 )
 
@@ -32,7 +33,7 @@ def shm() -> SharedState:
     for node, (host, port) in enumerate([("host0", 5432), ("host1", 5433), ("/tmp", 5434)]):
         b = backends[node]
         b.hostname, b.port, b.data_directory = host.encode(), port, f"/data{node}".encode()
-    return cast(SharedState, SimpleNamespace(backends=backends))
+    return cast(SharedState, SimpleNamespace(backends=backends, req=SimpleNamespace(num_backends=3)))
 
 
 PGPOOL_SETUP_FAILOVER = "failover.sh %d %h %p %D %m %H %M %P %r %R %N %S"
@@ -46,9 +47,12 @@ def test_every_placeholder(shm: SharedState) -> None:
     )
 
 
-def test_missing_new_main_and_old_primary_are_empty(shm: SharedState) -> None:
+def test_missing_new_main_and_old_primary_are_quoted_empty_strings(shm: SharedState) -> None:
+    # pgpool-II writes "" for them, so the shell still passes 12 arguments.
     values = command_values(shm, 2, new_main=-1, old_main=2, old_primary=-1)
-    assert expand_command(PGPOOL_SETUP_FAILOVER, values) == "failover.sh 2 /tmp 5434 /data2 -1  2 -1    "
+    assert expand_command(PGPOOL_SETUP_FAILOVER, values) == 'failover.sh 2 /tmp 5434 /data2 -1 "" 2 -1 "" "" "" ""'
+    values = command_values(shm, 2, new_main=3, old_main=2, old_primary=7)  # beyond the configured nodes
+    assert expand_command("%H %r %R %N %S", values) == '"" "" "" "" ""'
 
 
 def test_percent_and_unknown_letters(shm: SharedState) -> None:
@@ -137,10 +141,25 @@ def test_health_check_skips_down_nodes_and_respects_disallow_to_failover() -> No
     _health_check(shm, flag=BackendFlag.DISALLOW_TO_FAILOVER).check_once(HC_SETTINGS)
     assert shm.requests == []
     assert shm.health_stats[0].fail_count == 1
+    # A down node is tried once (its pg_status), counted as skipped as in pgpool-II, and its
+    # failure asks for nothing.
     shm.backends[0].status = BackendStatus.DOWN
     _health_check(shm).check_once(HC_SETTINGS)
     assert shm.requests == []
-    assert (shm.health_stats[0].total_count, shm.health_stats[0].skip_count) == (1, 1)
+    s = shm.health_stats[0]
+    assert (s.total_count, s.success_count, s.fail_count, s.skip_count, s.retry_count) == (2, 0, 1, 1, 2)
+    assert s.last_health_check == s.last_skip_health_check > s.last_failed_health_check
+    assert s.server_status == ServerStatus.DOWN
+
+
+def test_health_check_of_a_node_detached_meanwhile_requests_nothing() -> None:
+    shm = _RecordingShm(_refused_port())
+    hc = _health_check(shm)
+    # The node is detached while the check retries: its failure is logged, nothing is requested.
+    hc._sleep = lambda seconds: setattr(shm.backends[0], "status", BackendStatus.DOWN)  # type: ignore[method-assign]
+    hc.check_once(HC_SETTINGS)
+    assert shm.requests == []
+    assert shm.health_stats[0].fail_count == 1
 
 
 def test_health_check_stats_rows() -> None:
