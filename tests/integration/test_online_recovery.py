@@ -335,8 +335,13 @@ def test_pgpool_II_c_extension_serves_too(pg_cluster_factory: ClusterFactory, pg
 
 
 def _native_setup(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory, second_stage: str,
-                  **extra: str | int | bool) -> tuple[list[PgNode], PgpoolServer, str]:
-    """Native cluster, scripts in node 0, node 1 detached and stopped; returns the 2nd-stage marker path."""
+                  first_stage: str | None = None, **extra: str | int | bool
+                  ) -> tuple[list[PgNode], PgpoolServer, str]:
+    """
+    Native cluster, scripts in node 0, node 1 detached and stopped; returns the 2nd-stage marker
+    path.  ``first_stage``: the body of a 1st-stage script to run instead of the sample (its
+    $1 is node 0's data directory, whose parent holds the markers).
+    """
     nodes = pg_cluster_factory(num_nodes=2, mode="native")
     install_functions(nodes[0])
     for name in ("replication_mode_recovery_1st_stage", "replication_mode_recovery_2nd_stage",
@@ -344,8 +349,11 @@ def _native_setup(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFact
         put_script(nodes[0], name)
     marker = os.path.join(os.path.dirname(nodes[0].datadir), "2nd_stage_started")
     put_script(nodes[0], "test_2nd_stage", f"#!/bin/sh\ntouch {marker}\n{second_stage}\n")
-    server = start_pgpool(pgpool_factory, nodes, "native",
-                          recovery_1st_stage_command="replication_mode_recovery_1st_stage",
+    first = "replication_mode_recovery_1st_stage"
+    if first_stage is not None:
+        first = "test_1st_stage"
+        put_script(nodes[0], first, f"#!/bin/sh\n{first_stage}\n")
+    server = start_pgpool(pgpool_factory, nodes, "native", recovery_1st_stage_command=first,
                           recovery_2nd_stage_command="test_2nd_stage", **extra)
     detach(server, 1)
     nodes[1].stop()
@@ -391,6 +399,53 @@ def test_native_recovery_holds_new_clients_during_2nd_stage(pg_cluster_factory: 
     assert nodes[1].psql("SELECT pg_is_in_recovery()") == "f"
     assert pool_nodes(server)[1]["status"] in ("up", "waiting")
     assert_serves_new_clients(server)
+
+
+def test_native_recovery_keeps_sequences_equal(pg_cluster_factory: ClusterFactory,
+                                               pgpool_factory: PgpoolFactory) -> None:
+    # PostgreSQL writes a sequence to WAL up to 32 values ahead of the one it hands out.  A
+    # nextval after the copy's base backup reaches the copy in that form: unless the 2nd stage
+    # first puts each sequence's real value into WAL, the recovered node hands out other ids.
+    nodes, server, _marker = _native_setup(
+        pg_cluster_factory, pgpool_factory, 'exec "$1/replication_mode_recovery_2nd_stage" "$@"',
+        first_stage='"$1/replication_mode_recovery_1st_stage" "$@" || exit\n'
+                    'touch "$1/../copied"\n'
+                    'i=0; while [ ! -e "$1/../written" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done')
+    copied, written = (os.path.join(os.path.dirname(nodes[0].datadir), name) for name in ("copied", "written"))
+    server.psql("CREATE TABLE t (id serial PRIMARY KEY, note text)")
+    # Every database: one whose name needs quoting, with a sequence used outside pgpool.
+    nodes[0].psql('CREATE DATABASE "it\'s a db"')
+    other = "'it\\'s a db'"  # as conninfo quotes it
+    nodes[0].psql("CREATE SEQUENCE s; SELECT nextval('s')", other)
+    with server.connect(autocommit=True) as early:
+        early.execute("INSERT INTO t (note) SELECT 'before' FROM generate_series(1, 5)")
+        recovery = start_pcp_tool(server, "pcp_recovery_node", "-n", "1", capture=True)
+        try:
+            wait_for(lambda: os.path.exists(copied), 60, "the 1st stage's copy")
+            # A client of before the 2nd stage may still write; it leaves, so the 2nd stage can start.
+            early.execute("INSERT INTO t (note) SELECT 'after the copy' FROM generate_series(1, 3)")
+            nodes[0].psql("CHECKPOINT; SELECT nextval('s')", other)
+        finally:
+            Path(written).touch()
+    try:
+        out, err = recovery.communicate(timeout=PCP_TIMEOUT)
+    finally:
+        if recovery.poll() is None:
+            recovery.kill()
+            recovery.wait()
+    assert recovery.returncode == 0, out + err
+    wait_for(lambda: pool_nodes(server)[1]["status"] in ("up", "waiting"), 30, "node 1 attached")
+    server.psql("INSERT INTO t (note) SELECT 'after the recovery' FROM generate_series(1, 3)")
+
+    query = "SELECT id, note FROM t ORDER BY id"
+    want = [(i, "before") for i in range(1, 6)] + [(i, "after the copy") for i in range(6, 9)] \
+        + [(i, "after the recovery") for i in range(9, 12)]
+    assert rows(nodes[0].conninfo("test"), query) == want
+    assert rows(nodes[1].conninfo("test"), query) == want
+    # The sequences end equal: the next ids agree too.
+    seq = "SELECT last_value, is_called FROM t_id_seq"
+    assert rows(nodes[1].conninfo("test"), seq) == rows(nodes[0].conninfo("test"), seq) == [(11, True)]
+    assert [node.psql("SELECT nextval('s')", other) for node in nodes] == ["3", "3"]
 
 
 def test_native_idle_client_ended_per_client_idle_limit_in_recovery(pg_cluster_factory: ClusterFactory,
