@@ -503,7 +503,8 @@ _TABLE: tuple[Param, ...] = (
     Param("recovery_password", STRING, "", R, "online_recovery",
           "Password of recovery_user; '' looks it up in pool_passwd.", secret=True),
     Param("recovery_database", STRING, "postgres", R, "online_recovery",
-          "Database online recovery connects to (pgpool-II 4.7+; 4.3 used template1)."),
+          "Database of the recovery functions (pgpool-II 4.7+). Not set: postgres, or else "
+          "template1 (pgpool-II 4.3's)."),
     Param("recovery_1st_stage_command", STRING, "", R, "online_recovery",
           "Script in the primary's data directory run for the first stage."),
     Param("recovery_2nd_stage_command", STRING, "", R, "online_recovery",

@@ -4,7 +4,9 @@ Online recovery, run by the PCP worker that received ``O`` (pgpool-II's ``start_
 The flow is the seed's (``README.online-recovery``), as pgpool-II 4.3 runs it:
 
 1. ``start_recovery``: check the node is down; connect to the source node (the primary in
-   streaming mode, the main node in native replication) as ``recovery_user``.
+   streaming mode, the main node in native replication) as ``recovery_user``, to
+   recovery_database; when pgpool.conf does not set it, to the first of postgres (pgpool-II
+   4.7's default) and template1 (pgpool-II 4.3's only choice) that has the functions.
 2. 1st stage: in native replication a CHECKPOINT first; ``exec_recovery`` runs
    ``SELECT pgpool_recovery(recovery_1st_stage_command, ...)`` on the source.  Clients go on.
 3. 2nd stage, native replication only: ``InRecovery = 1`` (children leave new clients in the
@@ -26,12 +28,14 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from pgpool_py.config.loader import DEFAULT
 from pgpool_py.errors import PgError
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import VALID_STATUSES, BackendStatus, LockId, Recovery, RequestDetail, RequestKind, SharedState
@@ -50,6 +54,8 @@ RECOVERABLE_MODES = REPLICATION_MODES + ("streaming_replication",)
 FAILBACK_WAIT_MAX = 5.0  # seconds (pgpool-II's FAILBACK_WAIT_MAX_RETRY tries of 1 s)
 POLL_INTERVAL = 0.5  # seconds between checks of conn_counter and of the recovered postmaster
 CONNECT_TIMEOUT = 10  # seconds, side connections (libpq's connect_timeout)
+# recovery_database not set: pgpool-II 4.7's default first, then the database of pgpool-II 4.3.
+UNSET_RECOVERY_DATABASES = ("postgres", "template1")
 SQL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sql")
 FUNCTIONS_SQL = os.path.join(SQL_DIR, "pgpool_recovery.sql")
 
@@ -57,6 +63,30 @@ FUNCTIONS_SQL = os.path.join(SQL_DIR, "pgpool_recovery.sql")
 def install_command(host: str, port: int, user: str, dbname: str) -> str:
     """What a user types to install the recovery functions (named in error hints and docs)."""
     return f"python -m pgpool_py.recovery install --host {host} --port {port} --user {user} --dbname {dbname}"
+
+
+def recovery_databases(cfg: Config) -> tuple[str, ...]:
+    """
+    Where the recovery functions may be: recovery_database when pgpool.conf sets it (not
+    empty), else postgres then template1.  pgpool-II 4.3 has no recovery_database and always
+    used template1; 4.7 added it with the default postgres.
+    """
+    if cfg.recovery_database and cfg.source("recovery_database") != DEFAULT:
+        return (cfg.recovery_database,)
+    return UNSET_RECOVERY_DATABASES
+
+
+@dataclass
+class Source:
+    """The connection to the node recovery copies from, and where the functions were looked for."""
+
+    node: int
+    conn: psycopg.Connection[Any]
+    searched: tuple[str, ...]  # the databases looked in; the last is the connected one
+
+    @property
+    def dbname(self) -> str:
+        return self.searched[-1]
 
 
 class Waiter:
@@ -131,12 +161,12 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
         raise PgError(f"node recovery failed, backend_data_directory{node_id} is not set",
                       hint=f"set backend_data_directory{node_id} in pgpool.conf and reload")
 
-    conn = connect_as_recovery_user(cfg, shm, source, cfg.recovery_database)
-    with conn:
+    src = connect_to_source(cfg, shm, source)
+    with src.conn as conn:
         if replication:
             execute_checkpoint(conn)
             log.info("node recovery, CHECKPOINT in the 1st stage done")
-        exec_recovery(cfg, shm, conn, source, node_id, "1st stage", cfg.recovery_1st_stage_command)
+        exec_recovery(cfg, shm, src, node_id, "1st stage", cfg.recovery_1st_stage_command)
         log.info("node recovery, 1st stage is done")
 
         if replication:
@@ -149,11 +179,12 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
             log.info("node recovery, all connections from clients have been closed")
             execute_checkpoint(conn)
             log.info("node recovery, CHECKPOINT in the 2nd stage done")
-            exec_recovery(cfg, shm, conn, source, node_id, "2nd stage", cfg.recovery_2nd_stage_command)
+            exec_recovery(cfg, shm, src, node_id, "2nd stage", cfg.recovery_2nd_stage_command)
             log.info("node recovery, 2nd stage is done")
 
-        exec_remote_start(cfg, shm, conn, source, node_id)
-    check_postmaster_started(cfg, shm, node_id, waiter)
+        exec_remote_start(cfg, shm, src, node_id)
+    # The recovered node is a copy of the source: the same database is there.
+    check_postmaster_started(cfg, shm, node_id, src.dbname, waiter)
     log.info("node recovery, node: %d restarted", node_id)
 
     shm.req.pcp_wakeup_request = 0
@@ -214,6 +245,51 @@ def connect_as_recovery_user(cfg: Config, shm: SharedState, node: int, dbname: s
         raise PgError(f"node recovery failed, unable to connect to main node: {node}", detail=str(exc).strip()) from exc
 
 
+def connect_to_source(cfg: Config, shm: SharedState, node: int) -> Source:
+    """
+    The connection the recovery functions are called on: to recovery_database, or without
+    it to the first database that has them.  When none has them, the first database reached,
+    so that the first call fails naming every database looked in.
+    """
+    databases = recovery_databases(cfg)
+    if len(databases) == 1:
+        return Source(node, connect_as_recovery_user(cfg, shm, node, databases[0]), databases)
+    reached: Source | None = None
+    failures: list[str] = []
+    for i, dbname in enumerate(databases):
+        try:
+            conn = connect_as_recovery_user(cfg, shm, node, dbname)
+        except PgError as exc:
+            failures.append(f'database "{dbname}": {exc.detail}')
+            continue
+        try:
+            found = has_recovery_functions(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            failures.append(f'database "{dbname}": {_server_text(exc)}')
+            continue
+        if found:
+            if reached is not None:
+                reached.conn.close()
+            log.info('recovery_database is not set: the recovery functions of node %d are in database "%s"',
+                     node, dbname)
+            return Source(node, conn, databases[: i + 1])
+        if reached is None:
+            reached = Source(node, conn, databases)
+        else:
+            conn.close()
+    if reached is not None:
+        return reached
+    raise PgError(f"node recovery failed, unable to connect to main node: {node}", detail="; ".join(failures))
+
+
+def has_recovery_functions(conn: psycopg.Connection[Any]) -> bool:
+    """pgpool_recovery can be called by name here (ours or pgpool-II's extension)."""
+    row = conn.execute("SELECT EXISTS (SELECT FROM pg_proc WHERE proname = 'pgpool_recovery'"
+                       " AND pg_function_is_visible(oid))").fetchone()
+    return bool(row and row[0])
+
+
 def _connect(cfg: Config, **params: Any) -> psycopg.Connection[Any]:
     """A libpq connection of online recovery, checking the backend's certificate as the relay does."""
     tls = libpq_params(cfg)  # once: with ssl_ca_cert_dir it checks the CA bundle on disk
@@ -237,14 +313,13 @@ def script_host(hostname: str) -> str:
     return "localhost" if not hostname or hostname.startswith("/") else hostname
 
 
-def exec_recovery(
-    cfg: Config, shm: SharedState, conn: psycopg.Connection[Any], source: int, node: int, stage: str, script: str
-) -> None:
+def exec_recovery(cfg: Config, shm: SharedState, source: Source, node: int, stage: str, script: str) -> None:
     """``SELECT pgpool_recovery(script, ...)`` on the source node; an empty script is skipped."""
     if not script:
         return
     log.info("executing recovery")
-    src, dst = shm.backends[source], shm.backends[node]
+    conn = source.conn
+    src, dst = shm.backends[source.node], shm.backends[node]
     query = sql.SQL("SELECT pgpool_recovery({}, {}, {}, {}, {}, {}, {})").format(
         sql.Literal(script), sql.Literal(script_host(dst.hostname.decode())), sql.Literal(dst.data_directory.decode()),
         sql.Literal(str(src.port)), sql.Literal(node), sql.Literal(str(dst.port)),
@@ -260,7 +335,8 @@ def exec_recovery(
                               exc) from exc
 
 
-def exec_remote_start(cfg: Config, shm: SharedState, conn: psycopg.Connection[Any], source: int, node: int) -> None:
+def exec_remote_start(cfg: Config, shm: SharedState, source: Source, node: int) -> None:
+    conn = source.conn
     dst = shm.backends[node]
     query = sql.SQL("SELECT pgpool_remote_start({}, {})").format(
         sql.Literal(script_host(dst.hostname.decode())), sql.Literal(dst.data_directory.decode()),
@@ -273,15 +349,16 @@ def exec_remote_start(cfg: Config, shm: SharedState, conn: psycopg.Connection[An
     log.info("finish pgpool_remote_start")
 
 
-def _function_error(cfg: Config, shm: SharedState, source: int, message: str, exc: psycopg.Error) -> PgError:
+def _function_error(cfg: Config, shm: SharedState, source: Source, message: str, exc: psycopg.Error) -> PgError:
     """The server's error (with the script's status and output in its detail) for the PCP client."""
     if isinstance(exc, psycopg.errors.UndefinedFunction):
         # PCP cuts each field at 256 bytes and pcp tools print no HINT: the command goes first.
-        b = shm.backends[source]
-        command = install_command(b.hostname.decode(), b.port, cfg.recovery_user, cfg.recovery_database)
+        b = shm.backends[source.node]
+        command = install_command(b.hostname.decode(), b.port, cfg.recovery_user, source.searched[0])
+        where = " or ".join(f'"{db}"' for db in source.searched)
         return PgError(message,
-                       detail=f'the recovery functions are not installed in database "{cfg.recovery_database}" '
-                              f"of node {source}; run: {command}",
+                       detail=f"the recovery functions are not installed in database {where} "
+                              f"of node {source.node}; run: {command}",
                        hint="pgpool-II's C extension serves too: CREATE EXTENSION pgpool_recovery")
     return PgError(message, detail=_server_text(exc), hint=exc.diag.message_hint if exc.diag else None)
 
@@ -332,11 +409,11 @@ def ensure_conn_counter_validity(cfg: Config, shm: SharedState) -> bool:
     return True
 
 
-def check_postmaster_started(cfg: Config, shm: SharedState, node: int, waiter: Waiter) -> None:
+def check_postmaster_started(cfg: Config, shm: SharedState, node: int, dbname: str, waiter: Waiter) -> None:
     """Poll the recovered node until it accepts connections, at most recovery_timeout seconds."""
     log.info("checking if postmaster is started")
     b = shm.backends[node]
-    host, dbname, user = b.hostname.decode(), cfg.recovery_database, cfg.recovery_user
+    host, user = b.hostname.decode(), cfg.recovery_user
     password = recovery_password(cfg)
     deadline = time.monotonic() + cfg.recovery_timeout
     attempt = 0

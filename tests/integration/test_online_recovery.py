@@ -550,6 +550,31 @@ def test_missing_recovery_functions(failure_cluster: list[PgNode], pgpool_factor
     assert "python -m pgpool_py.recovery install" in err
 
 
+def test_recovery_database_not_set_looks_in_postgres_then_template1(pg_cluster_factory: ClusterFactory,
+                                                                    pgpool_factory: PgpoolFactory) -> None:
+    # pgpool-II 4.3 has no recovery_database and runs the functions in template1; its
+    # pgpool.conf must work as it is.
+    nodes = pg_cluster_factory(num_nodes=2, mode="streaming")
+    put_script(nodes[0], "pgpool_remote_start", "#!/bin/sh\nexit 0\n")
+    put_script(nodes[0], "ok_1st_stage", "#!/bin/sh\nexit 0\n")
+    server = start_pgpool(pgpool_factory, nodes, "streaming", recovery_1st_stage_command="ok_1st_stage")
+    detach(server, 1)
+
+    failed = pcp_tool(server, "pcp_recovery_node", "-n", "1")
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    assert 'execution of command failed at "1st stage"' in failed.stderr
+    assert 'the recovery functions are not installed in database "postgres" or "template1" of node 0' \
+        in failed.stderr
+
+    install_functions(nodes[0], "template1")
+    result = pcp_tool(server, "pcp_recovery_node", "-n", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: pool_nodes(server)[1]["status"] in ("up", "waiting"), 30, "node 1 attached")
+    assert "SELECT pgpool_recovery('ok_1st_stage'" in server.log_text()
+    assert 'recovery_database is not set: the recovery functions of node 0 are in database "template1"' \
+        in server.log_text()
+
+
 def test_postmaster_not_up_within_recovery_timeout(failure_cluster: list[PgNode],
                                                    pgpool_factory: PgpoolFactory) -> None:
     standby = failure_cluster[1]

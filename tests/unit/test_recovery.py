@@ -78,6 +78,16 @@ def test_script_host(hostname: str, passed: str) -> None:
     assert recovery.script_host(hostname) == passed
 
 
+@pytest.mark.parametrize(("line", "databases"), [
+    ("", ("postgres", "template1")),  # a pgpool-II 4.3 pgpool.conf: 4.7's default, then 4.3's
+    ("recovery_database = ''\n", ("postgres", "template1")),
+    ("recovery_database = 'postgres'\n", ("postgres",)),  # set: used alone
+    ("recovery_database = 'template1'\n", ("template1",)),
+])
+def test_recovery_databases(tmp_path: Path, line: str, databases: tuple[str, ...]) -> None:
+    assert recovery.recovery_databases(config(tmp_path, line)) == databases
+
+
 def test_recovery_password_forms(tmp_path: Path) -> None:
     assert recovery.recovery_password(config(tmp_path, "recovery_password = 'secret'\n")) == "secret"
     assert recovery.recovery_password(config(tmp_path, "recovery_password = 'TEXTsecret'\n")) == "secret"
