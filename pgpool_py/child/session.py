@@ -484,14 +484,17 @@ class Session:
         """
         Milliseconds the relay may wait for the client (-1: no limit); raises when the
         client has been idle too long.  During online recovery client_idle_limit_in_recovery
-        replaces client_idle_limit (a SIGUSR2 wakes the relay when recovery starts).
+        replaces client_idle_limit (a SIGUSR2 wakes the relay when recovery starts) and counts
+        only the idle time since the 2nd stage began (pgpool-II's idle_count_in_recovery).
         """
         if busy or not self.idle_limited:
             return -1  # no limit whatever the recovery state: shared memory need not be read
-        if self.child.shm.req.in_recovery:
+        req = self.child.shm.req
+        if req.in_recovery:
             limit, name = self.cfg.client_idle_limit_in_recovery, "client_idle_limit_in_recovery"
             if limit == -1:
                 raise SessionError("connection terminated due to online recovery", sqlstate="57000")
+            idle_since = max(idle_since, req.recovery_started)
         else:
             limit, name = self.cfg.client_idle_limit, "client_idle_limit"
         if limit <= 0:

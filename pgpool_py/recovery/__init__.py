@@ -171,6 +171,8 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
 
         if replication:
             log.info("starting 2nd stage")
+            # Before InRecovery: a child that sees InRecovery set reads this start time.
+            shm.req.recovery_started = time.monotonic()
             shm.req.in_recovery = Recovery.ONLINE
             # Main SIGUSR2s the children: those in a session start their
             # client_idle_limit_in_recovery clock now rather than at their next message.

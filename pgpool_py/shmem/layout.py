@@ -193,6 +193,8 @@ class RequestInfo(ctypes.Structure):
         ("conn_counter", ctypes.c_int),
         ("switching", ctypes.c_bool),
         ("in_recovery", ctypes.c_int),  # InRecovery
+        # time.monotonic() when InRecovery was last set: client_idle_limit_in_recovery counts from it.
+        ("recovery_started", ctypes.c_double),
         ("pcp_wakeup_request", ctypes.c_int),
         ("pcp_recovery_in_progress", ctypes.c_bool),
         ("pcp_recovery_pid", ctypes.c_int),  # the PCP worker running it, so a dead one can be cleaned up

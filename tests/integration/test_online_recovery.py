@@ -464,6 +464,37 @@ def test_native_idle_client_ended_per_client_idle_limit_in_recovery(pg_cluster_f
     assert_serves_new_clients(server)
 
 
+def test_native_idle_limit_in_recovery_counts_from_the_2nd_stage(pg_cluster_factory: ClusterFactory,
+                                                                 pgpool_factory: PgpoolFactory) -> None:
+    # pgpool-II counts only the idle time spent in the 2nd stage (idle_count_in_recovery): a
+    # client idle since before the recovery gets the whole limit from the 2nd stage's start.
+    nodes, server, _marker = _native_setup(
+        pg_cluster_factory, pgpool_factory, 'exec "$1/replication_mode_recovery_2nd_stage" "$@"',
+        first_stage='sleep 4\n"$1/replication_mode_recovery_1st_stage" "$@" || exit\ntouch "$1/../copied"',
+        client_idle_limit_in_recovery=3, recovery_timeout=20)
+    copied = os.path.join(os.path.dirname(nodes[0].datadir), "copied")
+    with server.connect(autocommit=True) as idle:
+        idle.execute("SELECT 1")
+        recovery = start_pcp_tool(server, "pcp_recovery_node", "-n", "1", capture=True)
+        try:
+            wait_for(lambda: os.path.exists(copied), 60, "the end of the 1st stage")
+            stage2 = time.monotonic()
+            time.sleep(1)
+            # Idle for 5 s and more, but for 1 s only in the 2nd stage: still served.
+            assert idle.execute("SELECT 2").fetchone() == (2,)
+            out, err = recovery.communicate(timeout=PCP_TIMEOUT)
+        finally:
+            if recovery.poll() is None:
+                recovery.kill()
+                recovery.wait()
+        assert recovery.returncode == 0, out + err
+        # Then ended once idle for the limit, which let the recovery go on.
+        assert time.monotonic() - stage2 >= 3.5
+        with pytest.raises(psycopg.OperationalError, match="client_idle_limit_in_recovery:3 is reached"):
+            idle.execute("SELECT 1")
+    assert_serves_new_clients(server)
+
+
 def test_native_failing_2nd_stage_releases_clients(pg_cluster_factory: ClusterFactory,
                                                    pgpool_factory: PgpoolFactory) -> None:
     _nodes, server, marker = _native_setup(pg_cluster_factory, pgpool_factory,
