@@ -495,10 +495,27 @@ def test_native_idle_limit_in_recovery_counts_from_the_2nd_stage(pg_cluster_fact
     assert_serves_new_clients(server)
 
 
+def permanent_slots(node: PgNode) -> list[str]:
+    """Replication slots that keep WAL on ``node`` until someone drops them."""
+    return [r[0] for r in rows(node.conninfo(), "SELECT slot_name FROM pg_replication_slots WHERE NOT temporary")]
+
+
+def _recover_native_again(server: PgpoolServer, nodes: list[PgNode]) -> None:
+    """A recovery with the sample scripts succeeds and node 1 ends a copy of node 0, with no slot left."""
+    put_script(nodes[0], "test_2nd_stage", '#!/bin/sh\nexec "$1/replication_mode_recovery_2nd_stage" "$@"\n')
+    server.psql("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)")
+    server.psql("INSERT INTO t SELECT coalesce(max(id), 0) + 1 FROM t")
+    result = pcp_tool(server, "pcp_recovery_node", "-n", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    query = "SELECT id FROM t ORDER BY id"
+    assert rows(nodes[1].conninfo("test"), query) == rows(nodes[0].conninfo("test"), query) != []
+    assert permanent_slots(nodes[0]) == []
+
+
 def test_native_failing_2nd_stage_releases_clients(pg_cluster_factory: ClusterFactory,
                                                    pgpool_factory: PgpoolFactory) -> None:
-    _nodes, server, marker = _native_setup(pg_cluster_factory, pgpool_factory,
-                                           "echo 'cannot sync the target' >&2\nexit 4")
+    nodes, server, marker = _native_setup(pg_cluster_factory, pgpool_factory,
+                                          "echo 'cannot sync the target' >&2\nexit 4")
     result = pcp_tool(server, "pcp_recovery_node", "-n", "1")
     assert result.returncode == 2, result.stdout + result.stderr
     assert 'execution of command failed at "2nd stage"' in result.stderr
@@ -506,6 +523,52 @@ def test_native_failing_2nd_stage_releases_clients(pg_cluster_factory: ClusterFa
     assert os.path.exists(marker)
     assert_serves_new_clients(server)
     assert pool_nodes(server)[1]["status"] == "down"
+    # No slot keeps WAL on the source for ever; the next recovery starts afresh.
+    assert permanent_slots(nodes[0]) == []
+    _recover_native_again(server, nodes)
+
+
+def test_native_sample_scripts_clean_up_when_they_fail(pg_cluster_factory: ClusterFactory,
+                                                       pgpool_factory: PgpoolFactory) -> None:
+    # The samples themselves fail: the copy cannot start (its port is taken), then cannot be
+    # reached to follow its replay.  Each time no slot and no server is left behind.
+    nodes, server, marker = _native_setup(
+        pg_cluster_factory, pgpool_factory, 'exec "$1/replication_mode_recovery_2nd_stage" "$@"',
+        first_stage='exec "$1/replication_mode_recovery_1st_stage" "$1" "$2" "$3" "$4" "$5" "$4" "$7"')
+    result = pcp_tool(server, "pcp_recovery_node", "-n", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert 'execution of command failed at "1st stage"' in result.stderr
+    assert not os.path.exists(marker)
+    assert not nodes[1].is_running()
+    assert permanent_slots(nodes[0]) == []
+
+    put_script(nodes[0], "test_1st_stage", '#!/bin/sh\nexec "$1/replication_mode_recovery_1st_stage" "$@"\n')
+    put_script(nodes[0], "test_2nd_stage", f'#!/bin/sh\ntouch {marker}\nCATCH_UP_TIMEOUT=1 exec '
+                                           '"$1/replication_mode_recovery_2nd_stage" "$1" "$2" "$3" "$4" "$5" 1 "$7"\n')
+    result = pcp_tool(server, "pcp_recovery_node", "-n", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert 'execution of command failed at "2nd stage"' in result.stderr
+    assert "the copy did not reach" in result.stderr
+    assert not nodes[1].is_running()
+    # The standby's temporary slot went with its connection.
+    wait_for(lambda: rows(nodes[0].conninfo(), "SELECT slot_name FROM pg_replication_slots") == [], 10,
+             "no slot on node 0")
+    _recover_native_again(server, nodes)
+
+
+def test_native_clients_that_stay_fail_the_recovery_and_leave_no_slot(pg_cluster_factory: ClusterFactory,
+                                                                      pgpool_factory: PgpoolFactory) -> None:
+    nodes, server, marker = _native_setup(pg_cluster_factory, pgpool_factory,
+                                          'exec "$1/replication_mode_recovery_2nd_stage" "$@"',
+                                          client_idle_limit_in_recovery=0, recovery_timeout=2)
+    with server.connect(autocommit=True) as staying:
+        staying.execute("SELECT 1")
+        result = pcp_tool(server, "pcp_recovery_node", "-n", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "node recovery failed" in result.stderr
+    assert not os.path.exists(marker)  # the 2nd stage never ran
+    assert permanent_slots(nodes[0]) == []
+    _recover_native_again(server, nodes)
 
 
 def test_dropped_pcp_connection_still_finishes_recovery(pg_cluster_factory: ClusterFactory,
