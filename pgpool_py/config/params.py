@@ -510,7 +510,9 @@ _TABLE: tuple[Param, ...] = (
     Param("recovery_2nd_stage_command", STRING, "", R, "online_recovery",
           "Script in the primary's data directory run for the second stage (native replication)."),
     Param("recovery_timeout", INT, 90, R, "online_recovery",
-          "How long to wait for the recovered node to start.", unit="s", min=0, max=INT_MAX),
+          "How long to wait for clients to leave before the second stage; the recovered node gets "
+          "12 s more to start (pgpool-II's wait, rounded down to a multiple of 3 s).",
+          unit="s", min=0, max=INT_MAX),
     Param("client_idle_limit_in_recovery", INT, 0, S, "online_recovery",
           "In the second stage, disconnect clients idle this long; 0 = never, -1 = at once.",
           unit="s", min=-1, max=INT_MAX),

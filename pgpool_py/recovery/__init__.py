@@ -13,7 +13,7 @@ The flow is the seed's (``README.online-recovery``), as pgpool-II 4.3 runs it:
    listen backlog), ``wait_connection_closed`` (up to recovery_timeout), CHECKPOINT,
    ``exec_recovery`` with recovery_2nd_stage_command.  Streaming mode never blocks clients.
 4. ``exec_remote_start`` (``SELECT pgpool_remote_start(host, data_dir)``),
-   ``check_postmaster_started`` (bounded by recovery_timeout).
+   ``check_postmaster_started`` (as long as pgpool-II waits: ``postmaster_wait``).
 5. Failback: clear ``pcp_wakeup_request``, queue NODE_UP for main, wait (at most 5 s) for main
    to set it and SIGUSR2 us.
 6. ``finish_recovery`` (always, also after any error): ``InRecovery = 0`` and SIGUSR2 to
@@ -53,6 +53,9 @@ REPLICATION_MODES = ("native_replication", "snapshot_isolation")
 RECOVERABLE_MODES = REPLICATION_MODES + ("streaming_replication",)
 FAILBACK_WAIT_MAX = 5.0  # seconds (pgpool-II's FAILBACK_WAIT_MAX_RETRY tries of 1 s)
 POLL_INTERVAL = 0.5  # seconds between checks of conn_counter and of the recovered postmaster
+# pgpool-II's check_postmaster_started: 4 tries 3 s apart, then recovery_timeout / 3 + 1 tries.
+POSTMASTER_FIRST_TRIES = 4
+POSTMASTER_RETRY_PAUSE = 3  # seconds
 CONNECT_TIMEOUT = 10  # seconds, side connections (libpq's connect_timeout)
 # recovery_database not set: pgpool-II 4.7's default first, then the database of pgpool-II 4.3.
 UNSET_RECOVERY_DATABASES = ("postgres", "template1")
@@ -411,13 +414,25 @@ def ensure_conn_counter_validity(cfg: Config, shm: SharedState) -> bool:
     return True
 
 
+def postmaster_wait(recovery_timeout: int) -> int:
+    """
+    Seconds the recovered postmaster has to accept a connection: until pgpool-II 4.3 tries it
+    for the last time.  pgpool-II tries 4 times 3 s apart (database postgres), then
+    recovery_timeout / 3 + 1 times 3 s apart (template1), so its last try comes
+    12 + 3 * (recovery_timeout // 3) seconds after its first (102 for the default 90); it
+    reports the failure after a last pause of 3 s more.
+    """
+    return POSTMASTER_RETRY_PAUSE * (POSTMASTER_FIRST_TRIES + recovery_timeout // POSTMASTER_RETRY_PAUSE)
+
+
 def check_postmaster_started(cfg: Config, shm: SharedState, node: int, dbname: str, waiter: Waiter) -> None:
-    """Poll the recovered node until it accepts connections, at most recovery_timeout seconds."""
+    """Poll the recovered node until it accepts connections, as long as pgpool-II would."""
     log.info("checking if postmaster is started")
     b = shm.backends[node]
     host, user = b.hostname.decode(), cfg.recovery_user
     password = recovery_password(cfg)
-    deadline = time.monotonic() + cfg.recovery_timeout
+    wait = postmaster_wait(cfg.recovery_timeout)
+    deadline = time.monotonic() + wait
     attempt = 0
     while True:
         log.debug("trying to connect to postmaster on hostname:%s database:%s user:%s (retry %d times)",
@@ -431,11 +446,12 @@ def check_postmaster_started(cfg: Config, shm: SharedState, node: int, dbname: s
         left = deadline - time.monotonic()
         if left <= 0:
             raise PgError(
-                f"node recovery failed, postmaster of node {node} did not start within recovery_timeout "
-                f"({cfg.recovery_timeout} seconds)",
+                f"node recovery failed, postmaster of node {node} did not start within {wait} seconds "
+                f"(recovery_timeout {cfg.recovery_timeout})",
                 detail=f'postmaster on hostname:"{host}" database:"{dbname}" user:"{user}" failed to start in '
-                       f"{cfg.recovery_timeout} second; last error: {last}",
-                hint="check the pgpool_remote_start script and the server log of the recovered node",
+                       f"{wait} second; last error: {last}",
+                hint="check the pgpool_remote_start script and the server log of the recovered node; "
+                     "recovery_timeout gives it 12 s + recovery_timeout rounded down to a multiple of 3",
             )
         attempt += 1
         waiter.sleep(min(POLL_INTERVAL, left))

@@ -72,6 +72,17 @@ def test_conn_counter_is_suspect(limit: int, timeout: int, suspect: bool) -> Non
     assert recovery.conn_counter_is_suspect(limit, timeout) is suspect
 
 
+@pytest.mark.parametrize(("recovery_timeout", "wait"), [
+    (90, 102),  # pgpool-II: 4 tries 3 s apart, then 31 more; the last at 12 + 90 s
+    (3, 15),
+    (5, 15),  # recovery_timeout / 3 in integers
+    (2, 12),  # no second round of pauses
+    (0, 12),
+])
+def test_postmaster_wait_is_pgpool_IIs(recovery_timeout: int, wait: int) -> None:
+    assert recovery.postmaster_wait(recovery_timeout) == wait
+
+
 @pytest.mark.parametrize(("hostname", "passed"), [("", "localhost"), ("/var/run/postgresql", "localhost"),
                                                   ("db1.example", "db1.example"), ("127.0.0.1", "127.0.0.1")])
 def test_script_host(hostname: str, passed: str) -> None:
