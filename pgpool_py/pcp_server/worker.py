@@ -579,8 +579,9 @@ class PcpWorker:
         if busy:
             raise PgError(
                 "process recovery request failed",
-                detail="pgpool-py is already processing another recovery request.",
-                hint="wait for it to finish (pcp_node_info shows the recovered node up), then retry",
+                detail="pgpool-II is already processing another recovery request.",  # pgpool-II's text
+                hint="pgpool-py runs one recovery at a time: wait for it to finish "
+                     "(pcp_node_info shows the recovered node up), then retry",
                 severity="FATAL",
             )
         try:

@@ -19,7 +19,9 @@ The flow is the seed's (``README.online-recovery``), as pgpool-II 4.3 runs it:
 6. ``finish_recovery`` (always, also after any error): ``InRecovery = 0`` and SIGUSR2 to
    main, which wakes every child.
 
-Every failure is a ``PgError``; the PCP worker logs it and sends it to the client.
+Every failure is a ``PgError``; the PCP worker logs it and sends it to the client.  Where
+pgpool-II 4.3 has the same failure, the message is its text to the letter (log-watching
+scripts match it); what pgpool-py adds goes into the detail and the hint.
 """
 
 from __future__ import annotations
@@ -130,7 +132,9 @@ def process_recovery_request(cfg: Config, shm: SharedState, node_id: int, main_p
         raise PgError("process recovery request failed", detail=f"node id {node_id} is not valid")
     mode = cfg.clustering_mode
     if mode not in RECOVERABLE_MODES:
-        raise PgError("recovery request is only allowed in replication and streaming replication modes.")
+        raise PgError("process recovery request failed",
+                      detail="recovery request is only allowed in replication and streaming replication modes.",
+                      hint=f"backend_clustering_mode is {mode}")
     if mode == "streaming_replication" and node_id == shm.req.primary_node_id:
         raise PgError("process recovery request failed",
                       detail="primary server cannot be recovered by online recovery.")
@@ -149,7 +153,8 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
         raise PgError(f"node recovery failed, node id: {node_id} is unused")
     if status in VALID_STATUSES:
         raise PgError(
-            f"node recovery failed, node id: {node_id} is alive; detach it first",
+            f"node recovery failed, node id: {node_id} is alive",
+            detail=f"node {node_id} is {BackendStatus(status).label}: only a detached (down) node can be recovered",
             hint=f'detach it with "pcp_detach_node -n {node_id}", then run pcp_recovery_node again',
         )
     replication = cfg.clustering_mode in REPLICATION_MODES
@@ -217,6 +222,10 @@ def _signal_main(main_pid: int) -> None:
 # ---------------------------------------------------------------------- the steps
 
 
+# pgpool-II's text, with its trailing space.
+_UNABLE_TO_CONNECT = "node recovery failed, unable to connect to main node: {} "
+
+
 def recovery_password(cfg: Config) -> str | None:
     """recovery_password, or the recovery_user's pool_passwd entry when it is empty."""
     from pgpool_py.child.child import pool_passwd_path
@@ -247,7 +256,7 @@ def connect_as_recovery_user(cfg: Config, shm: SharedState, node: int, dbname: s
                         password=recovery_password(cfg), dbname=dbname, connect_timeout=CONNECT_TIMEOUT,
                         autocommit=True)
     except psycopg.Error as exc:
-        raise PgError(f"node recovery failed, unable to connect to main node: {node}", detail=str(exc).strip()) from exc
+        raise PgError(_UNABLE_TO_CONNECT.format(node), detail=str(exc).strip()) from exc
 
 
 def connect_to_source(cfg: Config, shm: SharedState, node: int) -> Source:
@@ -285,7 +294,7 @@ def connect_to_source(cfg: Config, shm: SharedState, node: int) -> Source:
             conn.close()
     if reached is not None:
         return reached
-    raise PgError(f"node recovery failed, unable to connect to main node: {node}", detail="; ".join(failures))
+    raise PgError(_UNABLE_TO_CONNECT.format(node), detail="; ".join(failures))
 
 
 def has_recovery_functions(conn: psycopg.Connection[Any]) -> bool:
@@ -310,7 +319,8 @@ def execute_checkpoint(conn: psycopg.Connection[Any]) -> None:
     try:
         conn.execute("CHECKPOINT")
     except psycopg.Error as exc:
-        raise PgError("node recovery failed, CHECKPOINT failed", detail=_server_text(exc)) from exc
+        raise PgError("executing recovery, execute CHECKPOINT failed", detail=_server_text(exc),
+                      hint="recovery_user needs to be a superuser") from exc
 
 
 def script_host(hostname: str) -> str:
@@ -334,6 +344,10 @@ def exec_recovery(cfg: Config, shm: SharedState, source: Source, node: int, stag
     try:
         log.info("disabling statement_timeout for the recovery command")
         conn.execute("SET statement_timeout To 0")
+    except psycopg.Error as exc:
+        raise PgError(f'executing recovery, SET STATEMENT_TIMEOUT failed at "{stage}"',
+                      detail=_server_text(exc)) from exc
+    try:
         conn.execute(query)
     except psycopg.Error as exc:
         raise _function_error(cfg, shm, source, f'executing recovery, execution of command failed at "{stage}"',
@@ -350,7 +364,10 @@ def exec_remote_start(cfg: Config, shm: SharedState, source: Source, node: int) 
     try:
         conn.execute(query)
     except psycopg.Error as exc:
-        raise _function_error(cfg, shm, source, "executing remote start failed", exc) from exc
+        # pgpool-II puts libpq's whole error text (PQresultErrorMessage) into its message.
+        result = exc.pgresult.error_message.decode(errors="replace") if exc.pgresult is not None else str(exc)
+        raise _function_error(cfg, shm, source, f'executing remote start failed with error: "{result}"',
+                              exc) from exc
     log.info("finish pgpool_remote_start")
 
 
@@ -385,9 +402,10 @@ def wait_connection_closed(cfg: Config, shm: SharedState, waiter: Waiter) -> Non
             if ensure_conn_counter_validity(cfg, shm):
                 return
             raise PgError(
-                "node recovery failed, existing connections did not close within recovery_timeout "
-                f"({cfg.recovery_timeout} seconds)",
-                detail=f"{shm.req.conn_counter} client connection(s) still open",
+                # pgpool-II's text, though there are no other pgpools (no watchdog).
+                "node recovery failed, waiting connection closed in the other pgpools timeout",
+                detail=f"existing connections did not close within recovery_timeout ({cfg.recovery_timeout} seconds): "
+                       f"{shm.req.conn_counter} client connection(s) still open",
                 hint="clients must disconnect; client_idle_limit_in_recovery ends idle ones, "
                      "or raise recovery_timeout",
             )
@@ -446,12 +464,11 @@ def check_postmaster_started(cfg: Config, shm: SharedState, node: int, dbname: s
         left = deadline - time.monotonic()
         if left <= 0:
             raise PgError(
-                f"node recovery failed, postmaster of node {node} did not start within {wait} seconds "
-                f"(recovery_timeout {cfg.recovery_timeout})",
+                "recovery is checking if postmaster is started",
                 detail=f'postmaster on hostname:"{host}" database:"{dbname}" user:"{user}" failed to start in '
-                       f"{wait} second; last error: {last}",
+                       f"{wait} second (recovery_timeout {cfg.recovery_timeout}); last error: {last}",
                 hint="check the pgpool_remote_start script and the server log of the recovered node; "
-                     "recovery_timeout gives it 12 s + recovery_timeout rounded down to a multiple of 3",
+                     "it has 12 s + recovery_timeout rounded down to a multiple of 3 to start",
             )
         attempt += 1
         waiter.sleep(min(POLL_INTERVAL, left))

@@ -28,7 +28,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgpool_py.cluster import SERVER_USER, PgNode, make_server_dir
+from pcp import PcpConnection, PcpError
+from pgpool_py.cluster import HOST, SERVER_USER, PgNode, make_server_dir
 from pgpool_py.recovery import FUNCTIONS_SQL
 from tests.fix_pg import ClusterFactory, _clusters
 from tests.fix_pgpool import PgpoolFactory, PgpoolServer
@@ -37,6 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 ETC = REPO / "etc"
 PGPOOL_II_EXTENSION_SQL = "/usr/share/postgresql/15/extension/pgpool_recovery--1.4.sql"
 REAL_PCP_BIN = "/usr/sbin"  # pgpool-II's pcp tools (package pgpool2)
+PGPOOL_II = "/usr/sbin/pgpool"  # pgpool-II 4.3 itself (package pgpool2)
+PCP_PASSWORD = SERVER_USER  # write_pcp_conf's account
 RECOVERY_DB = "postgres"  # recovery_database's default
 PCP_TIMEOUT = 120.0
 SERVED_TIMEOUT = 10.0  # a new client after a recovery, successful or not
@@ -97,13 +100,13 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def start_pgpool(pgpool_factory: PgpoolFactory, nodes: list[PgNode], mode: str,
+def start_pgpool(pgpool_factory: PgpoolFactory, nodes: list[PgNode], mode: str, program: list[str] | None = None,
                  **extra: str | int | bool) -> PgpoolServer:
-    """pgpool-py with recovery settings, once its PCP server answers too."""
+    """pgpool-py (or ``program``) with recovery settings, once its PCP server answers too."""
     conf: dict[str, str | int | bool] = {"recovery_user": SERVER_USER, "recovery_password": "",
                                          "recovery_timeout": 30}
     conf.update(extra)
-    server = pgpool_factory(nodes, mode=mode, extra=conf)
+    server = pgpool_factory(nodes, mode=mode, extra=conf, program=program)
     wait_for(lambda: pcp_tool(server, "pcp_node_count").returncode == 0, 10, "the PCP server")
     return server
 
@@ -565,7 +568,7 @@ def test_native_clients_that_stay_fail_the_recovery_and_leave_no_slot(pg_cluster
         staying.execute("SELECT 1")
         result = pcp_tool(server, "pcp_recovery_node", "-n", "1")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "node recovery failed" in result.stderr
+    assert "node recovery failed, waiting connection closed in the other pgpools timeout" in result.stderr
     assert not os.path.exists(marker)  # the 2nd stage never ran
     assert permanent_slots(nodes[0]) == []
     _recover_native_again(server, nodes)
@@ -619,7 +622,8 @@ def _recover_and_fail(failure_cluster: list[PgNode], pgpool_factory: PgpoolFacto
 def test_recovering_a_live_node_is_refused(failure_cluster: list[PgNode], pgpool_factory: PgpoolFactory) -> None:
     server, err = _recover_and_fail(failure_cluster, pgpool_factory, detach_first=False,
                                     recovery_1st_stage_command="ok_1st_stage")
-    assert "node recovery failed, node id: 1 is alive; detach it first" in err
+    assert err.startswith("ERROR:  node recovery failed, node id: 1 is alive\nDETAIL:  node 1 is ")
+    assert 'HINT:  detach it with "pcp_detach_node -n 1"' in err
     assert pool_nodes(server)[1]["status"] in ("up", "waiting")
 
 
@@ -679,7 +683,8 @@ def test_postmaster_not_up_within_recovery_timeout(failure_cluster: list[PgNode]
                                         recovery_timeout=2)
         # pgpool-II's wait: 4 tries 3 s apart, then recovery_timeout / 3 (here 0) more.
         assert 12 <= time.monotonic() - started < 30
-        assert "postmaster of node 1 did not start within 12 seconds (recovery_timeout 2)" in err
+        assert err.startswith("ERROR:  recovery is checking if postmaster is started\n")
+        assert "failed to start in 12 second (recovery_timeout 2)" in err
         assert pool_nodes(server)[1]["status"] == "down"
     finally:
         standby.start()
@@ -746,3 +751,109 @@ def test_killed_recovery_worker_does_not_block_later_recoveries(failure_cluster:
         failure_cluster[0].psql("SELECT 1")  # the node still serves
         if os.path.exists(marker):
             os.unlink(marker)
+
+
+# ---------------------------------------------------------------------- pgpool-II's own messages
+
+
+needs_pgpool_II = pytest.mark.skipif(not os.path.exists(PGPOOL_II), reason="pgpool-II 4.3 (package pgpool2)")
+
+
+def pcp_connection(server: PgpoolServer) -> PcpConnection:
+    return PcpConnection(HOST, server.pcp_port, SERVER_USER, PCP_PASSWORD, connect_timeout=5, timeout=PCP_TIMEOUT)
+
+
+def recovery_error(server: PgpoolServer) -> PcpError:
+    with pcp_connection(server) as conn:
+        with pytest.raises(PcpError) as info:
+            conn.recovery_node(1)
+    return info.value
+
+
+def side_by_side(pgpool_factory: PgpoolFactory, nodes: list[PgNode], mode: str,
+                 cause: Callable[[PgpoolServer], PcpError] = recovery_error,
+                 **extra: str | int | bool) -> tuple[PcpError, PcpError]:
+    """The error of a failed recovery of node 1 from pgpool-II, then from pgpool-py, set up alike."""
+    errors = []
+    for program in ([PGPOOL_II], None):
+        server = start_pgpool(pgpool_factory, nodes, mode, program=program, **extra)
+        errors.append(cause(server))
+        server.stop("fast")
+    return errors[0], errors[1]
+
+
+def detached(then: Callable[[PgpoolServer], PcpError] = recovery_error) -> Callable[[PgpoolServer], PcpError]:
+    def cause(server: PgpoolServer) -> PcpError:
+        detach(server, 1)
+        return then(server)
+    return cause
+
+
+def while_another_runs(server: PgpoolServer) -> PcpError:
+    """The error of a recovery asked for while a slow one runs (which then ends as it may)."""
+    detach(server, 1)
+    # After a failover pgpool-II restarts its PCP process, which accepts nothing more until its
+    # workers end: let that happen first.
+    time.sleep(3)
+    first = start_pcp_tool(server, "pcp_recovery_node", "-n", "1")
+    try:
+        time.sleep(1.5)  # the 1st stage sleeps 4 s
+        return recovery_error(server)
+    finally:
+        first.wait(PCP_TIMEOUT)
+
+
+def with_a_client_that_stays(server: PgpoolServer) -> PcpError:
+    detach(server, 1)
+    with server.connect(autocommit=True) as staying:
+        staying.execute("SELECT 1")
+        return recovery_error(server)
+
+
+@pytest.fixture(scope="module")
+def message_cluster() -> Iterator[list[PgNode]]:
+    """Primary + running standby; the functions in template1 (where pgpool-II 4.3 calls them), test
+    scripts in node 0, and no pgpool_remote_start."""
+    with _clusters() as build:
+        nodes = build(num_nodes=2, mode="streaming")
+        install_functions(nodes[0], "template1")
+        put_script(nodes[0], "ok_1st_stage", "#!/bin/sh\nexit 0\n")
+        put_script(nodes[0], "slow_1st_stage", "#!/bin/sh\nsleep 4\n")
+        put_script(nodes[0], "failing_1st_stage", "#!/bin/sh\necho 'target disk is full' >&2\nexit 3\n")
+        yield nodes
+
+
+@needs_pgpool_II
+@pytest.mark.parametrize(("cause", "extra", "same_detail"), [
+    (recovery_error, {}, False),  # node 1 is up
+    (recovery_error, {"backend_clustering_mode": "raw"}, True),
+    (detached(), {"recovery_user": "no_such_user"}, False),
+    (detached(), {"recovery_1st_stage_command": "failing_1st_stage"}, False),
+    (detached(), {"recovery_1st_stage_command": "ok_1st_stage"}, False),  # no pgpool_remote_start
+    (while_another_runs, {"recovery_1st_stage_command": "slow_1st_stage"}, True),
+], ids=["alive", "raw-mode", "cannot-connect", "1st-stage", "remote-start", "another-recovery"])
+def test_errors_are_pgpool_IIs(message_cluster: list[PgNode], pgpool_factory: PgpoolFactory,
+                               cause: Callable[[PgpoolServer], PcpError], extra: dict[str, str | int | bool],
+                               same_detail: bool) -> None:
+    # Ours add a detail where pgpool-II has none, and a hint; where its detail says what failed,
+    # it is the same too.
+    theirs, ours = side_by_side(pgpool_factory, message_cluster, "streaming", cause, **extra)
+    assert (ours.severity, ours.message) == (theirs.severity, theirs.message)
+    if same_detail:
+        assert ours.detail == theirs.detail
+
+
+@needs_pgpool_II
+def test_native_errors_are_pgpool_IIs(pg_cluster_factory: ClusterFactory, pgpool_factory: PgpoolFactory) -> None:
+    nodes = pg_cluster_factory(num_nodes=2, mode="native")
+    install_functions(nodes[0], "template1")
+    put_script(nodes[0], "ok_1st_stage", "#!/bin/sh\nexit 0\n")
+    nodes[0].psql("CREATE ROLE plain LOGIN")
+    native = {"recovery_1st_stage_command": "ok_1st_stage", "recovery_timeout": 3}
+    # CHECKPOINT needs a superuser (or pg_checkpoint).
+    theirs, ours = side_by_side(pgpool_factory, nodes, "native", detached(), recovery_user="plain", **native)
+    assert (ours.severity, ours.message) == (theirs.severity, theirs.message)
+    assert ours.message == "executing recovery, execute CHECKPOINT failed"
+    theirs, ours = side_by_side(pgpool_factory, nodes, "native", with_a_client_that_stays, **native)
+    assert (ours.severity, ours.message) == (theirs.severity, theirs.message)
+    assert ours.message == "node recovery failed, waiting connection closed in the other pgpools timeout"

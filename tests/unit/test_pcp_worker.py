@@ -85,7 +85,7 @@ def test_only_one_recovery_at_a_time(worker: PcpWorker) -> None:
     with pytest.raises(PgError) as info:
         worker._dispatch(Packet("O", b"1\0"))
     assert info.value.severity == "FATAL"
-    assert info.value.detail == "pgpool-py is already processing another recovery request."
+    assert info.value.detail == "pgpool-II is already processing another recovery request."  # pgpool-II's text
     assert info.value.hint and "then retry" in info.value.hint
     assert worker.shm.req.pcp_recovery_in_progress  # the other recovery still owns the guard
 
