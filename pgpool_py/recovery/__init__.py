@@ -178,7 +178,7 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
         log.info("node recovery, 1st stage is done")
 
         if replication:
-            log.info("starting 2nd stage")
+            log.info("node recovery, starting 2nd stage")
             # Before InRecovery: a child that sees InRecovery set reads this start time.
             shm.req.recovery_started = time.monotonic()
             shm.req.in_recovery = Recovery.ONLINE
@@ -188,7 +188,7 @@ def start_recovery(cfg: Config, shm: SharedState, node_id: int, main_pid: int, w
             wait_connection_closed(cfg, shm, waiter)
             log.info("node recovery, all connections from clients have been closed")
             execute_checkpoint(conn)
-            log.info("node recovery, CHECKPOINT in the 2nd stage done")
+            log.info("node recovery", extra={"detail": "CHECKPOINT in the 2nd stage done"})
             exec_recovery(cfg, shm, src, node_id, "2nd stage", cfg.recovery_2nd_stage_command)
             log.info("node recovery, 2nd stage is done")
 
@@ -332,7 +332,6 @@ def exec_recovery(cfg: Config, shm: SharedState, source: Source, node: int, stag
     """``SELECT pgpool_recovery(script, ...)`` on the source node; an empty script is skipped."""
     if not script:
         return
-    log.info("executing recovery")
     conn = source.conn
     src, dst = shm.backends[source.node], shm.backends[node]
     query = sql.SQL("SELECT pgpool_recovery({}, {}, {}, {}, {}, {}, {})").format(
@@ -340,9 +339,9 @@ def exec_recovery(cfg: Config, shm: SharedState, source: Source, node: int, stag
         sql.Literal(str(src.port)), sql.Literal(node), sql.Literal(str(dst.port)),
         sql.Literal(script_host(src.hostname.decode())),
     ).as_string(conn)
-    log.info('starting recovery command: "%s"', query)
+    log.info("executing recovery", extra={"detail": f'starting recovery command: "{query}"'})
     try:
-        log.info("disabling statement_timeout for the recovery command")
+        log.info("executing recovery", extra={"detail": "disabling statement_timeout"})
         conn.execute("SET statement_timeout To 0")
     except psycopg.Error as exc:
         raise PgError(f'executing recovery, SET STATEMENT_TIMEOUT failed at "{stage}"',
@@ -360,7 +359,7 @@ def exec_remote_start(cfg: Config, shm: SharedState, source: Source, node: int) 
     query = sql.SQL("SELECT pgpool_remote_start({}, {})").format(
         sql.Literal(script_host(dst.hostname.decode())), sql.Literal(dst.data_directory.decode()),
     ).as_string(conn)
-    log.info('starting remote start command: "%s"', query)
+    log.info("executing remote start", extra={"detail": f'starting remote start command: "{query}"'})
     try:
         conn.execute(query)
     except psycopg.Error as exc:
@@ -368,7 +367,7 @@ def exec_remote_start(cfg: Config, shm: SharedState, source: Source, node: int) 
         result = exc.pgresult.error_message.decode(errors="replace") if exc.pgresult is not None else str(exc)
         raise _function_error(cfg, shm, source, f'executing remote start failed with error: "{result}"',
                               exc) from exc
-    log.info("finish pgpool_remote_start")
+    log.info("executing remote start", extra={"detail": "finish pgpool_remote_start"})
 
 
 def _function_error(cfg: Config, shm: SharedState, source: Source, message: str, exc: psycopg.Error) -> PgError:
@@ -427,7 +426,8 @@ def ensure_conn_counter_validity(cfg: Config, shm: SharedState) -> bool:
     if not conn_counter_is_suspect(cfg.client_idle_limit_in_recovery, cfg.recovery_timeout):
         return False
     with shm.lock(LockId.CONN_COUNTER):
-        log.info("malformed conn_counter (%d) detected. reset it to 0", shm.req.conn_counter)
+        log.info("wait_connection_closed: malformed conn_counter (%d) detected. reset it to 0",
+                 shm.req.conn_counter)
         shm.req.conn_counter = 0
     return True
 
@@ -480,7 +480,8 @@ def wait_for_failback(shm: SharedState, waiter: Waiter) -> None:
     while not shm.req.pcp_wakeup_request:
         left = deadline - time.monotonic()
         if left <= 0:
-            log.info("waiting for wake up request is timeout(%d seconds)", int(FAILBACK_WAIT_MAX))
+            log.info("node recovery",
+                     extra={"detail": f"waiting for wake up request is timeout({int(FAILBACK_WAIT_MAX)} seconds)"})
             break
         waiter.sleep(left)
     shm.req.pcp_wakeup_request = 0

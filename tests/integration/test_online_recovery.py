@@ -400,6 +400,12 @@ def test_native_recovery_holds_new_clients_during_2nd_stage(pg_cluster_factory: 
     query = "SELECT id, note FROM t ORDER BY id"
     assert rows(nodes[1].conninfo("test"), query) == rows(nodes[0].conninfo("test"), query)
     assert nodes[1].psql("SELECT pg_is_in_recovery()") == "f"
+    # pgpool-II's log lines, for scripts that watch them.
+    log_text = server.log_text()
+    assert "LOG:  node recovery, starting 2nd stage\n" in log_text
+    assert re.search(r"LOG:  executing recovery\n[^\n]*DETAIL:  starting recovery command: "
+                     r"\"SELECT pgpool_recovery\('test_2nd_stage', ", log_text)
+    assert re.search(r"LOG:  node recovery\n[^\n]*DETAIL:  CHECKPOINT in the 2nd stage done\n", log_text)
     assert pool_nodes(server)[1]["status"] in ("up", "waiting")
     assert_serves_new_clients(server)
 

@@ -153,7 +153,7 @@ def test_wait_connection_closed_resets_a_malformed_counter(tmp_path: Path, shm: 
     with caplog.at_level(logging.INFO, logger="pgpool_py.recovery"):
         recovery.wait_connection_closed(cfg, shm, Waiter(sigq))
     assert shm.req.conn_counter == 0
-    assert "malformed conn_counter (3) detected. reset it to 0" in caplog.text
+    assert "wait_connection_closed: malformed conn_counter (3) detected. reset it to 0" in caplog.text  # pgpool-II's
 
 
 def test_wait_for_failback_ends_on_main_sigusr2(shm: SharedState, sigq: SignalQueue) -> None:
@@ -175,7 +175,9 @@ def test_wait_for_failback_gives_up_and_carries_on(shm: SharedState, sigq: Signa
     monkeypatch.setattr(recovery, "FAILBACK_WAIT_MAX", 0.2)
     with caplog.at_level(logging.INFO, logger="pgpool_py.recovery"):
         recovery.wait_for_failback(shm, Waiter(sigq))
-    assert "waiting for wake up request is timeout(0 seconds)" in caplog.text
+    # pgpool-II's message and detail.
+    assert [(r.getMessage(), getattr(r, "detail", None)) for r in caplog.records] == [
+        ("node recovery", "waiting for wake up request is timeout(0 seconds)")]
 
 
 def test_waiter_keeps_other_signals_for_the_worker(sigq: SignalQueue) -> None:
