@@ -94,10 +94,18 @@ def pool_nodes(server: PgpoolServer) -> dict[int, dict[str, str]]:
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not _holds(condition):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.1)
+
+
+def _holds(condition: Callable[[], bool]) -> bool:
+    # A poll that connects while a detach restarts the children gets 57P01: ask again.
+    try:
+        return condition()
+    except psycopg.OperationalError:
+        return False
 
 
 def start_pgpool(pgpool_factory: PgpoolFactory, nodes: list[PgNode], mode: str, program: list[str] | None = None,
