@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import psycopg
@@ -186,7 +187,7 @@ def test_daemon_pidfile_logging_reload_and_stop(
     # A second start is refused on the terminal, before detaching.
     second = site.run("--daemon")
     assert second.returncode == 1
-    assert f"process {pid} is running; is another pgpool-py already running?" in second.stderr
+    assert f'pid file "{site.pid_path}" found. is another pgpool({pid}) is running?' in second.stderr
     assert site.run("status").stdout.strip() == f"pgpool-py is running (pid {pid})"
 
     # Children write to the same file as main (inherited handler, O_APPEND).
@@ -339,20 +340,52 @@ def test_systemd_unit_commands_work(make_site: Callable[..., Site], tmp_path: Pa
             proc.wait()
 
 
-def test_pid_file_of_another_program_is_stale(make_site: Callable[..., Site]) -> None:
+def test_pid_file_of_a_live_other_program_is_kept(make_site: Callable[..., Site]) -> None:
     site = make_site()
     site.pid_path.parent.mkdir(exist_ok=True)
     with subprocess.Popen(["sleep", "30"]) as other:  # after a reboot the pid may be anyone's
         try:
             site.pid_path.write_text(f"{other.pid}\n")
             assert site.run("status").returncode == 1
+            # As pgpool-II: the file of a live process is never removed; the error says whose it is.
             start = site.run("--daemon")
-            assert start.returncode == 0, start.stderr
-            site.wait_log(rf'LOG:  removing stale pid file ".*" \(process {other.pid} is not running\)')
-            assert site.pid() != other.pid
-            assert site.run("-m", "immediate", "stop").returncode == 0
+            assert start.returncode == 1
+            assert f'found. is another pgpool({other.pid}) is running? (process {other.pid} is "sleep"' in start.stderr
+            assert site.pid_path.read_text() == f"{other.pid}\n"
         finally:
             other.kill()
+    start = site.run("--daemon")
+    assert start.returncode == 0, start.stderr
+    site.wait_log(rf'LOG:  removing stale pid file ".*" \(process {other.pid} is not running\)')
+    assert site.run("-m", "immediate", "stop").returncode == 0
+
+
+PGPOOL_II = "/usr/sbin/pgpool"
+
+
+@pytest.mark.skipif(not os.path.exists(PGPOOL_II), reason="pgpool-II 4.3 (package pgpool2) is not installed")
+def test_pgpool_ii_pid_file_is_honoured(make_site: Callable[..., Site], pgpool_factory: Any) -> None:
+    """pgpool-II's pid file ("15383\\0") names a live server: pgpool-py refuses to start over it
+    (it used to remove the file as stale), and stop, reload and status act on that server."""
+    real = pgpool_factory(program=[PGPOOL_II], extra={"num_init_children": 2, "sr_check_period": 0})
+    ii_pid_file = real.conf_path.parent / "run" / "pgpool.pid"
+    assert ii_pid_file.read_bytes() == f"{real.pid}\0".encode()
+    site = make_site(logging_collector=False, pid_file_name=str(ii_pid_file))
+
+    start = site.run("-n", timeout=20)
+    assert start.returncode == 1
+    assert f'found. is another pgpool({real.pid}) is running?' in start.stderr
+    assert ii_pid_file.read_bytes() == f"{real.pid}\0".encode()
+    assert site.run("--daemon").returncode == 1
+    assert ii_pid_file.exists()
+
+    status = site.run("status")
+    assert (status.returncode, status.stdout.strip()) == (0, f"pgpool-py is running (pid {real.pid})")
+    assert site.run("reload").returncode == 0
+    wait_for(lambda: "reload config files." in real.log_text(), 10, real.log_text)
+    stop = site.run("-m", "fast", "stop")
+    assert stop.returncode == 0, stop.stderr
+    assert real.proc.wait(10) == 0
 
 
 def _start_fails(site: Site, *args: str) -> str:
