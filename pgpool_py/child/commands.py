@@ -37,7 +37,7 @@ POOL_POOLS_COLUMNS = [
     "pool_pid", "start_time", "client_connection_count", "pool_id", "backend_id", "database",
     "username", "backend_connection_time", "client_connection_time", "client_disconnection_time",
     "client_idle_duration", "majorversion", "minorversion", "pool_counter", "pool_backendpid",
-    "pool_connected", "status", "load_balance_node",
+    "pool_connected", "status",
 ]
 
 POOL_HEALTH_CHECK_STATS_COLUMNS = [
@@ -69,10 +69,16 @@ class PoolCommands:
 
     def execute(self, sql: str, tx_status: int, session: Session) -> bytes:
         """The whole reply to one Query message, ReadyForQuery included."""
+        # As in pgpool-II, the process executes a command meanwhile (SHOW POOL_POOLS shows it).
+        child = self.child
+        before = child.status
+        child.set_status(ChildStatus.COMMAND_EXECUTE)
         try:
             body = self._dispatch(sql, session)
         except PgError as exc:
             body = m.error_response(exc.message, exc.sqlstate, detail=exc.detail, hint=exc.hint)
+        finally:
+            child.set_status(before)
         return body + m.ready_for_query(tx_status)
 
     def _dispatch(self, sql: str, session: Session) -> bytes:
@@ -178,6 +184,7 @@ class PoolCommands:
             p = shm.procs[child]
             if not p.pid:
                 continue
+            status = ChildStatus(p.status).label
             for pool in range(shm.max_pool):
                 for node in range(shm.req.num_backends):
                     info = shm.conn(child, pool, node)
@@ -192,8 +199,7 @@ class PoolCommands:
                         str(info.major) if live else "0", str(info.minor) if live else "0",
                         str(info.counter) if live else "0", str(info.pid) if live else "0",
                         "1" if live and info.connected else "0",
-                        ChildStatus(p.status).label if live and info.connected else "",
-                        "1" if live and info.load_balancing_node == node else "0",
+                        status,  # the process's, on every row of it (pgpool-II's get_pools)
                     ])
         return m.result_set(POOL_POOLS_COLUMNS, rows)
 

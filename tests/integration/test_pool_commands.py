@@ -23,7 +23,7 @@ def server(pgpool_factory: Any, pg_cluster: Any) -> Any:
     [
         ("SHOW POOL_NODES", 14),
         ("SHOW POOL_PROCESSES", 8),
-        ("SHOW POOL_POOLS", 18),
+        ("SHOW POOL_POOLS", 17),  # pgpool-II 4.3's columns, ending with status
         ("SHOW POOL_VERSION", 1),
         ("SHOW POOL_STATUS", 3),
         ("SHOW POOL_HEALTH_CHECK_STATS", 20),
@@ -59,10 +59,37 @@ def test_pool_version_sends_its_header_once(server: Any) -> None:
 def test_pool_processes_shows_a_logged_in_client_as_idle(server: Any) -> None:
     # Before, a session showed "Connecting" until its first statement (and for ever if it
     # only ran pgpool's commands).
+    # The asking one executes a command meanwhile, as in pgpool-II.
     with server.connect(autocommit=True) as idle, server.connect(autocommit=True) as asking:
         rows = asking.execute("SHOW POOL_PROCESSES").fetchall()
         statuses = sorted(row[-1] for row in rows if row[-1] != "Wait for connection")
-        assert statuses == ["Idle", "Idle"], rows
+        assert statuses == ["Execute command", "Idle"], rows
+        # ... and is idle again afterwards.
+        rows = idle.execute("SHOW POOL_PROCESSES").fetchall()
+        assert sorted(row[-1] for row in rows if row[-1] != "Wait for connection") == ["Execute command", "Idle"]
+
+
+def test_pool_pools_rows_show_their_process_status(server: Any) -> None:
+    """As pgpool-II: every row of a process carries the process's status, slots that hold no
+    connection included (they were empty)."""
+    with server.connect(autocommit=True) as conn:
+        cur = conn.execute("SHOW POOL_POOLS")
+        assert cur.description is not None and cur.description[-1].name == "status"
+        rows = cur.fetchall()
+        me = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert me is not None
+    statuses: dict[str, set[str]] = {}
+    for row in rows:
+        statuses.setdefault(row[0], set()).add(row[16])
+    assert all(len(seen) == 1 for seen in statuses.values()), statuses
+    mine = [row for row in rows if row[14] == str(me[0])]
+    assert len(mine) == 1 and mine[0][15] == "1"
+    # This process runs the SHOW; its idle pool slot (not connected) says so too.
+    assert statuses[mine[0][0]] == {"Execute command"}
+    idle_slots = [row for row in rows if row[0] == mine[0][0] and row[15] == "0"]
+    assert idle_slots and all(row[16] == "Execute command" for row in idle_slots)
+    others = [pid for pid in statuses if pid != mine[0][0]]
+    assert others and all(statuses[pid] == {"Wait for connection"} for pid in others), statuses
 
 
 def test_pgpool_set_show_reset(server: Any) -> None:
