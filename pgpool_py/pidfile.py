@@ -60,7 +60,7 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _is_pgpool(pid: int) -> bool:
+def is_pgpool(pid: int) -> bool:
     """Whether ``pid`` is a pgpool (pgpool-II or pgpool-py), not some other program."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -69,7 +69,7 @@ def _is_pgpool(pid: int) -> bool:
         return True  # no /proc: trust the pid
 
 
-def _program(pid: int) -> str:
+def program(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as f:
             return f.read().strip()
@@ -80,7 +80,7 @@ def _program(pid: int) -> str:
 def running_pid(path: str) -> int | None:
     """The pid of the live pgpool that holds ``path``, if any: the one stop and reload signal."""
     pid = read_pid(path)
-    if pid is None or pid == os.getpid() or not pid_alive(pid) or not _is_pgpool(pid):
+    if pid is None or pid == os.getpid() or not pid_alive(pid) or not is_pgpool(pid):
         return None
     return pid
 
@@ -95,8 +95,8 @@ def check(path: str) -> None:
     if pid is None or pid == os.getpid() or not pid_alive(pid):
         return
     reason = f'pid file "{path}" found. is another pgpool({pid}) is running?'
-    if not _is_pgpool(pid):
-        reason += f' (process {pid} is "{_program(pid)}", not pgpool: remove the file if it is stale)'
+    if not is_pgpool(pid):
+        reason += f' (process {pid} is "{program(pid)}", not pgpool: remove the file if it is stale)'
     raise ServerHalt(reason)
 
 

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 import pgpool_py
+from pgpool_py import pidfile
 from pgpool_py.cluster import HOST, SERVER_USER, PgNode, free_port, write_pcp_conf, write_pgpool_conf, \
     write_pool_hba_conf
 
@@ -111,11 +112,11 @@ class Site:
 
     def kill_all(self) -> None:
         """Teardown: nothing of this site may outlive the test."""
-        if self.pid_path.exists():
+        pid = pidfile.read_pid(str(self.pid_path))
+        if pid is not None:
             try:
-                pid = self.pid()
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
+            except ProcessLookupError:
                 pass
 
 
@@ -358,6 +359,39 @@ def test_pid_file_of_a_live_other_program_is_kept(make_site: Callable[..., Site]
     assert start.returncode == 0, start.stderr
     site.wait_log(rf'LOG:  removing stale pid file ".*" \(process {other.pid} is not running\)')
     assert site.run("-m", "immediate", "stop").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("contents", "stop_error", "reload_error"),
+    [
+        (None, ["FATAL:  could not read pid file", 'DETAIL:  pid file "{path}" does not exist'], None),
+        (b"", ['FATAL:  EOF detected while reading pid file "{path}"'], None),
+        (b"abc\n", ["FATAL:  could not read pid file", 'DETAIL:  pid file "{path}" holds no process id'], None),
+        (b"{dead}\0", ["FATAL:  could not stop process with pid: {dead}", "DETAIL:  No such process"],
+         ["FATAL:  could not reload configuration file pid: {dead}", "DETAIL:  No such process"]),
+    ],
+)
+def test_stop_and_reload_without_a_server_fail_as_pgpool_ii(
+    make_site: Callable[..., Site], contents: bytes | None, stop_error: list[str], reload_error: list[str] | None
+) -> None:
+    """pgpool-II's FATAL lines, and its exit codes: 3 for stop, 1 for reload."""
+    site = make_site(logging_collector=False)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    site.pid_path.parent.mkdir(exist_ok=True)
+    if contents is not None:
+        site.pid_path.write_bytes(contents.replace(b"{dead}", str(dead.pid).encode()))
+
+    def lines(expected: list[str]) -> list[str]:
+        return [f"main pid {{pid}}: {line.format(path=site.pid_path, dead=dead.pid)}" for line in expected]
+
+    for command, code, expected in (("stop", 3, stop_error), ("reload", 1, reload_error or stop_error)):
+        result = site.run(*(["-m", "fast"] if command == "stop" else []), command)
+        assert result.returncode == code, result.stderr
+        got = result.stderr.splitlines()
+        pid = got[0].split()[2].rstrip(":")  # the command's own pid, %p of the prefix
+        assert got == [line.format(pid=pid) for line in lines(expected)], result.stderr
+        assert result.stdout == ""
 
 
 PGPOOL_II = "/usr/sbin/pgpool"
