@@ -2,6 +2,7 @@
 ``pgpool-py`` command line, with pgpool-II's options:
 
     pgpool-py [-f pgpool.conf] [-F pcp.conf] [-a pool_hba.conf] [-k key_file] [-n | --daemon] [-D] [-d]
+              [-C] [-x]     (accepted for pgpool-II's command lines, without effect)
     pgpool-py [-f pgpool.conf] [-m smart|fast|immediate] stop
     pgpool-py [-f pgpool.conf] reload
     pgpool-py [-f pgpool.conf] status      (not in pgpool-II; LSB exit codes)
@@ -56,6 +57,12 @@ def build_parser() -> configargparse.ArgumentParser:
     detach.add_argument("--daemon", action="store_true", help="detach and run in the background")
     p.add_argument("-D", "--discard-status", action="store_true", help="discard the pgpool_status file")
     p.add_argument("-d", "--debug", action="store_true", help="debug logging")
+    # pgpool-II's other start options, so that a unit file or OPTS written for it still starts.
+    p.add_argument("-C", "--clear-oidmaps", action="store_true",
+                   help="accepted for pgpool-II compatibility, no effect: it clears the query cache's "
+                        "oid maps, and pgpool-py has no query cache")
+    p.add_argument("-x", "--debug-assertions", action="store_true",
+                   help="accepted for pgpool-II compatibility, no effect (pgpool-II's assertion checks)")
     p.add_argument("-m", "--mode", choices=sorted(STOP_SIGNALS), default="smart", help="shutdown mode for stop")
     p.add_argument("--syslog-socket", default=pglog.DEFAULT_SYSLOG_ADDRESS, metavar="PATH",
                    help="Unix socket of the syslog daemon (default: %(default)s)")

@@ -394,6 +394,21 @@ def test_stop_and_reload_without_a_server_fail_as_pgpool_ii(
         assert result.stdout == ""
 
 
+def test_pgpool_ii_start_options_are_accepted(make_site: Callable[..., Site]) -> None:
+    """-C (clear the query cache's oid maps) and -x (assertion checks) mean nothing to pgpool-py,
+    but a unit file or OPTS written for pgpool-II must still start it."""
+    site = make_site()
+    helped = site.run("--help")
+    assert helped.returncode == 0
+    for option in ("-C, --clear-oidmaps", "-x, --debug-assertions"):
+        assert option in helped.stdout
+    assert "no query cache" in " ".join(helped.stdout.split())
+    start = site.run("--daemon", "-C", "-x", "--clear-oidmaps", "--debug-assertions")
+    assert start.returncode == 0, start.stderr
+    site.wait_ready()
+    assert site.run("-m", "fast", "stop").returncode == 0
+
+
 PGPOOL_II = "/usr/sbin/pgpool"
 
 
