@@ -6,6 +6,7 @@ the init script and the systemd unit's command lines.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -13,10 +14,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -233,13 +235,15 @@ def test_daemon_pidfile_logging_reload_and_stop(
     assert site.run("reload").returncode == 1
 
 
-def init_script(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+def init_script(site: Site, *args: str, defaults: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The init script on ``site``; settings from the environment, or from a ``defaults`` file."""
     env = {
         "PATH": os.environ["PATH"],
-        "PGPOOL_PY_DEFAULTS": str(site.dir / "no-defaults-file"),
-        "PGPOOL_PY": str(site.program),
-        "CONFIG": str(site.conf),
+        "PGPOOL_PY_DEFAULTS": str(defaults or site.dir / "no-defaults-file"),
     }
+    if defaults is None:
+        # As whoever runs the tests: the site is in a directory only they may enter.
+        env.update(PGPOOL_PY=str(site.program), CONFIG=str(site.conf), PGPOOL_USER="", RUN_DIR="")
     return subprocess.run(["/bin/sh", str(INIT_SCRIPT), *args], capture_output=True, text=True, env=env,
                           timeout=60, stdin=subprocess.DEVNULL)
 
@@ -280,6 +284,45 @@ def test_init_script(make_site: Callable[..., Site]) -> None:
 
     bad = init_script(site, "stop", "gently")
     assert bad.returncode == 2 and 'unknown stop mode "gently"' in bad.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the server user needs root")
+def test_init_script_runs_the_server_as_postgres(pg_cluster: list[PgNode]) -> None:
+    """Run as root, the script starts the server as PGPOOL_USER (postgres by default, as
+    Debian's /etc/init.d/pgpool2), and stops, reloads and checks it as that user."""
+    user = pwd.getpwnam(SERVER_USER)
+    base = Path(tempfile.mkdtemp(prefix="pgpool-py-init-", dir="/tmp"))
+    base.chmod(0o755)
+    (base / "site").mkdir()
+    site = Site(base / "site", pg_cluster, {})
+    run_dir = base / "run-dir"
+    for path in [base / "site", *(base / "site").rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid)
+    # The defaults file sets everything, PGPOOL_USER left to the script's default.
+    defaults = base / "defaults"
+    defaults.write_text(f"PGPOOL_PY={shlex.quote(str(site.program))}\nCONFIG={shlex.quote(str(site.conf))}\n"
+                        f"RUN_DIR={shlex.quote(str(run_dir))}\nOPTS='-C'\n")
+    try:
+        start = init_script(site, "start", defaults=defaults)
+        assert start.returncode == 0, start.stdout + start.stderr
+        pid = site.pid()
+        assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
+        assert os.stat(site.pid_path).st_uid == user.pw_uid
+        assert os.stat(run_dir).st_uid == user.pw_uid
+        site.wait_ready()
+        # Every process of the server, children included, runs as the server user.
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            assert os.stat(f"/proc/{child}").st_uid == user.pw_uid
+        assert init_script(site, "status", defaults=defaults).returncode == 0
+        assert init_script(site, "reload", defaults=defaults).returncode == 0
+        site.wait_log(r"LOG:  reload config files\.")
+        stop = init_script(site, "stop", defaults=defaults)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert "received fast shutdown request" in site.log_text()
+        assert init_script(site, "status", defaults=defaults).returncode == 3
+    finally:
+        site.kill_all()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_start_failure_is_reported_by_the_init_script(make_site: Callable[..., Site]) -> None:
