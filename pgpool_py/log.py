@@ -6,6 +6,9 @@ name (``main``, ``child``, ``pcp_main``, … or the client's application_name), 
 %d database, %r host(port), %h host, %l line number in this process, %% a percent sign.
 Pass ``extra={"detail": ..., "hint": ...}`` for the DETAIL/HINT lines.
 
+``client_min_messages``: in a child serving a client, records at or above it (below ERROR)
+also go to that client as NoticeResponse, as pgpool-II sends its own messages (``set_client``).
+
 Destinations (``configure(cfg)``): ``log_destination`` stderr and/or syslog, and with
 ``logging_collector = on`` the stderr stream goes to files in ``log_directory`` named by
 ``log_filename``, rotated by ``log_rotation_age``/``log_rotation_size``.  There is no
@@ -24,7 +27,7 @@ import re
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pgpool_py import process
 from pgpool_py.errors import PgError
@@ -50,6 +53,16 @@ _MIN_RANKS = {
     "info": logging.INFO, "notice": logging.INFO, "warning": logging.WARNING,
     "error": logging.ERROR, "log": _LOG_RANK, "fatal": logging.CRITICAL, "panic": logging.CRITICAL,
 }
+
+# client_min_messages: PostgreSQL's order for clients, where LOG ranks below NOTICE (INFO and
+# NOTICE messages pgpool-py has none of).  Errors reach the client as ErrorResponse, never here.
+_CLIENT_RANKS = {
+    "debug5": logging.DEBUG, "debug4": logging.DEBUG, "debug3": logging.DEBUG,
+    "debug2": logging.DEBUG, "debug1": logging.DEBUG, "debug": logging.DEBUG,
+    "log": logging.INFO, "info": 25, "notice": 25, "warning": logging.WARNING,
+    "error": logging.ERROR, "fatal": logging.ERROR, "panic": logging.ERROR,
+}
+_NOTICE_SQLSTATES = {logging.WARNING: "01000"}  # PostgreSQL's warning class; others 00000
 
 # syslog severities for our levels, as PostgreSQL maps them (WARNING → NOTICE, ERROR → WARNING).
 _SYSLOG_SEVERITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 5, logging.ERROR: 4, logging.CRITICAL: 3}
@@ -415,22 +428,58 @@ class CollectorHandler(logging.Handler):
         super().close()
 
 
+class ClientNoticeHandler(logging.Handler):
+    """
+    ``client_min_messages``: records at or above it, below ERROR, as NoticeResponse messages
+    handed to ``deliver`` (the session's, which sends them between two messages of the
+    stream).  Installed in every process; without a client it returns at once, and it is
+    reached only by records that are logged anyway (or by DEBUG ones while a client asks for
+    them): no cost per statement otherwise.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliver: Callable[[bytes], None] | None = None
+        self.threshold = logging.ERROR
+        self._busy = False  # delivering: a record logged meanwhile is not sent (no recursion)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        deliver = self.deliver
+        level = record.levelno
+        if deliver is None or level < self.threshold or level >= logging.ERROR or self._busy:
+            return
+        self._busy = True
+        try:
+            deliver(m.notice_response(
+                record.getMessage(), severity=LEVEL_NAMES.get(level, record.levelname),
+                sqlstate=_NOTICE_SQLSTATES.get(level, "00000"),
+                detail=getattr(record, "detail", None) or None, hint=getattr(record, "hint", None) or None,
+            ))
+        except Exception:  # a logging call never fails its caller; the relay sees a dead client itself
+            pass
+        finally:
+            self._busy = False
+
+
 # ---------------------------------------------------------------------- configuration
 
 _ROOT = "pgpool_py"
 _stderr: logging.Handler | None = None
 _syslog: SyslogHandler | None = None
 _collector: CollectorHandler | None = None
+_client = ClientNoticeHandler()
+_server_level = logging.INFO  # what the destinations need; a client may ask for DEBUG too
 _debug = False
 _syslog_warned = False  # the unreachable syslog socket was reported (once, not by every process)
 syslog_address = DEFAULT_SYSLOG_ADDRESS  # the socket syslog lines go to; tests point it elsewhere
 
 
 def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messages: str, debug: bool) -> None:
+    global _server_level
     root = logging.getLogger(_ROOT)
     root.propagate = False
     for old in list(root.handlers):
-        if old not in handlers:
+        if old not in handlers and old is not _client:
             root.removeHandler(old)
     level_filter = MinMessagesFilter("debug5" if debug else min_messages)
     for handler in handlers:
@@ -440,7 +489,26 @@ def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messag
         handler.addFilter(level_filter)
         if handler not in root.handlers:
             root.addHandler(handler)
-    root.setLevel(logging.DEBUG if level_filter.threshold <= logging.DEBUG else logging.INFO)
+    if _client not in root.handlers:
+        root.addHandler(_client)
+    _server_level = logging.DEBUG if level_filter.threshold <= logging.DEBUG else logging.INFO
+    _set_root_level()
+
+
+def _set_root_level() -> None:
+    client = _client.threshold if _client.deliver is not None else logging.ERROR
+    logging.getLogger(_ROOT).setLevel(min(_server_level, client))
+
+
+def set_client(deliver: Callable[[bytes], None] | None, min_messages: str = "notice") -> None:
+    """
+    A child's session: from now on, records at or above ``min_messages`` (client_min_messages,
+    below ERROR) go to its client as NoticeResponse bytes through ``deliver``; None when the
+    session ends.  Called at the start of the relay and again when PGPOOL SET changes it.
+    """
+    _client.deliver = deliver
+    _client.threshold = _CLIENT_RANKS.get(min_messages.lower(), 25)
+    _set_root_level()
 
 
 def setup(min_messages: str = "warning", prefix: str = DEFAULT_PREFIX, debug: bool = False) -> None:

@@ -7,6 +7,7 @@ RowDescription of POOL_VERSION/POOL_PROCESSES twice).
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Callable
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from pgpool_py.child.session import Session
 
 Rows = list[list[str | None]]
+
+log = logging.getLogger(__name__)
 
 POOL_NODES_COLUMNS = [
     "node_id", "hostname", "port", "status", "pg_status", "lb_weight", "role", "pg_role",
@@ -251,6 +254,7 @@ class PoolCommands:
             ) from None
         session.session_values[name] = value
         session.apply_session_values()
+        log.debug('parameter "%s" set to "%s" for this session', name, render.format_value(param, value))
         return m.command_complete("SET")
 
     def pgpool_reset(self, name: str, session: Session) -> bytes:

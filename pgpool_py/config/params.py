@@ -376,7 +376,9 @@ _TABLE: tuple[Param, ...] = (
     Param("syslog_ident", STRING, "pgpool", R, "logs", "Syslog program name."),
     Param("log_error_verbosity", ENUM, "default", S, "logs", "Detail of logged errors.",
           choices=("terse", "default", "verbose")),
-    Param("client_min_messages", ENUM, "notice", S, "logs", "Lowest level of messages sent to clients.",
+    Param("client_min_messages", ENUM, "notice", S, "logs",
+          "Lowest level of pgpool's own log messages also sent to the client as notices "
+          "(for clients LOG ranks below NOTICE: 'log' sends LOG and WARNING).",
           choices=_LEVELS, aliases={"debug": "debug2"}),
     Param("log_min_messages", ENUM, "warning", S, "logs", "Lowest level of messages logged.",
           choices=_LEVELS, aliases={"debug": "debug2"}),

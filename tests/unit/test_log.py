@@ -14,6 +14,7 @@ import pytest
 
 from pgpool_py import log as pglog
 from pgpool_py.config import Config, load_config
+from pgpool_py.protocol import messages as m
 
 BACKEND = {"backend_hostname0": "localhost", "backend_port0": "5432"}
 
@@ -234,3 +235,39 @@ def test_size_rotation_to_the_same_name_appends_without_rotating_each_line(tmp_p
     assert collector is not None and collector._size_floor > 1024
     log.warning("two")
     assert Path(collector.path).read_text().endswith("WARNING:  one\nWARNING:  two\n")
+
+
+@pytest.mark.parametrize(
+    ("min_messages", "sent"),
+    [
+        ("debug1", ["DEBUG", "LOG", "WARNING"]),
+        ("log", ["LOG", "WARNING"]),  # for clients LOG ranks below NOTICE, as in PostgreSQL
+        ("notice", ["WARNING"]),
+        ("error", []),  # errors reach a client as ErrorResponse, never as a notice
+    ],
+)
+def test_client_min_messages_sends_notices_in_postgresql_client_order(tmp_path: Path, min_messages: str,
+                                                                      sent: list[str]) -> None:
+    pglog.configure(make_cfg(tmp_path, log_min_messages="warning"), debug=False)
+    root = logging.getLogger("pgpool_py")
+    assert root.level == logging.INFO
+    got: list[bytes] = []
+    pglog.set_client(got.append, min_messages)
+    try:
+        # Only a client asking for DEBUG makes DEBUG records worth creating.
+        assert root.level == (logging.DEBUG if sent[:1] == ["DEBUG"] else logging.INFO)
+        log = logging.getLogger("pgpool_py.x")
+        log.debug("d")
+        log.info("l", extra={"detail": "more"})
+        log.warning("w")
+        log.error("e")
+        log.critical("f")
+    finally:
+        pglog.set_client(None)
+    assert root.level == logging.INFO
+    fields = [m.parse_error_fields(data[5:]) for data in got]
+    assert [f["S"] for f in fields] == sent
+    assert all(data[:1] == b"N" for data in got)
+    assert {f["S"]: f["C"] for f in fields} == {s: "01000" if s == "WARNING" else "00000" for s in sent}
+    if "LOG" in sent:
+        assert next(f for f in fields if f["S"] == "LOG")["D"] == "more"
