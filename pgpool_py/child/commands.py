@@ -223,14 +223,19 @@ class PoolCommands:
     # ------------------------------------------------------------------ PGPOOL SHOW / SET / RESET
 
     def pgpool_show(self, name: str, session: Session) -> bytes:
+        """PGPOOL SHOW: one value, or (item, value, description) rows for ALL, a per-node family
+        named without index, or a group (pgpool-II's report_config_variable)."""
         if name == "all":
-            rows: Rows = [list(r) for r in render.show_rows(session.cfg)]
-            return m.result_set(["item", "value", "description"], rows, tag="SHOW")
-        try:
-            value = render.show_value(session.cfg, name)
-        except KeyError:
-            raise PgError(f'unrecognized configuration parameter "{name}"', sqlstate="42704") from None
-        return m.result_set([name], [[value]], tag="SHOW")
+            shown: str | list[render.Row] = render.pgpool_show_all(session.cfg)
+        else:
+            try:
+                shown = render.pgpool_show(session.cfg, name)
+            except KeyError:
+                raise PgError(f'config variable "{name}" not found', sqlstate="42704") from None
+        if isinstance(shown, str):
+            return m.result_set([name], [[shown]])  # "SELECT 1", as pgpool-II tags it
+        rows: Rows = [list(r) for r in shown]
+        return m.result_set(["item", "value", "description"], rows)
 
     def _session_param(self, name: str) -> Param:
         param = PARAMS.get(name)

@@ -93,7 +93,7 @@ class Param:
     choices: tuple[str, ...] = ()  # ENUM labels, FLAGS labels, or allowed LIST items
     # Accepted but unlisted ENUM spellings (lower case) -> label.
     aliases: Mapping[str, str] = field(default_factory=dict, hash=False)
-    secret: bool = False  # SHOW prints ******** and the value is never logged
+    secret: bool = False  # SHOW prints ***** and the value is never logged
     indexed: int = 0  # number of slots of a per-node family (name0, name1, ...); 0 = plain
     global_default: bool = False  # indexed: the bare name sets the value of slots left unset
     separator: str = ","  # LIST items
@@ -295,12 +295,12 @@ _TABLE: tuple[Param, ...] = (
           min=0.0, max=100000000.0, indexed=MAX_BACKENDS),
     Param("backend_data_directory", STRING, "", R, "backends",
           "Data directory of the node, used by online recovery.", indexed=MAX_BACKENDS),
-    Param("backend_flag", FLAGS, 0, R, "backends",
-          "Failover behaviour of the node; ALWAYS_PRIMARY takes the node as the primary without asking it.",
-          choices=_BACKEND_FLAG_LABELS, indexed=MAX_BACKENDS),
     Param("backend_application_name", STRING, "", R, "backends",
           "application_name of the node's walreceiver, to match it in pg_stat_replication.",
           indexed=MAX_BACKENDS),
+    Param("backend_flag", FLAGS, 0, R, "backends",
+          "Failover behaviour of the node; ALWAYS_PRIMARY takes the node as the primary without asking it.",
+          choices=_BACKEND_FLAG_LABELS, indexed=MAX_BACKENDS),
     # -- authentication
     Param("enable_pool_hba", BOOL, False, R, "authentication", "Authenticate clients by pool_hba.conf."),
     Param("pool_passwd", STRING, "pool_passwd", I, "authentication",

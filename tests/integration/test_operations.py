@@ -209,7 +209,7 @@ def test_daemon_pidfile_logging_reload_and_stop(
     site.wait_log(r'^main pid \d+: WARNING:  parameter "num_init_children" cannot be changed without restarting')
     assert "reload config files." in site.log_text()
     assert "successfully started" not in site.log_text()
-    wait_for(lambda: site.show("client_idle_limit") == "42", 10, lambda: "client_idle_limit not reloaded")
+    wait_for(lambda: site.show("client_idle_limit") == "42s", 10, lambda: "client_idle_limit not reloaded")
     assert site.show("num_init_children") == "4"
 
     # A configuration with an error is rejected as a whole; the running one stays.
@@ -221,7 +221,7 @@ def test_daemon_pidfile_logging_reload_and_stop(
     site.wait_log(r"^main pid \d+: ERROR:  reload rejected; the running configuration stays")
     site.wait_log(r"^main pid \d+: DETAIL:  .*load_balance_mode")
     time.sleep(0.5)
-    assert site.show("client_idle_limit") == "42"
+    assert site.show("client_idle_limit") == "42s"
 
     # stop needs pid_file_name from a file that loads (see the report: a lenient reader is wanted).
     site.conf.write_text(site.conf.read_text().replace("load_balance_mode = maybe\n", ""))
@@ -269,7 +269,7 @@ def test_init_script(make_site: Callable[..., Site]) -> None:
         if mode == "smart":
             site.set("client_idle_limit = 17")
             assert init_script(site, "reload").returncode == 0
-            wait_for(lambda: site.show("client_idle_limit") == "17", 10, lambda: "reload had no effect")
+            wait_for(lambda: site.show("client_idle_limit") == "17s", 10, lambda: "reload had no effect")
             good = site.conf.read_text()
             site.set("port = 'many'")
             broken = init_script(site, "reload")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -96,12 +97,12 @@ def test_pgpool_set_show_reset(server: Any) -> None:
     with server.connect(autocommit=True) as conn:
         assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
         conn.execute("PGPOOL SET client_idle_limit = 1")
-        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("1",)
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("1s",)
         conn.execute("PGPOOL RESET client_idle_limit")
         assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
         with pytest.raises(psycopg.errors.lookup("55P02"), match='invalid Context, value for parameter "port"'):
             conn.execute("PGPOOL SET port = 1234")
-        with pytest.raises(psycopg.errors.UndefinedObject):
+        with pytest.raises(psycopg.errors.UndefinedObject, match='config variable "no_such_parameter" not found'):
             conn.execute("PGPOOL SHOW no_such_parameter")
         conn.execute("PGPOOL SET client_idle_limit TO 1")
         time.sleep(2.5)
@@ -136,4 +137,40 @@ def test_pool_command_after_a_comment(pgpool_factory: Any, pg_cluster: Any, mode
         row = conn.execute("/* monitoring */ SHOW POOL_VERSION").fetchone()
         assert row is not None and "pgpool-py" in row[0]
         conn.execute("-- per session\nPGPOOL SET client_idle_limit TO 5")
-        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("5",)
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("5s",)
+
+
+PGPOOL_II = "/usr/sbin/pgpool"
+SHOWN_AS_PGPOOL_II = [
+    "authentication_timeout", "child_life_time", "search_primary_node_timeout", "log_rotation_age",
+    "log_rotation_size", "memqcache_total_size", "memqcache_maxcache", "client_idle_limit", "recovery_timeout",
+    "connection_life_time", "port", "backend_weight1", "backend_hostname", "backend_flag", "backend",
+    "health_check_period", "health_check_period1", "connect_timeout", "health_check", "watchdog", "backend_port7",
+]
+
+
+@pytest.mark.skipif(not os.path.exists(PGPOOL_II), reason="pgpool-II 4.3 (package pgpool2) is not installed")
+def test_pgpool_show_answers_as_pgpool_ii(pgpool_factory: Any, pg_cluster: Any) -> None:
+    """PGPOOL SHOW of the same pgpool.conf, pgpool-II 4.3.5 and pgpool-py: the same columns, items
+    and values (descriptions are our own), units included; the same error for an unknown name."""
+    extra = {"num_init_children": 2, "sr_check_period": 0, "client_idle_limit": 5, "health_check_period1": 0}
+
+    def answers(server: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with server.connect(autocommit=True) as conn:
+            for name in SHOWN_AS_PGPOOL_II:
+                cur = conn.execute(f"PGPOOL SHOW {name}")
+                assert cur.description is not None
+                columns = [c.name for c in cur.description]
+                out[name] = (columns, [row[:2] for row in cur.fetchall()], cur.statusmessage)
+            with pytest.raises(psycopg.Error) as unknown:
+                conn.execute("PGPOOL SHOW no_such_thing")
+            out["unknown"] = unknown.value.diag.message_primary
+        return out
+
+    real = answers(pgpool_factory(pg_cluster, program=[PGPOOL_II], extra=extra))
+    ours = answers(pgpool_factory(pg_cluster, extra=extra))
+    assert real["client_idle_limit"][1] == [("5s",)]  # what pgpool-II does, as the audit saw it
+    port_ii, port_py = real.pop("port"), ours.pop("port")
+    assert port_ii[0] == port_py[0] == ["port"]
+    assert ours == real
