@@ -2,8 +2,10 @@
 Logging in PostgreSQL's style: ``<prefix>LEVEL:  message`` then ``DETAIL:``/``HINT:`` lines.
 
 ``log_line_prefix`` escapes (pgpool-II's): %t time, %m time with ms, %p pid, %a application
-name (``main``, ``child``, ``pcp_main``, … or the client's application_name), %u user,
-%d database, %r host(port), %h host, %l line number in this process, %% a percent sign.
+name (``main``, ``child``, ``pcp_main``, … or the client's application_name), %P process name
+(``MAIN``, ``CHILD``, …), %u user, %d database (``[No Connection]`` outside a client session),
+%l line number in this process, %% a percent sign; PostgreSQL's %r host(port) and %h host
+besides.  A number after the % pads the value (``%-10a``); other escapes print nothing.
 Pass ``extra={"detail": ..., "hint": ...}`` for the DETAIL/HINT lines.
 
 ``client_min_messages``: in a child serving a client, records at or above it (below ERROR)
@@ -81,6 +83,7 @@ class SessionContext:
     database = ""
     host = ""
     port = ""
+    client = False  # the startup packet was read: %u and %d name the client's (pgpool-II's frontend)
 
 
 session = SessionContext()
@@ -100,6 +103,41 @@ def printable(text: str, ascii_only: bool = False) -> str:
 
 def clear_session() -> None:
     session.application_name = session.user = session.database = session.host = session.port = ""
+    session.client = False
+
+
+NO_CONNECTION = "[No Connection]"  # %u and %d outside a client session, as pgpool-II prints them
+# %P: pgpool-II's process names (a health check process has none).
+_PROCESS_NAMES = {
+    process.ProcessKind.MAIN: "MAIN", process.ProcessKind.CHILD: "CHILD", process.ProcessKind.WORKER: "WORKER",
+    process.ProcessKind.HEALTH_CHECK: "", process.ProcessKind.PCP: "PCP CHILD",
+    process.ProcessKind.PCP_WORKER: "PCP WORKER", process.ProcessKind.FOLLOW_CHILD: "UTILITY",
+}
+_PREFIX_ESCAPE = re.compile(r"%(-?[0-9]*)(.?)", re.S)
+
+
+def _session_name(value: str) -> str:
+    if not session.client:
+        return NO_CONNECTION
+    return value or "[unknown]"
+
+
+def _parse_prefix(prefix: str) -> list[str | tuple[str, int]]:
+    """log_line_prefix as literal strings and (escape, padding) pairs, once per formatter."""
+    parts: list[str | tuple[str, int]] = []
+    pos = 0
+    for match in _PREFIX_ESCAPE.finditer(prefix):
+        if match.start() > pos:
+            parts.append(prefix[pos : match.start()])
+        pos = match.end()
+        padding, escape = match.groups()
+        if escape == "%" and not padding:
+            parts.append("%")
+        elif escape:  # unknown escapes, and a lone % at the end, print nothing (pgpool-II)
+            parts.append((escape, int(padding) if padding not in ("", "-") else 0))
+    if pos < len(prefix):
+        parts.append(prefix[pos:])
+    return parts
 
 
 _line_count = 0
@@ -123,38 +161,41 @@ class PgFormatter(logging.Formatter):
         super().__init__()
         self.prefix = prefix
         self.verbosity = verbosity
+        self._parts = _parse_prefix(prefix)
 
     def _render_prefix(self, record: logging.LogRecord) -> str:
         out: list[str] = []
-        it = iter(self.prefix)
-        for ch in it:
-            if ch != "%":
-                out.append(ch)
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
                 continue
-            esc = next(it, "")
-            if esc == "t":
-                out.append(time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(record.created)))
+            esc, padding = part
+            if esc == "t":  # pgpool-II's %t: no time zone
+                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
             elif esc == "m":
                 ms = int(record.msecs)
-                out.append(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)) + f".{ms:03d}")
+                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)) + f".{ms:03d}"
             elif esc == "p":
-                out.append(str(record.process))
+                value = str(record.process)
             elif esc == "a":
-                out.append(session.application_name or process.app_name(process.current_kind, process.current_slot))
+                value = session.application_name or process.app_name(process.current_kind, process.current_slot)
+            elif esc == "P":
+                value = _PROCESS_NAMES.get(process.current_kind, "")
             elif esc == "u":
-                out.append(session.user)
+                value = _session_name(session.user)
             elif esc == "d":
-                out.append(session.database)
+                value = _session_name(session.database)
             elif esc == "r":
-                out.append(f"{session.host}({session.port})" if session.port else session.host)
+                value = f"{session.host}({session.port})" if session.port else session.host
             elif esc == "h":
-                out.append(session.host)
+                value = session.host
             elif esc == "l":
-                out.append(str(_line_number(record)))
-            elif esc == "%":
-                out.append("%")
+                value = str(_line_number(record))
             else:
-                out.append("%" + esc)
+                continue
+            if padding:
+                value = value.ljust(-padding) if padding < 0 else value.rjust(padding)
+            out.append(value)
         return "".join(out)
 
     def format_lines(self, record: logging.LogRecord) -> list[str]:

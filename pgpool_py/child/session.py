@@ -87,6 +87,7 @@ class Session:
             if self.too_many_clients:
                 raise SessionError("Sorry, too many clients already", sqlstate="53300", severity="FATAL")
             log_session.user, log_session.database = printable(startup.user), printable(startup.database)
+            log_session.client = True
             log_session.application_name = printable(startup.application_name, ascii_only=True)
             self.child.set_title(f"{startup.user} {startup.database} {self._host_label()} idle")
             slot = self._open(startup)

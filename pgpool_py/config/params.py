@@ -354,7 +354,8 @@ _TABLE: tuple[Param, ...] = (
     Param("log_destination", LIST, ("stderr",), R, "logs", "Where to log: stderr, syslog or both.",
           choices=("stderr", "syslog")),
     Param("log_line_prefix", STRING, "%m: %a pid %p: ", R, "logs",
-          "printf-style prefix of each log line (%m time, %a application, %p pid, ...)."),
+          "printf-style prefix of each log line: %t time, %m with milliseconds, %p pid, %a application, "
+          "%P process, %u user, %d database, %l line number, %% a percent sign; others print nothing."),
     Param("log_connections", BOOL, False, R, "logs", "Log each client connection."),
     Param("log_disconnections", BOOL, False, R, "logs", "Log the end of each client session."),
     Param("log_hostname", BOOL, False, R, "logs", "Log client host names instead of addresses."),

@@ -575,3 +575,21 @@ def test_start_up_error_with_syslog_only_and_no_syslog_daemon_is_on_stderr(make_
     assert f'WARNING:  could not connect to the syslog socket "{missing}": No such file or directory; ' \
            "logging to stderr instead" in result.stderr
     assert 'invalid authentication method "bogus"' in _start_fails(site, "--syslog-socket", str(missing))
+
+
+@pytest.mark.skipif(not os.path.exists(PGPOOL_II), reason="pgpool-II 4.3 (package pgpool2) is not installed")
+def test_log_line_prefix_as_pgpool_ii(pgpool_factory: Any) -> None:
+    """The same log_line_prefix, pgpool-II 4.3.5 and pgpool-py: %t without time zone, %u/%d
+    [No Connection] before the client's startup packet, an unknown escape (%x) printing nothing."""
+    extra: dict[str, str | int | bool] = {"num_init_children": 2, "sr_check_period": 0, "log_connections": True,
+                                          "log_statement": True, "log_line_prefix": "%t|%a|%u|%d|%%|%x|%q: "}
+    servers = [pgpool_factory(program=[PGPOOL_II], extra=extra), pgpool_factory(extra=extra)]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    for server in servers:
+        with server.connect(application_name="myapp", autocommit=True) as conn:
+            conn.execute("select 1")
+        connected = rf"^{stamp}\|child\|\[No Connection\]\|\[No Connection\]\|%\|\|: LOG:  new connection received$"
+        statement = rf"^{stamp}\|myapp\|postgres\|test\|%\|\|: LOG:  statement: select 1$"
+        for pattern in (connected, statement):
+            wait_for(lambda: re.search(pattern, server.log_text(), re.M) is not None, 10,
+                     lambda: f"{server.proc.args[0]}: no line matching {pattern!r}\n{server.log_text()}")

@@ -51,15 +51,17 @@ def _clean_logging() -> Iterator[None]:
 def test_every_prefix_escape_renders_as_documented() -> None:
     pglog.session.application_name, pglog.session.user, pglog.session.database = "psql", "alice", "shop"
     pglog.session.host, pglog.session.port = "127.0.0.1", "51000"
-    fmt = pglog.PgFormatter("[%t|%m|%p|%a|%u|%d|%r|%h|%l|%%|%q]")
+    pglog.session.client = True
+    # As pgpool-II 4.3.5: %t has no time zone, an unknown escape (%q) and a lone % print nothing.
+    fmt = pglog.PgFormatter("[%t|%m|%p|%a|%P|%u|%d|%r|%h|%l|%%|%q]%")
     rec = record()
     rec.created, rec.msecs = 1_700_000_000.25, 250.0
     lt = time.localtime(rec.created)
-    t = time.strftime("%Y-%m-%d %H:%M:%S %Z", lt)
-    m = time.strftime("%Y-%m-%d %H:%M:%S", lt) + ".250"
+    t = time.strftime("%Y-%m-%d %H:%M:%S", lt)
+    ms = t + ".250"
     line = fmt.format(rec)
-    match = re.fullmatch(rf"\[{t}\|{m}\|{os.getpid()}\|psql\|alice\|shop\|127\.0\.0\.1\(51000\)\|127\.0\.0\.1\|"
-                         r"(\d+)\|%\|%q\]LOG:  hello world", line)
+    match = re.fullmatch(rf"\[{t}\|{ms}\|{os.getpid()}\|psql\|MAIN\|alice\|shop\|127\.0\.0\.1\(51000\)\|"
+                         r"127\.0\.0\.1\|(\d+)\|%\|\]LOG:  hello world", line)
     assert match, line
     number = int(match.group(1))
     # %l: the same record keeps its number in every destination; the next one gets the next.
@@ -69,7 +71,25 @@ def test_every_prefix_escape_renders_as_documented() -> None:
 
 def test_prefix_outside_a_session_names_the_process() -> None:
     fmt = pglog.PgFormatter("%a pid %p: %r%u.")
-    assert fmt.format(record(logging.WARNING)) == f"main pid {os.getpid()}: .WARNING:  hello world"
+    assert fmt.format(record(logging.WARNING)) == f"main pid {os.getpid()}: [No Connection].WARNING:  hello world"
+
+
+def test_user_and_database_before_and_during_a_session() -> None:
+    """pgpool-II's %u/%d: [No Connection] until the client's startup packet is read (e.g. the
+    log_connections line), [unknown] for a name the client left empty."""
+    fmt = pglog.PgFormatter("%u@%d: ")
+    pglog.session.host, pglog.session.port = "127.0.0.1", "51000"
+    assert fmt.format(record()) == "[No Connection]@[No Connection]: LOG:  hello world"
+    pglog.session.client, pglog.session.user = True, "alice"
+    assert fmt.format(record()) == "alice@[unknown]: LOG:  hello world"
+    pglog.clear_session()
+    assert fmt.format(record()) == "[No Connection]@[No Connection]: LOG:  hello world"
+
+
+def test_prefix_padding() -> None:
+    fmt = pglog.PgFormatter("[%-6a|%6a|%3l|%5%]")
+    assert fmt.format(record()).startswith("[main  |  main|")
+    assert fmt.format(record()).endswith("|]LOG:  hello world")
 
 
 def test_error_verbosity_controls_detail_hint_and_location() -> None:
