@@ -129,6 +129,8 @@ class Main:
                 self._spawn_aux(aux)
             for index in range(cfg.num_init_children):
                 self._spawn_child(index)
+            # As pgpool-II: the file says the nodes' states from the start (after -D too).
+            self.write_status_file()
             log.info("pgpool-py successfully started. listening on port %d", cfg.port)
             return self._loop()
         finally:
@@ -142,6 +144,7 @@ class Main:
         if self.discard_status:
             try:
                 os.unlink(self._status_path())
+                log.info("Backend status file %s discarded", self._status_path())
             except FileNotFoundError:
                 pass
         for b in cfg.backends:

@@ -534,6 +534,25 @@ def test_corrupt_status_file_is_ignored_with_a_warning(make_site: Callable[..., 
     assert site.run("-m", "fast", "stop").returncode == 0
 
 
+@pytest.mark.parametrize("discard", [True, False])
+def test_status_file_is_written_at_start(make_site: Callable[..., Site], discard: bool) -> None:
+    """As pgpool-II: the nodes' states are in pgpool_status from the start, after -D too (which
+    used to leave no file until the next failover)."""
+    site = make_site()
+    status_file = site.log_dir / "pgpool_status"
+    status_file.parent.mkdir(exist_ok=True)
+    if discard:
+        status_file.write_text("down\nup\n")
+    start = site.run("--daemon", *(["-D"] if discard else []))
+    assert start.returncode == 0, start.stderr
+    site.wait_ready()
+    assert status_file.read_text() == "up\nup\n"
+    if discard:
+        site.wait_log(rf"LOG:  Backend status file {status_file} discarded")
+    assert site.run("-m", "fast", "stop").returncode == 0
+    assert status_file.read_text() == "up\nup\n"
+
+
 @pytest.mark.parametrize(("sig", "mode"), [(signal.SIGINT, "fast"), (signal.SIGTERM, "smart"),
                                            (signal.SIGQUIT, "immediate")])
 def test_primary_search_warns_once_and_stops_on_a_signal(make_site: Callable[..., Site], sig: signal.Signals,
