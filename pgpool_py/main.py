@@ -402,6 +402,12 @@ class Main:
             return
         for text in warnings:
             log.warning("%s", text)
+        old_weights = {b.node_id: b.weight for b in self.cfg.backends if b.in_use}
+        for b in new_cfg.backends:
+            if b.node_id in old_weights and b.in_use and b.weight != old_weights[b.node_id]:
+                log.info("initializing pool configuration: backend weight for backend:%d changed from %f to %f",
+                         b.node_id, old_weights[b.node_id], b.weight,
+                         extra={"detail": "This change will be effective from next client session"})
         self.cfg = new_cfg
         self.auth_files = auth
         pglog.configure(new_cfg)

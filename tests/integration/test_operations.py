@@ -534,6 +534,27 @@ def test_corrupt_status_file_is_ignored_with_a_warning(make_site: Callable[..., 
     assert site.run("-m", "fast", "stop").returncode == 0
 
 
+def test_reload_reports_weights_and_restart_only_changes_once(make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    assert site.run("--daemon").returncode == 0
+    site.wait_ready()
+    site.set(f"port = {free_port()}")
+    site.set("backend_weight1 = 3")
+    for reloads in range(1, 4):
+        assert site.run("reload").returncode == 0
+        wait_for(lambda: site.log_text().count("LOG:  reload config files.") == reloads, 10, site.log_text)
+        time.sleep(0.3)  # the lines of that reload come right after
+    text = site.log_text()
+    # pgpool-II's lines for a new weight, once.
+    assert len(re.findall(r"^main pid \d+: LOG:  initializing pool configuration: backend weight for backend:1 "
+                          r"changed from 1\.000000 to 3\.000000\n"
+                          r"main pid \d+: DETAIL:  This change will be effective from next client session$",
+                          text, re.M)) == 1, text
+    # The port cannot change without a restart: said once, not at every reload.
+    assert text.count('WARNING:  parameter "port" cannot be changed without restarting') == 1, text
+    assert site.run("-m", "fast", "stop").returncode == 0
+
+
 @pytest.mark.parametrize("discard", [True, False])
 def test_status_file_is_written_at_start(make_site: Callable[..., Site], discard: bool) -> None:
     """As pgpool-II: the nodes' states are in pgpool_status from the start, after -D too (which
