@@ -2,6 +2,7 @@
 ``pgpool-py`` command line, with pgpool-II's options:
 
     pgpool-py [-f pgpool.conf] [-F pcp.conf] [-a pool_hba.conf] [-k key_file] [-n | --daemon] [-D] [-d]
+              [-C] [-x]     (accepted for pgpool-II's command lines, without effect)
     pgpool-py [-f pgpool.conf] [-m smart|fast|immediate] stop
     pgpool-py [-f pgpool.conf] reload
     pgpool-py [-f pgpool.conf] status      (not in pgpool-II; LSB exit codes)
@@ -32,6 +33,8 @@ STOP_SIGNALS = {"smart": signal.SIGTERM, "s": signal.SIGTERM, "fast": signal.SIG
                 "immediate": signal.SIGQUIT, "i": signal.SIGQUIT}
 # LSB exit codes of `status`.
 STATUS_RUNNING, STATUS_DEAD_WITH_PIDFILE, STATUS_STOPPED, STATUS_UNKNOWN = 0, 1, 3, 4
+# pgpool-II's exit codes when stop (a FATAL: 3) or reload (1) finds no server to signal.
+STOP_FAILED, RELOAD_FAILED = 3, 1
 STOP_RESEND_SECONDS = 5.0  # pgpool-II re-sends the stop signal every 5 s until the pid is gone
 
 log = logging.getLogger("pgpool_py.cli")
@@ -54,6 +57,12 @@ def build_parser() -> configargparse.ArgumentParser:
     detach.add_argument("--daemon", action="store_true", help="detach and run in the background")
     p.add_argument("-D", "--discard-status", action="store_true", help="discard the pgpool_status file")
     p.add_argument("-d", "--debug", action="store_true", help="debug logging")
+    # pgpool-II's other start options, so that a unit file or OPTS written for it still starts.
+    p.add_argument("-C", "--clear-oidmaps", action="store_true",
+                   help="accepted for pgpool-II compatibility, no effect: it clears the query cache's "
+                        "oid maps, and pgpool-py has no query cache")
+    p.add_argument("-x", "--debug-assertions", action="store_true",
+                   help="accepted for pgpool-II compatibility, no effect (pgpool-II's assertion checks)")
     p.add_argument("-m", "--mode", choices=sorted(STOP_SIGNALS), default="smart", help="shutdown mode for stop")
     p.add_argument("--syslog-socket", default=pglog.DEFAULT_SYSLOG_ADDRESS, metavar="PATH",
                    help="Unix socket of the syslog daemon (default: %(default)s)")
@@ -89,10 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'pgpool-py: configuration file "{config_file}" does not exist (use -f)', file=sys.stderr)
         return STATUS_UNKNOWN if args.command == "status" else 1
     pid_path = cfg.config_path(cfg.pid_file_name)
+    if args.command in ("stop", "reload"):
+        # Their errors are log lines, as pgpool-II prints them: FATAL with the configured prefix.
+        pglog.setup("debug1" if args.debug else "warning", prefix=cfg.log_line_prefix, debug=args.debug)
     if args.command == "stop":
         return stop(pid_path, args.mode)
     if args.command == "reload":
-        return signal_running(pid_path, signal.SIGHUP)
+        return reload(pid_path)
     if args.command == "status":
         return status(pid_path)
     # Imported late: stop, reload and status need none of it.
@@ -125,12 +137,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
 
 
-def signal_running(pid_path: str, sig: signal.Signals) -> int:
-    pid = pidfile.running_pid(pid_path)
+def server_pid(pid_path: str, what: str) -> int | None:
+    """
+    The pid of the server that ``stop`` or ``reload`` (``what``) is to signal; None when there
+    is none, after logging why in pgpool-II's words ("could not read pid file", "could not
+    stop process with pid: N" / "No such process").  A live process that is no pgpool is
+    not signalled.
+    """
+    try:
+        data = pidfile.read_pid_text(pid_path)
+    except ServerHalt as exc:
+        log.critical("could not read pid file", extra={"detail": exc.reason})
+        return None
+    if data is None:
+        log.critical("could not read pid file", extra={"detail": f'pid file "{pid_path}" does not exist'})
+        return None
+    if not data:
+        log.critical('EOF detected while reading pid file "%s"', pid_path)
+        return None
+    pid = pidfile.parse_pid(data)
     if pid is None:
-        print(f'pgpool-py: no running server found through pid file "{pid_path}"', file=sys.stderr)
-        return 1
-    os.kill(pid, sig)
+        log.critical("could not read pid file", extra={"detail": f'pid file "{pid_path}" holds no process id'})
+        return None
+    if not pidfile.pid_alive(pid):
+        log.critical("could not %s pid: %d", what, pid, extra={"detail": "No such process"})
+        return None
+    if pid == os.getpid() or not pidfile.is_pgpool(pid):
+        log.critical("could not %s pid: %d", what, pid,
+                     extra={"detail": f'process {pid} is "{pidfile.program(pid)}", not pgpool; '
+                                      f'the pid file "{pid_path}" is stale'})
+        return None
+    return pid
+
+
+def reload(pid_path: str) -> int:
+    pid = server_pid(pid_path, "reload configuration file")
+    if pid is None:
+        return RELOAD_FAILED
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        log.critical("could not reload configuration file pid: %d", pid, extra={"detail": exc.strerror})
+        return RELOAD_FAILED
     return 0
 
 
@@ -148,10 +196,9 @@ def status(pid_path: str) -> int:
 
 def stop(pid_path: str, mode: str) -> int:
     sig = STOP_SIGNALS[mode]
-    pid = pidfile.running_pid(pid_path)
+    pid = server_pid(pid_path, "stop process with")
     if pid is None:
-        print(f'pgpool-py: no running server found through pid file "{pid_path}"', file=sys.stderr)
-        return 1
+        return STOP_FAILED
     print(f"stop request sent to pgpool-py (pid {pid}). waiting for termination...", end="", flush=True)
     sent = 0.0
     while pidfile.pid_alive(pid):
@@ -161,6 +208,10 @@ def stop(pid_path: str, mode: str) -> int:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 break
+            except OSError as exc:
+                print()
+                log.critical("could not stop process with pid: %d", pid, extra={"detail": exc.strerror})
+                return STOP_FAILED
             sent = now
         time.sleep(0.1)
     print("done.")

@@ -2,9 +2,14 @@
 Logging in PostgreSQL's style: ``<prefix>LEVEL:  message`` then ``DETAIL:``/``HINT:`` lines.
 
 ``log_line_prefix`` escapes (pgpool-II's): %t time, %m time with ms, %p pid, %a application
-name (``main``, ``child``, ``pcp_main``, … or the client's application_name), %u user,
-%d database, %r host(port), %h host, %l line number in this process, %% a percent sign.
+name (``main``, ``child``, ``pcp_main``, … or the client's application_name), %P process name
+(``MAIN``, ``CHILD``, …), %u user, %d database (``[No Connection]`` outside a client session),
+%l line number in this process, %% a percent sign; PostgreSQL's %r host(port) and %h host
+besides.  A number after the % pads the value (``%-10a``); other escapes print nothing.
 Pass ``extra={"detail": ..., "hint": ...}`` for the DETAIL/HINT lines.
+
+``client_min_messages``: in a child serving a client, records at or above it (below ERROR)
+also go to that client as NoticeResponse, as pgpool-II sends its own messages (``set_client``).
 
 Destinations (``configure(cfg)``): ``log_destination`` stderr and/or syslog, and with
 ``logging_collector = on`` the stderr stream goes to files in ``log_directory`` named by
@@ -24,7 +29,7 @@ import re
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pgpool_py import process
 from pgpool_py.errors import PgError
@@ -51,6 +56,16 @@ _MIN_RANKS = {
     "error": logging.ERROR, "log": _LOG_RANK, "fatal": logging.CRITICAL, "panic": logging.CRITICAL,
 }
 
+# client_min_messages: PostgreSQL's order for clients, where LOG ranks below NOTICE (INFO and
+# NOTICE messages pgpool-py has none of).  Errors reach the client as ErrorResponse, never here.
+_CLIENT_RANKS = {
+    "debug5": logging.DEBUG, "debug4": logging.DEBUG, "debug3": logging.DEBUG,
+    "debug2": logging.DEBUG, "debug1": logging.DEBUG, "debug": logging.DEBUG,
+    "log": logging.INFO, "info": 25, "notice": 25, "warning": logging.WARNING,
+    "error": logging.ERROR, "fatal": logging.ERROR, "panic": logging.ERROR,
+}
+_NOTICE_SQLSTATES = {logging.WARNING: "01000"}  # PostgreSQL's warning class; others 00000
+
 # syslog severities for our levels, as PostgreSQL maps them (WARNING → NOTICE, ERROR → WARNING).
 _SYSLOG_SEVERITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 5, logging.ERROR: 4, logging.CRITICAL: 3}
 _SYSLOG_LOCAL0 = 16
@@ -68,6 +83,7 @@ class SessionContext:
     database = ""
     host = ""
     port = ""
+    client = False  # the startup packet was read: %u and %d name the client's (pgpool-II's frontend)
 
 
 session = SessionContext()
@@ -87,6 +103,41 @@ def printable(text: str, ascii_only: bool = False) -> str:
 
 def clear_session() -> None:
     session.application_name = session.user = session.database = session.host = session.port = ""
+    session.client = False
+
+
+NO_CONNECTION = "[No Connection]"  # %u and %d outside a client session, as pgpool-II prints them
+# %P: pgpool-II's process names (a health check process has none).
+_PROCESS_NAMES = {
+    process.ProcessKind.MAIN: "MAIN", process.ProcessKind.CHILD: "CHILD", process.ProcessKind.WORKER: "WORKER",
+    process.ProcessKind.HEALTH_CHECK: "", process.ProcessKind.PCP: "PCP CHILD",
+    process.ProcessKind.PCP_WORKER: "PCP WORKER", process.ProcessKind.FOLLOW_CHILD: "UTILITY",
+}
+_PREFIX_ESCAPE = re.compile(r"%(-?[0-9]*)(.?)", re.S)
+
+
+def _session_name(value: str) -> str:
+    if not session.client:
+        return NO_CONNECTION
+    return value or "[unknown]"
+
+
+def _parse_prefix(prefix: str) -> list[str | tuple[str, int]]:
+    """log_line_prefix as literal strings and (escape, padding) pairs, once per formatter."""
+    parts: list[str | tuple[str, int]] = []
+    pos = 0
+    for match in _PREFIX_ESCAPE.finditer(prefix):
+        if match.start() > pos:
+            parts.append(prefix[pos : match.start()])
+        pos = match.end()
+        padding, escape = match.groups()
+        if escape == "%" and not padding:
+            parts.append("%")
+        elif escape:  # unknown escapes, and a lone % at the end, print nothing (pgpool-II)
+            parts.append((escape, int(padding) if padding not in ("", "-") else 0))
+    if pos < len(prefix):
+        parts.append(prefix[pos:])
+    return parts
 
 
 _line_count = 0
@@ -110,38 +161,41 @@ class PgFormatter(logging.Formatter):
         super().__init__()
         self.prefix = prefix
         self.verbosity = verbosity
+        self._parts = _parse_prefix(prefix)
 
     def _render_prefix(self, record: logging.LogRecord) -> str:
         out: list[str] = []
-        it = iter(self.prefix)
-        for ch in it:
-            if ch != "%":
-                out.append(ch)
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
                 continue
-            esc = next(it, "")
-            if esc == "t":
-                out.append(time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(record.created)))
+            esc, padding = part
+            if esc == "t":  # pgpool-II's %t: no time zone
+                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
             elif esc == "m":
                 ms = int(record.msecs)
-                out.append(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)) + f".{ms:03d}")
+                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)) + f".{ms:03d}"
             elif esc == "p":
-                out.append(str(record.process))
+                value = str(record.process)
             elif esc == "a":
-                out.append(session.application_name or process.app_name(process.current_kind, process.current_slot))
+                value = session.application_name or process.app_name(process.current_kind, process.current_slot)
+            elif esc == "P":
+                value = _PROCESS_NAMES.get(process.current_kind, "")
             elif esc == "u":
-                out.append(session.user)
+                value = _session_name(session.user)
             elif esc == "d":
-                out.append(session.database)
+                value = _session_name(session.database)
             elif esc == "r":
-                out.append(f"{session.host}({session.port})" if session.port else session.host)
+                value = f"{session.host}({session.port})" if session.port else session.host
             elif esc == "h":
-                out.append(session.host)
+                value = session.host
             elif esc == "l":
-                out.append(str(_line_number(record)))
-            elif esc == "%":
-                out.append("%")
+                value = str(_line_number(record))
             else:
-                out.append("%" + esc)
+                continue
+            if padding:
+                value = value.ljust(-padding) if padding < 0 else value.rjust(padding)
+            out.append(value)
         return "".join(out)
 
     def format_lines(self, record: logging.LogRecord) -> list[str]:
@@ -415,22 +469,58 @@ class CollectorHandler(logging.Handler):
         super().close()
 
 
+class ClientNoticeHandler(logging.Handler):
+    """
+    ``client_min_messages``: records at or above it, below ERROR, as NoticeResponse messages
+    handed to ``deliver`` (the session's, which sends them between two messages of the
+    stream).  Installed in every process; without a client it returns at once, and it is
+    reached only by records that are logged anyway (or by DEBUG ones while a client asks for
+    them): no cost per statement otherwise.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliver: Callable[[bytes], None] | None = None
+        self.threshold = logging.ERROR
+        self._busy = False  # delivering: a record logged meanwhile is not sent (no recursion)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        deliver = self.deliver
+        level = record.levelno
+        if deliver is None or level < self.threshold or level >= logging.ERROR or self._busy:
+            return
+        self._busy = True
+        try:
+            deliver(m.notice_response(
+                record.getMessage(), severity=LEVEL_NAMES.get(level, record.levelname),
+                sqlstate=_NOTICE_SQLSTATES.get(level, "00000"),
+                detail=getattr(record, "detail", None) or None, hint=getattr(record, "hint", None) or None,
+            ))
+        except Exception:  # a logging call never fails its caller; the relay sees a dead client itself
+            pass
+        finally:
+            self._busy = False
+
+
 # ---------------------------------------------------------------------- configuration
 
 _ROOT = "pgpool_py"
 _stderr: logging.Handler | None = None
 _syslog: SyslogHandler | None = None
 _collector: CollectorHandler | None = None
+_client = ClientNoticeHandler()
+_server_level = logging.INFO  # what the destinations need; a client may ask for DEBUG too
 _debug = False
 _syslog_warned = False  # the unreachable syslog socket was reported (once, not by every process)
 syslog_address = DEFAULT_SYSLOG_ADDRESS  # the socket syslog lines go to; tests point it elsewhere
 
 
 def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messages: str, debug: bool) -> None:
+    global _server_level
     root = logging.getLogger(_ROOT)
     root.propagate = False
     for old in list(root.handlers):
-        if old not in handlers:
+        if old not in handlers and old is not _client:
             root.removeHandler(old)
     level_filter = MinMessagesFilter("debug5" if debug else min_messages)
     for handler in handlers:
@@ -440,7 +530,26 @@ def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messag
         handler.addFilter(level_filter)
         if handler not in root.handlers:
             root.addHandler(handler)
-    root.setLevel(logging.DEBUG if level_filter.threshold <= logging.DEBUG else logging.INFO)
+    if _client not in root.handlers:
+        root.addHandler(_client)
+    _server_level = logging.DEBUG if level_filter.threshold <= logging.DEBUG else logging.INFO
+    _set_root_level()
+
+
+def _set_root_level() -> None:
+    client = _client.threshold if _client.deliver is not None else logging.ERROR
+    logging.getLogger(_ROOT).setLevel(min(_server_level, client))
+
+
+def set_client(deliver: Callable[[bytes], None] | None, min_messages: str = "notice") -> None:
+    """
+    A child's session: from now on, records at or above ``min_messages`` (client_min_messages,
+    below ERROR) go to its client as NoticeResponse bytes through ``deliver``; None when the
+    session ends.  Called at the start of the relay and again when PGPOOL SET changes it.
+    """
+    _client.deliver = deliver
+    _client.threshold = _CLIENT_RANKS.get(min_messages.lower(), 25)
+    _set_root_level()
 
 
 def setup(min_messages: str = "warning", prefix: str = DEFAULT_PREFIX, debug: bool = False) -> None:

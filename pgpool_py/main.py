@@ -129,6 +129,8 @@ class Main:
                 self._spawn_aux(aux)
             for index in range(cfg.num_init_children):
                 self._spawn_child(index)
+            # As pgpool-II: the file says the nodes' states from the start (after -D too).
+            self.write_status_file()
             log.info("pgpool-py successfully started. listening on port %d", cfg.port)
             return self._loop()
         finally:
@@ -142,6 +144,7 @@ class Main:
         if self.discard_status:
             try:
                 os.unlink(self._status_path())
+                log.info("Backend status file %s discarded", self._status_path())
             except FileNotFoundError:
                 pass
         for b in cfg.backends:
@@ -406,6 +409,12 @@ class Main:
             return
         for text in warnings:
             log.warning("%s", text)
+        old_weights = {b.node_id: b.weight for b in self.cfg.backends if b.in_use}
+        for b in new_cfg.backends:
+            if b.node_id in old_weights and b.in_use and b.weight != old_weights[b.node_id]:
+                log.info("initializing pool configuration: backend weight for backend:%d changed from %f to %f",
+                         b.node_id, old_weights[b.node_id], b.weight,
+                         extra={"detail": "This change will be effective from next client session"})
         self.cfg = new_cfg
         self.auth_files = auth
         pglog.configure(new_cfg)

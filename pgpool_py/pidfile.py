@@ -1,4 +1,10 @@
-"""The pid file: refuse to start over a live pgpool-py, replace a stale file with a log line."""
+"""
+The pid file: refuse to start while its process lives, replace a stale file with a log line.
+
+pgpool-II writes the pid followed by a NUL byte ("15383\\0") and reads it back with atoi();
+pgpool-py writes "15383\\n" and reads either, so one pid_file_name serves both programs and
+neither starts over the other.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,34 @@ from pgpool_py.errors import ServerHalt
 
 log = logging.getLogger(__name__)
 
+_PID_FILE_MAX = 128  # pgpool-II reads this much
 
-def read_pid(path: str) -> int | None:
+
+def read_pid_text(path: str) -> bytes | None:
+    """The raw contents of the pid file, None when there is none; ServerHalt if unreadable."""
     try:
-        with open(path) as f:
-            text = f.read().strip()
+        with open(path, "rb") as f:
+            return f.read(_PID_FILE_MAX)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ServerHalt(f'could not read pid file "{path}": {exc.strerror}') from exc
-    first = text.split()[0] if text else ""
-    return int(first) if first.isdigit() else None
+
+
+def parse_pid(data: bytes) -> int | None:
+    """The pid as atoi() reads it: leading blanks and NULs skipped, then digits (anything
+    after them, pgpool-II's NUL or our newline, ignored); None for no pid (0 included)."""
+    text = data.lstrip(b" \t\n\r\f\v\0")
+    end = 0
+    while end < len(text) and 0x30 <= text[end] <= 0x39:
+        end += 1
+    pid = int(text[:end]) if end else 0
+    return pid if pid > 0 else None
+
+
+def read_pid(path: str) -> int | None:
+    data = read_pid_text(path)
+    return None if data is None else parse_pid(data)
 
 
 def pid_alive(pid: int) -> bool:
@@ -37,8 +60,8 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _is_pgpool(pid: int) -> bool:
-    """After a reboot the pid may belong to another program: then the file is stale."""
+def is_pgpool(pid: int) -> bool:
+    """Whether ``pid`` is a pgpool (pgpool-II or pgpool-py), not some other program."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return b"pgpool" in f.read()
@@ -46,21 +69,35 @@ def _is_pgpool(pid: int) -> bool:
         return True  # no /proc: trust the pid
 
 
+def program(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def running_pid(path: str) -> int | None:
-    """The pid of the live pgpool-py that holds ``path``, if any."""
+    """The pid of the live pgpool that holds ``path``, if any: the one stop and reload signal."""
     pid = read_pid(path)
-    if pid is None or pid == os.getpid() or not pid_alive(pid) or not _is_pgpool(pid):
+    if pid is None or pid == os.getpid() or not pid_alive(pid) or not is_pgpool(pid):
         return None
     return pid
 
 
 def check(path: str) -> None:
-    """Raise ServerHalt when a live pgpool-py holds ``path`` (run before detaching, too)."""
-    pid = running_pid(path)
-    if pid is not None:
-        raise ServerHalt(
-            f'pid file "{path}" exists and process {pid} is running; is another pgpool-py already running?'
-        )
+    """
+    Raise ServerHalt when the process named in ``path`` is alive (run before detaching, too).
+    As pgpool-II, any live process counts, a program other than pgpool included: the file is
+    never taken from under its owner (after a reboot, /run is empty anyway).
+    """
+    pid = read_pid(path)
+    if pid is None or pid == os.getpid() or not pid_alive(pid):
+        return
+    reason = f'pid file "{path}" found. is another pgpool({pid}) is running?'
+    if not is_pgpool(pid):
+        reason += f' (process {pid} is "{program(pid)}", not pgpool: remove the file if it is stale)'
+    raise ServerHalt(reason)
 
 
 def create(path: str) -> None:
@@ -82,8 +119,13 @@ def create(path: str) -> None:
 
 
 def remove(path: str) -> None:
-    if read_pid(path) == os.getpid():
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    """Remove the pid file if it is still ours (never another server's)."""
+    try:
+        if read_pid(path) != os.getpid():
+            return
+    except ServerHalt:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

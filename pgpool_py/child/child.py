@@ -172,6 +172,10 @@ class Child:
 
     # ------------------------------------------------------------------ state shown to others
 
+    @property
+    def status(self) -> ChildStatus:
+        return self._status if self._status is not None else ChildStatus.WAIT_FOR_CONNECT
+
     def set_status(self, status: ChildStatus) -> None:
         # Twice per query: the last value is kept here, as reading shared memory is not free
         # either, and written through a memoryview, cheaper than the ctypes field.

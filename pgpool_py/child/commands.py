@@ -7,6 +7,7 @@ RowDescription of POOL_VERSION/POOL_PROCESSES twice).
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Callable
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 Rows = list[list[str | None]]
 
+log = logging.getLogger(__name__)
+
 POOL_NODES_COLUMNS = [
     "node_id", "hostname", "port", "status", "pg_status", "lb_weight", "role", "pg_role",
     "select_cnt", "load_balance_node", "replication_delay", "replication_state",
@@ -37,7 +40,7 @@ POOL_POOLS_COLUMNS = [
     "pool_pid", "start_time", "client_connection_count", "pool_id", "backend_id", "database",
     "username", "backend_connection_time", "client_connection_time", "client_disconnection_time",
     "client_idle_duration", "majorversion", "minorversion", "pool_counter", "pool_backendpid",
-    "pool_connected", "status", "load_balance_node",
+    "pool_connected", "status",
 ]
 
 POOL_HEALTH_CHECK_STATS_COLUMNS = [
@@ -69,10 +72,16 @@ class PoolCommands:
 
     def execute(self, sql: str, tx_status: int, session: Session) -> bytes:
         """The whole reply to one Query message, ReadyForQuery included."""
+        # As in pgpool-II, the process executes a command meanwhile (SHOW POOL_POOLS shows it).
+        child = self.child
+        before = child.status
+        child.set_status(ChildStatus.COMMAND_EXECUTE)
         try:
             body = self._dispatch(sql, session)
         except PgError as exc:
             body = m.error_response(exc.message, exc.sqlstate, detail=exc.detail, hint=exc.hint)
+        finally:
+            child.set_status(before)
         return body + m.ready_for_query(tx_status)
 
     def _dispatch(self, sql: str, session: Session) -> bytes:
@@ -178,6 +187,7 @@ class PoolCommands:
             p = shm.procs[child]
             if not p.pid:
                 continue
+            status = ChildStatus(p.status).label
             for pool in range(shm.max_pool):
                 for node in range(shm.req.num_backends):
                     info = shm.conn(child, pool, node)
@@ -192,8 +202,7 @@ class PoolCommands:
                         str(info.major) if live else "0", str(info.minor) if live else "0",
                         str(info.counter) if live else "0", str(info.pid) if live else "0",
                         "1" if live and info.connected else "0",
-                        ChildStatus(p.status).label if live and info.connected else "",
-                        "1" if live and info.load_balancing_node == node else "0",
+                        status,  # the process's, on every row of it (pgpool-II's get_pools)
                     ])
         return m.result_set(POOL_POOLS_COLUMNS, rows)
 
@@ -214,14 +223,19 @@ class PoolCommands:
     # ------------------------------------------------------------------ PGPOOL SHOW / SET / RESET
 
     def pgpool_show(self, name: str, session: Session) -> bytes:
+        """PGPOOL SHOW: one value, or (item, value, description) rows for ALL, a per-node family
+        named without index, or a group (pgpool-II's report_config_variable)."""
         if name == "all":
-            rows: Rows = [list(r) for r in render.show_rows(session.cfg)]
-            return m.result_set(["item", "value", "description"], rows, tag="SHOW")
-        try:
-            value = render.show_value(session.cfg, name)
-        except KeyError:
-            raise PgError(f'unrecognized configuration parameter "{name}"', sqlstate="42704") from None
-        return m.result_set([name], [[value]], tag="SHOW")
+            shown: str | list[render.Row] = render.pgpool_show_all(session.cfg)
+        else:
+            try:
+                shown = render.pgpool_show(session.cfg, name)
+            except KeyError:
+                raise PgError(f'config variable "{name}" not found', sqlstate="42704") from None
+        if isinstance(shown, str):
+            return m.result_set([name], [[shown]])  # "SELECT 1", as pgpool-II tags it
+        rows: Rows = [list(r) for r in shown]
+        return m.result_set(["item", "value", "description"], rows)
 
     def _session_param(self, name: str) -> Param:
         param = PARAMS.get(name)
@@ -245,6 +259,7 @@ class PoolCommands:
             ) from None
         session.session_values[name] = value
         session.apply_session_values()
+        log.debug('parameter "%s" set to "%s" for this session', name, render.format_value(param, value))
         return m.command_complete("SET")
 
     def pgpool_reset(self, name: str, session: Session) -> bytes:

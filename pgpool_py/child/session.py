@@ -50,6 +50,11 @@ class Session:
     ) -> None:
         self.too_many_clients = too_many_clients
         self.child = child
+        # client_min_messages: NoticeResponses of our log records, sent between two messages
+        # of the stream to the client; those that came mid-message wait here.
+        self.notices: list[bytes] = []
+        self.notices_on = False
+        self._raw_scanner: ReplyScanner | None = None
         self._configure(child.cfg)
         self.session_values: dict[str, object] = {}  # PGPOOL SET values of this session
         self.router: Router | None = None
@@ -82,6 +87,7 @@ class Session:
             if self.too_many_clients:
                 raise SessionError("Sorry, too many clients already", sqlstate="53300", severity="FATAL")
             log_session.user, log_session.database = printable(startup.user), printable(startup.database)
+            log_session.client = True
             log_session.application_name = printable(startup.application_name, ascii_only=True)
             self.child.set_title(f"{startup.user} {startup.database} {self._host_label()} idle")
             slot = self._open(startup)
@@ -89,6 +95,7 @@ class Session:
             self._relay(slot)
             self._release(slot)
         except FastExit:
+            self._notices_off()
             # Like PostgreSQL's fast shutdown: the client learns why it is cut off.
             try:
                 self.client.send(m.error_response(
@@ -98,12 +105,16 @@ class Session:
             self._drop_slot()
             raise
         except PeerClosed as exc:
+            self._notices_off()
             log.debug("session ended: %s", exc.message)
             self._drop_slot()
         except PgError as exc:
+            # The client gets the error itself, not the log line about it as a notice first.
+            self._notices_off()
             self._report(exc)
             self._drop_slot()
         finally:
+            self._notices_off()
             if self.tls:
                 self.sock.close()  # the child closes the plain socket it accepted, now detached
             if startup is not None:
@@ -360,6 +371,7 @@ class Session:
         self.child.set_status(ChildStatus.IDLE if slot.main.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         if self.cfg.clustering_mode != "raw":
             self.router = Router(self, slot)
+            self._notices_on()
             self.router.run()
         else:
             self._relay_raw(slot)
@@ -389,7 +401,8 @@ class Session:
         recv_b, recv_c = reader(bsock), reader(csock)
         send_c = csock.sendall
         send_b = bsock.sendall
-        scanner = ReplyScanner(backend.tx_status)
+        scanner = self._raw_scanner = ReplyScanner(backend.tx_status)
+        self._notices_on()
         outstanding = 0  # Query/Sync messages whose ReadyForQuery has not come back
         held = False  # a pgpool command waits for earlier replies before we answer it
         idle_since = time.monotonic()
@@ -469,6 +482,52 @@ class Session:
                     child.sigq.drain()
                     child.on_interrupt()
 
+    # ------------------------------------------------------------------ notices (client_min_messages)
+
+    def _notices_on(self) -> None:
+        """From the relay's start: our log records at or above client_min_messages reach the client."""
+        self.notices_on = True
+        pglog.set_client(self._deliver_notice, self.cfg.client_min_messages)
+
+    def _notices_off(self) -> None:
+        if self.notices_on:
+            self.notices_on = False
+            self.notices.clear()
+            pglog.set_client(None)
+
+    def _deliver_notice(self, data: bytes) -> None:
+        """A notice from pglog: sent now if the stream to the client is between two messages,
+        else kept until it is (idle_timeout, which both relays ask before each wait, sends it)."""
+        self.notices.append(data)
+        if not self._flush_notices():
+            self.idle_limited = True  # leaves idle_timeout's fast path until they are sent
+
+    def _flush_notices(self) -> bool:
+        """Send the waiting notices if no message to the client is half sent; True when none waits."""
+        if not self._between_messages():
+            return False
+        data = b"".join(self.notices)
+        self.notices.clear()
+        self.idle_limited = self.idle_configured
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass  # the relay finds the client gone on its next read
+        return True
+
+    def _between_messages(self) -> bool:
+        """Whether everything forwarded to the client so far ends on a message boundary."""
+        router = self.router
+        if router is not None:
+            if router.reply_held:
+                return False
+            scanners = [(ch.scanner, ch.tail) for ch in router.channels.values()]
+        elif self._raw_scanner is not None:
+            scanners = [(self._raw_scanner, b"")]
+        else:
+            return False
+        return all(not (sc.skip or sc.carry or tail) for sc, tail in scanners)
+
     def apply_session_values(self) -> None:
         """PGPOOL SET/RESET: the session sees the file's values with its own on top."""
         self._configure(self.child.cfg.with_session_values(self.session_values))  # type: ignore[arg-type]
@@ -478,7 +537,11 @@ class Session:
     def _configure(self, cfg: Config) -> None:
         self.cfg = cfg
         # Asked before every wait for the client: kept here rather than looked up in cfg.
-        self.idle_limited = cfg.client_idle_limit > 0 or bool(cfg.client_idle_limit_in_recovery)
+        self.idle_configured = cfg.client_idle_limit > 0 or bool(cfg.client_idle_limit_in_recovery)
+        # idle_timeout's fast path is left also while notices wait to be sent.
+        self.idle_limited = self.idle_configured or bool(self.notices)
+        if self.notices_on:
+            pglog.set_client(self._deliver_notice, cfg.client_min_messages)
 
     def idle_timeout(self, busy: bool, idle_since: float) -> int:
         """
@@ -487,8 +550,12 @@ class Session:
         replaces client_idle_limit (a SIGUSR2 wakes the relay when recovery starts) and counts
         only the idle time since the 2nd stage began (pgpool-II's idle_count_in_recovery).
         """
-        if busy or not self.idle_limited:
+        if not self.idle_limited:
             return -1  # no limit whatever the recovery state: shared memory need not be read
+        if self.notices:
+            self._flush_notices()
+        if busy or not self.idle_configured:
+            return -1
         req = self.child.shm.req
         if req.in_recovery:
             limit, name = self.cfg.client_idle_limit_in_recovery, "client_idle_limit_in_recovery"

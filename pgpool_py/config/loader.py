@@ -82,6 +82,8 @@ class Config:
     _sources: dict[str, str]  # "name" / "nameN" -> where it was set
     _overrides: dict[str, str]  # kept for reload
     _health: tuple[HealthCheckConfig, ...]
+    # Restart-only changes a reload already reported: key -> the file's value, not yet in effect.
+    _pending_restart: dict[str, Value]
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class Config:
         attrs["_slots"] = {name: dict(slot) for name, slot in slots.items()}
         attrs["_sources"] = dict(sources)
         attrs["_overrides"] = dict(overrides)
+        attrs["_pending_restart"] = {}
         attrs["path"] = path
         attrs["config_dir"] = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
         attrs["backends"] = self._make_backends()
@@ -248,17 +251,21 @@ def reload_config(old: Config, path: str | None = None) -> tuple[Config, list[st
     Re-read the file (default: the one ``old`` came from) with the same command-line overrides.
 
     Changed reloadable parameters are taken.  A changed restart-only parameter, or the
-    host/port of a node already in use, keeps its old value and yields a warning.  Any
-    ConfigError rejects the whole reload.
+    host/port of a node already in use, keeps its old value and yields a warning, once: a
+    later reload that finds the same value again says nothing more.  Any ConfigError rejects
+    the whole reload.
     """
     new = load_config(path if path is not None else old.path, old._overrides)
     values = {name: new.__dict__[name] for name in PARAMS if name in new.__dict__}
     slots = {name: dict(slot) for name, slot in new._slots.items()}
     sources = dict(new._sources)
     warnings: list[str] = []
+    pending: dict[str, Value] = {}
 
-    def keep_old(key: str) -> None:
-        warnings.append(f'parameter "{key}" cannot be changed without restarting pgpool-py')
+    def keep_old(key: str, wanted: Value) -> None:
+        if old._pending_restart.get(key, _UNSET) != wanted:
+            warnings.append(f'parameter "{key}" cannot be changed without restarting pgpool-py')
+        pending[key] = wanted
         if key in old._sources:
             sources[key] = old._sources[key]
         else:
@@ -266,21 +273,25 @@ def reload_config(old: Config, path: str | None = None) -> tuple[Config, list[st
 
     for name, param in PARAMS.items():
         if param.context < Context.RELOAD and not param.indexed and values[name] != old.__dict__[name]:
+            keep_old(name, values[name])
             values[name] = old.__dict__[name]
-            keep_old(name)
     for backend in old.backends:
         if not backend.in_use:
             continue
         for name in ("backend_hostname", "backend_port"):
             i = backend.node_id
             if new.get(name, i) != old.get(name, i):
+                keep_old(f"{name}{i}", new.get(name, i))
                 slots[name].pop(i, None)
                 if i in old._slots[name]:
                     slots[name][i] = old._slots[name][i]
-                keep_old(f"{name}{i}")
     merged = Config(values, slots, sources, new.path, old._overrides)
     _check(merged, new.path)
+    merged.__dict__["_pending_restart"] = pending
     return merged, warnings
+
+
+_UNSET = object()
 
 
 def _read_file(path: str, depth: int = 0) -> list[_Entry]:

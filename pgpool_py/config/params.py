@@ -93,7 +93,7 @@ class Param:
     choices: tuple[str, ...] = ()  # ENUM labels, FLAGS labels, or allowed LIST items
     # Accepted but unlisted ENUM spellings (lower case) -> label.
     aliases: Mapping[str, str] = field(default_factory=dict, hash=False)
-    secret: bool = False  # SHOW prints ******** and the value is never logged
+    secret: bool = False  # SHOW prints ***** and the value is never logged
     indexed: int = 0  # number of slots of a per-node family (name0, name1, ...); 0 = plain
     global_default: bool = False  # indexed: the bare name sets the value of slots left unset
     separator: str = ","  # LIST items
@@ -295,12 +295,12 @@ _TABLE: tuple[Param, ...] = (
           min=0.0, max=100000000.0, indexed=MAX_BACKENDS),
     Param("backend_data_directory", STRING, "", R, "backends",
           "Data directory of the node, used by online recovery.", indexed=MAX_BACKENDS),
-    Param("backend_flag", FLAGS, 0, R, "backends",
-          "Failover behaviour of the node; ALWAYS_PRIMARY takes the node as the primary without asking it.",
-          choices=_BACKEND_FLAG_LABELS, indexed=MAX_BACKENDS),
     Param("backend_application_name", STRING, "", R, "backends",
           "application_name of the node's walreceiver, to match it in pg_stat_replication.",
           indexed=MAX_BACKENDS),
+    Param("backend_flag", FLAGS, 0, R, "backends",
+          "Failover behaviour of the node; ALWAYS_PRIMARY takes the node as the primary without asking it.",
+          choices=_BACKEND_FLAG_LABELS, indexed=MAX_BACKENDS),
     # -- authentication
     Param("enable_pool_hba", BOOL, False, R, "authentication", "Authenticate clients by pool_hba.conf."),
     Param("pool_passwd", STRING, "pool_passwd", I, "authentication",
@@ -354,7 +354,8 @@ _TABLE: tuple[Param, ...] = (
     Param("log_destination", LIST, ("stderr",), R, "logs", "Where to log: stderr, syslog or both.",
           choices=("stderr", "syslog")),
     Param("log_line_prefix", STRING, "%m: %a pid %p: ", R, "logs",
-          "printf-style prefix of each log line (%m time, %a application, %p pid, ...)."),
+          "printf-style prefix of each log line: %t time, %m with milliseconds, %p pid, %a application, "
+          "%P process, %u user, %d database, %l line number, %% a percent sign; others print nothing."),
     Param("log_connections", BOOL, False, R, "logs", "Log each client connection."),
     Param("log_disconnections", BOOL, False, R, "logs", "Log the end of each client session."),
     Param("log_hostname", BOOL, False, R, "logs", "Log client host names instead of addresses."),
@@ -376,7 +377,9 @@ _TABLE: tuple[Param, ...] = (
     Param("syslog_ident", STRING, "pgpool", R, "logs", "Syslog program name."),
     Param("log_error_verbosity", ENUM, "default", S, "logs", "Detail of logged errors.",
           choices=("terse", "default", "verbose")),
-    Param("client_min_messages", ENUM, "notice", S, "logs", "Lowest level of messages sent to clients.",
+    Param("client_min_messages", ENUM, "notice", S, "logs",
+          "Lowest level of pgpool's own log messages also sent to the client as notices "
+          "(for clients LOG ranks below NOTICE: 'log' sends LOG and WARNING).",
           choices=_LEVELS, aliases={"debug": "debug2"}),
     Param("log_min_messages", ENUM, "warning", S, "logs", "Lowest level of messages logged.",
           choices=_LEVELS, aliases={"debug": "debug2"}),

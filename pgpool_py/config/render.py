@@ -1,7 +1,10 @@
 """
 Everything that shows parameters, all from the table in params.py.
 
-- ``show_rows``/``show_value``: the rows of SHOW POOL_STATUS and PGPOOL SHOW.
+- ``show_rows``/``show_value``: the rows of SHOW POOL_STATUS (and pcp_pool_status): values in
+  their base unit, as pgpool-II's get_config prints them.
+- ``pgpool_show``/``pgpool_show_all``: PGPOOL SHOW, which prints a time or size with the
+  largest unit that divides it (``1min``, ``64MB``), a per-node family as one row per node.
 - ``render_sample``/``render_docs``: etc/pgpool.conf.sample and docs/configuration.md;
   ``python -m pgpool_py.config.render sample|docs`` writes them.
 """
@@ -13,9 +16,12 @@ import textwrap
 from pathlib import Path
 
 from .loader import Config
-from .params import GROUPS, PARAMS, BackendFlag, Context, Kind, Param, Value, lookup
+from .params import (
+    GROUPS, MAX_BACKENDS, MAX_HEARTBEAT_DESTINATIONS, MAX_WATCHDOG_NODES, PARAMS, UNIT_SCALES, BackendFlag, Context,
+    Kind, Param, Value, lookup,
+)
 
-SECRET_MASK = "********"
+SECRET_MASK = "*****"  # pgpool-II's
 GENERATED = "generated — edit pgpool_py/config/params.py, then run python -m pgpool_py.config.render"
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_PATH = ROOT / "etc" / "pgpool.conf.sample"
@@ -23,6 +29,14 @@ DOCS_PATH = ROOT / "docs" / "configuration.md"
 
 # Groups whose indexed parameters are per backend node (the others are watchdog slots).
 _NODE_GROUPS = ("backends", "health_check")
+# PGPOOL SHOW of a group name (pgpool-II's ConfigureVarGroups): the family it shows.
+SHOW_GROUPS = {
+    "backend": ("backends", MAX_BACKENDS),
+    "health_check": ("health_check", MAX_BACKENDS),
+    "watchdog": ("watchdog", MAX_WATCHDOG_NODES),
+    "heartbeat": ("watchdog", MAX_HEARTBEAT_DESTINATIONS),
+}
+Row = tuple[str, str, str]  # item, value, description
 _CONTEXT_TEXT = {
     Context.BOOT: "restart",
     Context.INIT: "restart",
@@ -60,6 +74,78 @@ def show_value(cfg: Config, name: str) -> str:
     if param.secret:
         return SECRET_MASK
     return format_value(param, cfg.get(param.name, index))
+
+
+def with_unit(value: int, unit: str) -> str:
+    """``value`` (in base ``unit``) with the largest unit that divides it, as pgpool-II and
+    PostgreSQL show it: 60 s is ``1min``, 90 s ``90s``, 10240 kB ``10MB``; 0 and below bare."""
+    if value <= 0:
+        return str(value)
+    table, base = UNIT_SCALES[unit]
+    amount = value * base
+    for name, scale in sorted(table.items(), key=lambda item: -item[1]):
+        if base <= scale and amount % scale == 0:
+            return f"{int(amount // scale)}{name}"
+    return f"{value}{unit}"
+
+
+def pgpool_show_value(cfg: Config, name: str) -> str:
+    """The value PGPOOL SHOW prints for ``name``: a plain parameter's with its unit, a node's
+    (``health_check_period1``) bare, as pgpool-II shows array members; secrets masked."""
+    found = lookup(name)
+    if found is None:
+        raise KeyError(name)
+    param, index = found
+    if param.secret:
+        return SECRET_MASK
+    value = cfg.get(param.name, index)
+    if param.unit and not param.indexed and isinstance(value, int) and not isinstance(value, bool):
+        return with_unit(value, param.unit)
+    return format_value(param, value)
+
+
+def pgpool_show(cfg: Config, name: str) -> str | list[Row]:
+    """
+    PGPOOL SHOW ``name``: the value of one parameter (or of one node's, ``backend_port1``), or
+    the rows of a per-node family named without index (``backend_hostname``, ``health_check_period``:
+    its default row first) or of a group (``backend``, ``health_check``, ``watchdog``,
+    ``heartbeat``).  KeyError when there is no such parameter.
+    """
+    if name in SHOW_GROUPS:
+        return _family_rows(cfg, [p for p in PARAMS.values() if (p.group, p.indexed) == SHOW_GROUPS[name]])
+    found = lookup(name)
+    if found is None:
+        raise KeyError(name)
+    param, index = found
+    if param.indexed and index is None:
+        return _family_rows(cfg, [param])
+    return pgpool_show_value(cfg, name)
+
+
+def pgpool_show_all(cfg: Config) -> list[Row]:
+    """PGPOOL SHOW ALL: every parameter as PGPOOL SHOW prints it, per-node families node by node."""
+    rows: list[Row] = []
+    done: set[tuple[str, int]] = set()
+    for param in PARAMS.values():
+        if not param.indexed:
+            rows.append((param.name, pgpool_show_value(cfg, param.name), param.description))
+        elif (param.group, param.indexed) not in done:
+            done.add((param.group, param.indexed))
+            rows += _family_rows(cfg, [p for p in PARAMS.values() if (p.group, p.indexed) == (param.group, param.indexed)])
+    return rows
+
+
+def _family_rows(cfg: Config, family: list[Param]) -> list[Row]:
+    """The defaults of a family (health_check_period ...), then its members node by node, only
+    for slots in use (a backend with a port, a watchdog slot that is set), as pgpool-II."""
+    rows = [(p.name, pgpool_show_value(cfg, p.name), p.description) for p in family if p.global_default]
+    if family[0].group in _NODE_GROUPS:
+        indexes = [b.node_id for b in cfg.backends if b.in_use]
+    else:
+        indexes = sorted({i for p in family for i in cfg.set_slots(p.name)})
+    for index in indexes:
+        rows += [(f"{p.name}{index}", pgpool_show_value(cfg, f"{p.name}{index}"), p.description) for p in family]
+    return rows
 
 
 def show_rows(cfg: Config) -> list[tuple[str, str, str]]:

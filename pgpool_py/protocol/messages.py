@@ -303,8 +303,10 @@ def error_response(
     )
 
 
-def notice_response(message: str, *, severity: str = "NOTICE", sqlstate: str = "00000", detail: str | None = None) -> bytes:
-    return frame(b"N", _fields([(b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", message), (b"D", detail)]))
+def notice_response(message: str, *, severity: str = "NOTICE", sqlstate: str = "00000", detail: str | None = None,
+                    hint: str | None = None) -> bytes:
+    return frame(b"N", _fields([(b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", message), (b"D", detail),
+                                (b"H", hint)]))
 
 
 def parse_error_fields(body: bytes | memoryview) -> dict[str, str]:

@@ -229,7 +229,7 @@ def test_stale_pid_file_is_replaced_and_live_one_refused(pgpool_factory: Any, pg
     assert pid_file.read_text().strip() == str(server.pid)
     second = pgpool_factory(pg_cluster, extra={**RAW, "pid_file_name": str(pid_file)}, wait_ready=False)
     assert second.proc.wait(10) != 0
-    assert f"process {server.pid} is running" in second.log_text()
+    assert f"found. is another pgpool({server.pid}) is running?" in second.log_text()
 
 
 def _backend_alive(node: Any, pid: int) -> bool:

@@ -6,6 +6,7 @@ the init script and the systemd unit's command lines.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -13,14 +14,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 import pgpool_py
+from pgpool_py import pidfile
 from pgpool_py.cluster import HOST, SERVER_USER, PgNode, free_port, write_pcp_conf, write_pgpool_conf, \
     write_pool_hba_conf
 
@@ -110,11 +114,11 @@ class Site:
 
     def kill_all(self) -> None:
         """Teardown: nothing of this site may outlive the test."""
-        if self.pid_path.exists():
+        pid = pidfile.read_pid(str(self.pid_path))
+        if pid is not None:
             try:
-                pid = self.pid()
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
+            except ProcessLookupError:
                 pass
 
 
@@ -186,7 +190,7 @@ def test_daemon_pidfile_logging_reload_and_stop(
     # A second start is refused on the terminal, before detaching.
     second = site.run("--daemon")
     assert second.returncode == 1
-    assert f"process {pid} is running; is another pgpool-py already running?" in second.stderr
+    assert f'pid file "{site.pid_path}" found. is another pgpool({pid}) is running?' in second.stderr
     assert site.run("status").stdout.strip() == f"pgpool-py is running (pid {pid})"
 
     # Children write to the same file as main (inherited handler, O_APPEND).
@@ -205,7 +209,7 @@ def test_daemon_pidfile_logging_reload_and_stop(
     site.wait_log(r'^main pid \d+: WARNING:  parameter "num_init_children" cannot be changed without restarting')
     assert "reload config files." in site.log_text()
     assert "successfully started" not in site.log_text()
-    wait_for(lambda: site.show("client_idle_limit") == "42", 10, lambda: "client_idle_limit not reloaded")
+    wait_for(lambda: site.show("client_idle_limit") == "42s", 10, lambda: "client_idle_limit not reloaded")
     assert site.show("num_init_children") == "4"
 
     # A configuration with an error is rejected as a whole; the running one stays.
@@ -217,7 +221,7 @@ def test_daemon_pidfile_logging_reload_and_stop(
     site.wait_log(r"^main pid \d+: ERROR:  reload rejected; the running configuration stays")
     site.wait_log(r"^main pid \d+: DETAIL:  .*load_balance_mode")
     time.sleep(0.5)
-    assert site.show("client_idle_limit") == "42"
+    assert site.show("client_idle_limit") == "42s"
 
     # stop needs pid_file_name from a file that loads (see the report: a lenient reader is wanted).
     site.conf.write_text(site.conf.read_text().replace("load_balance_mode = maybe\n", ""))
@@ -231,13 +235,15 @@ def test_daemon_pidfile_logging_reload_and_stop(
     assert site.run("reload").returncode == 1
 
 
-def init_script(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+def init_script(site: Site, *args: str, defaults: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The init script on ``site``; settings from the environment, or from a ``defaults`` file."""
     env = {
         "PATH": os.environ["PATH"],
-        "PGPOOL_PY_DEFAULTS": str(site.dir / "no-defaults-file"),
-        "PGPOOL_PY": str(site.program),
-        "CONFIG": str(site.conf),
+        "PGPOOL_PY_DEFAULTS": str(defaults or site.dir / "no-defaults-file"),
     }
+    if defaults is None:
+        # As whoever runs the tests: the site is in a directory only they may enter.
+        env.update(PGPOOL_PY=str(site.program), CONFIG=str(site.conf), PGPOOL_USER="", RUN_DIR="")
     return subprocess.run(["/bin/sh", str(INIT_SCRIPT), *args], capture_output=True, text=True, env=env,
                           timeout=60, stdin=subprocess.DEVNULL)
 
@@ -263,7 +269,7 @@ def test_init_script(make_site: Callable[..., Site]) -> None:
         if mode == "smart":
             site.set("client_idle_limit = 17")
             assert init_script(site, "reload").returncode == 0
-            wait_for(lambda: site.show("client_idle_limit") == "17", 10, lambda: "reload had no effect")
+            wait_for(lambda: site.show("client_idle_limit") == "17s", 10, lambda: "reload had no effect")
             good = site.conf.read_text()
             site.set("port = 'many'")
             broken = init_script(site, "reload")
@@ -278,6 +284,45 @@ def test_init_script(make_site: Callable[..., Site]) -> None:
 
     bad = init_script(site, "stop", "gently")
     assert bad.returncode == 2 and 'unknown stop mode "gently"' in bad.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the server user needs root")
+def test_init_script_runs_the_server_as_postgres(pg_cluster: list[PgNode]) -> None:
+    """Run as root, the script starts the server as PGPOOL_USER (postgres by default, as
+    Debian's /etc/init.d/pgpool2), and stops, reloads and checks it as that user."""
+    user = pwd.getpwnam(SERVER_USER)
+    base = Path(tempfile.mkdtemp(prefix="pgpool-py-init-", dir="/tmp"))
+    base.chmod(0o755)
+    (base / "site").mkdir()
+    site = Site(base / "site", pg_cluster, {})
+    run_dir = base / "run-dir"
+    for path in [base / "site", *(base / "site").rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid)
+    # The defaults file sets everything, PGPOOL_USER left to the script's default.
+    defaults = base / "defaults"
+    defaults.write_text(f"PGPOOL_PY={shlex.quote(str(site.program))}\nCONFIG={shlex.quote(str(site.conf))}\n"
+                        f"RUN_DIR={shlex.quote(str(run_dir))}\nOPTS='-C'\n")
+    try:
+        start = init_script(site, "start", defaults=defaults)
+        assert start.returncode == 0, start.stdout + start.stderr
+        pid = site.pid()
+        assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid
+        assert os.stat(site.pid_path).st_uid == user.pw_uid
+        assert os.stat(run_dir).st_uid == user.pw_uid
+        site.wait_ready()
+        # Every process of the server, children included, runs as the server user.
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            assert os.stat(f"/proc/{child}").st_uid == user.pw_uid
+        assert init_script(site, "status", defaults=defaults).returncode == 0
+        assert init_script(site, "reload", defaults=defaults).returncode == 0
+        site.wait_log(r"LOG:  reload config files\.")
+        stop = init_script(site, "stop", defaults=defaults)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert "received fast shutdown request" in site.log_text()
+        assert init_script(site, "status", defaults=defaults).returncode == 3
+    finally:
+        site.kill_all()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_start_failure_is_reported_by_the_init_script(make_site: Callable[..., Site]) -> None:
@@ -339,20 +384,100 @@ def test_systemd_unit_commands_work(make_site: Callable[..., Site], tmp_path: Pa
             proc.wait()
 
 
-def test_pid_file_of_another_program_is_stale(make_site: Callable[..., Site]) -> None:
+def test_pid_file_of_a_live_other_program_is_kept(make_site: Callable[..., Site]) -> None:
     site = make_site()
     site.pid_path.parent.mkdir(exist_ok=True)
     with subprocess.Popen(["sleep", "30"]) as other:  # after a reboot the pid may be anyone's
         try:
             site.pid_path.write_text(f"{other.pid}\n")
             assert site.run("status").returncode == 1
+            # As pgpool-II: the file of a live process is never removed; the error says whose it is.
             start = site.run("--daemon")
-            assert start.returncode == 0, start.stderr
-            site.wait_log(rf'LOG:  removing stale pid file ".*" \(process {other.pid} is not running\)')
-            assert site.pid() != other.pid
-            assert site.run("-m", "immediate", "stop").returncode == 0
+            assert start.returncode == 1
+            assert f'found. is another pgpool({other.pid}) is running? (process {other.pid} is "sleep"' in start.stderr
+            assert site.pid_path.read_text() == f"{other.pid}\n"
         finally:
             other.kill()
+    start = site.run("--daemon")
+    assert start.returncode == 0, start.stderr
+    site.wait_log(rf'LOG:  removing stale pid file ".*" \(process {other.pid} is not running\)')
+    assert site.run("-m", "immediate", "stop").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("contents", "stop_error", "reload_error"),
+    [
+        (None, ["FATAL:  could not read pid file", 'DETAIL:  pid file "{path}" does not exist'], None),
+        (b"", ['FATAL:  EOF detected while reading pid file "{path}"'], None),
+        (b"abc\n", ["FATAL:  could not read pid file", 'DETAIL:  pid file "{path}" holds no process id'], None),
+        (b"{dead}\0", ["FATAL:  could not stop process with pid: {dead}", "DETAIL:  No such process"],
+         ["FATAL:  could not reload configuration file pid: {dead}", "DETAIL:  No such process"]),
+    ],
+)
+def test_stop_and_reload_without_a_server_fail_as_pgpool_ii(
+    make_site: Callable[..., Site], contents: bytes | None, stop_error: list[str], reload_error: list[str] | None
+) -> None:
+    """pgpool-II's FATAL lines, and its exit codes: 3 for stop, 1 for reload."""
+    site = make_site(logging_collector=False)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    site.pid_path.parent.mkdir(exist_ok=True)
+    if contents is not None:
+        site.pid_path.write_bytes(contents.replace(b"{dead}", str(dead.pid).encode()))
+
+    def lines(expected: list[str]) -> list[str]:
+        return [f"main pid {{pid}}: {line.format(path=site.pid_path, dead=dead.pid)}" for line in expected]
+
+    for command, code, expected in (("stop", 3, stop_error), ("reload", 1, reload_error or stop_error)):
+        result = site.run(*(["-m", "fast"] if command == "stop" else []), command)
+        assert result.returncode == code, result.stderr
+        got = result.stderr.splitlines()
+        pid = got[0].split()[2].rstrip(":")  # the command's own pid, %p of the prefix
+        assert got == [line.format(pid=pid) for line in lines(expected)], result.stderr
+        assert result.stdout == ""
+
+
+def test_pgpool_ii_start_options_are_accepted(make_site: Callable[..., Site]) -> None:
+    """-C (clear the query cache's oid maps) and -x (assertion checks) mean nothing to pgpool-py,
+    but a unit file or OPTS written for pgpool-II must still start it."""
+    site = make_site()
+    helped = site.run("--help")
+    assert helped.returncode == 0
+    for option in ("-C, --clear-oidmaps", "-x, --debug-assertions"):
+        assert option in helped.stdout
+    assert "no query cache" in " ".join(helped.stdout.split())
+    start = site.run("--daemon", "-C", "-x", "--clear-oidmaps", "--debug-assertions")
+    assert start.returncode == 0, start.stderr
+    site.wait_ready()
+    assert site.run("-m", "fast", "stop").returncode == 0
+
+
+PGPOOL_II = "/usr/sbin/pgpool"
+
+
+@pytest.mark.skipif(not os.path.exists(PGPOOL_II), reason="pgpool-II 4.3 (package pgpool2) is not installed")
+def test_pgpool_ii_pid_file_is_honoured(make_site: Callable[..., Site], pgpool_factory: Any) -> None:
+    """pgpool-II's pid file ("15383\\0") names a live server: pgpool-py refuses to start over it
+    (it used to remove the file as stale), and stop, reload and status act on that server."""
+    real = pgpool_factory(program=[PGPOOL_II], extra={"num_init_children": 2, "sr_check_period": 0})
+    ii_pid_file = real.conf_path.parent / "run" / "pgpool.pid"
+    assert ii_pid_file.read_bytes() == f"{real.pid}\0".encode()
+    site = make_site(logging_collector=False, pid_file_name=str(ii_pid_file))
+
+    start = site.run("-n", timeout=20)
+    assert start.returncode == 1
+    assert f'found. is another pgpool({real.pid}) is running?' in start.stderr
+    assert ii_pid_file.read_bytes() == f"{real.pid}\0".encode()
+    assert site.run("--daemon").returncode == 1
+    assert ii_pid_file.exists()
+
+    status = site.run("status")
+    assert (status.returncode, status.stdout.strip()) == (0, f"pgpool-py is running (pid {real.pid})")
+    assert site.run("reload").returncode == 0
+    wait_for(lambda: "reload config files." in real.log_text(), 10, real.log_text)
+    stop = site.run("-m", "fast", "stop")
+    assert stop.returncode == 0, stop.stderr
+    assert real.proc.wait(10) == 0
 
 
 def _start_fails(site: Site, *args: str) -> str:
@@ -409,6 +534,46 @@ def test_corrupt_status_file_is_ignored_with_a_warning(make_site: Callable[..., 
     assert site.run("-m", "fast", "stop").returncode == 0
 
 
+def test_reload_reports_weights_and_restart_only_changes_once(make_site: Callable[..., Site]) -> None:
+    site = make_site()
+    assert site.run("--daemon").returncode == 0
+    site.wait_ready()
+    site.set(f"port = {free_port()}")
+    site.set("backend_weight1 = 3")
+    for reloads in range(1, 4):
+        assert site.run("reload").returncode == 0
+        wait_for(lambda: site.log_text().count("LOG:  reload config files.") == reloads, 10, site.log_text)
+        time.sleep(0.3)  # the lines of that reload come right after
+    text = site.log_text()
+    # pgpool-II's lines for a new weight, once.
+    assert len(re.findall(r"^main pid \d+: LOG:  initializing pool configuration: backend weight for backend:1 "
+                          r"changed from 1\.000000 to 3\.000000\n"
+                          r"main pid \d+: DETAIL:  This change will be effective from next client session$",
+                          text, re.M)) == 1, text
+    # The port cannot change without a restart: said once, not at every reload.
+    assert text.count('WARNING:  parameter "port" cannot be changed without restarting') == 1, text
+    assert site.run("-m", "fast", "stop").returncode == 0
+
+
+@pytest.mark.parametrize("discard", [True, False])
+def test_status_file_is_written_at_start(make_site: Callable[..., Site], discard: bool) -> None:
+    """As pgpool-II: the nodes' states are in pgpool_status from the start, after -D too (which
+    used to leave no file until the next failover)."""
+    site = make_site()
+    status_file = site.log_dir / "pgpool_status"
+    status_file.parent.mkdir(exist_ok=True)
+    if discard:
+        status_file.write_text("down\nup\n")
+    start = site.run("--daemon", *(["-D"] if discard else []))
+    assert start.returncode == 0, start.stderr
+    site.wait_ready()
+    assert status_file.read_text() == "up\nup\n"
+    if discard:
+        site.wait_log(rf"LOG:  Backend status file {status_file} discarded")
+    assert site.run("-m", "fast", "stop").returncode == 0
+    assert status_file.read_text() == "up\nup\n"
+
+
 @pytest.mark.parametrize(("sig", "mode"), [(signal.SIGINT, "fast"), (signal.SIGTERM, "smart"),
                                            (signal.SIGQUIT, "immediate")])
 def test_primary_search_warns_once_and_stops_on_a_signal(make_site: Callable[..., Site], sig: signal.Signals,
@@ -450,3 +615,21 @@ def test_start_up_error_with_syslog_only_and_no_syslog_daemon_is_on_stderr(make_
     assert f'WARNING:  could not connect to the syslog socket "{missing}": No such file or directory; ' \
            "logging to stderr instead" in result.stderr
     assert 'invalid authentication method "bogus"' in _start_fails(site, "--syslog-socket", str(missing))
+
+
+@pytest.mark.skipif(not os.path.exists(PGPOOL_II), reason="pgpool-II 4.3 (package pgpool2) is not installed")
+def test_log_line_prefix_as_pgpool_ii(pgpool_factory: Any) -> None:
+    """The same log_line_prefix, pgpool-II 4.3.5 and pgpool-py: %t without time zone, %u/%d
+    [No Connection] before the client's startup packet, an unknown escape (%x) printing nothing."""
+    extra: dict[str, str | int | bool] = {"num_init_children": 2, "sr_check_period": 0, "log_connections": True,
+                                          "log_statement": True, "log_line_prefix": "%t|%a|%u|%d|%%|%x|%q: "}
+    servers = [pgpool_factory(program=[PGPOOL_II], extra=extra), pgpool_factory(extra=extra)]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    for server in servers:
+        with server.connect(application_name="myapp", autocommit=True) as conn:
+            conn.execute("select 1")
+        connected = rf"^{stamp}\|child\|\[No Connection\]\|\[No Connection\]\|%\|\|: LOG:  new connection received$"
+        statement = rf"^{stamp}\|myapp\|postgres\|test\|%\|\|: LOG:  statement: select 1$"
+        for pattern in (connected, statement):
+            wait_for(lambda: re.search(pattern, server.log_text(), re.M) is not None, 10,
+                     lambda: f"{server.proc.args[0]}: no line matching {pattern!r}\n{server.log_text()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -23,7 +24,7 @@ def server(pgpool_factory: Any, pg_cluster: Any) -> Any:
     [
         ("SHOW POOL_NODES", 14),
         ("SHOW POOL_PROCESSES", 8),
-        ("SHOW POOL_POOLS", 18),
+        ("SHOW POOL_POOLS", 17),  # pgpool-II 4.3's columns, ending with status
         ("SHOW POOL_VERSION", 1),
         ("SHOW POOL_STATUS", 3),
         ("SHOW POOL_HEALTH_CHECK_STATS", 20),
@@ -59,22 +60,49 @@ def test_pool_version_sends_its_header_once(server: Any) -> None:
 def test_pool_processes_shows_a_logged_in_client_as_idle(server: Any) -> None:
     # Before, a session showed "Connecting" until its first statement (and for ever if it
     # only ran pgpool's commands).
+    # The asking one executes a command meanwhile, as in pgpool-II.
     with server.connect(autocommit=True) as idle, server.connect(autocommit=True) as asking:
         rows = asking.execute("SHOW POOL_PROCESSES").fetchall()
         statuses = sorted(row[-1] for row in rows if row[-1] != "Wait for connection")
-        assert statuses == ["Idle", "Idle"], rows
+        assert statuses == ["Execute command", "Idle"], rows
+        # ... and is idle again afterwards.
+        rows = idle.execute("SHOW POOL_PROCESSES").fetchall()
+        assert sorted(row[-1] for row in rows if row[-1] != "Wait for connection") == ["Execute command", "Idle"]
+
+
+def test_pool_pools_rows_show_their_process_status(server: Any) -> None:
+    """As pgpool-II: every row of a process carries the process's status, slots that hold no
+    connection included (they were empty)."""
+    with server.connect(autocommit=True) as conn:
+        cur = conn.execute("SHOW POOL_POOLS")
+        assert cur.description is not None and cur.description[-1].name == "status"
+        rows = cur.fetchall()
+        me = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert me is not None
+    statuses: dict[str, set[str]] = {}
+    for row in rows:
+        statuses.setdefault(row[0], set()).add(row[16])
+    assert all(len(seen) == 1 for seen in statuses.values()), statuses
+    mine = [row for row in rows if row[14] == str(me[0])]
+    assert len(mine) == 1 and mine[0][15] == "1"
+    # This process runs the SHOW; its idle pool slot (not connected) says so too.
+    assert statuses[mine[0][0]] == {"Execute command"}
+    idle_slots = [row for row in rows if row[0] == mine[0][0] and row[15] == "0"]
+    assert idle_slots and all(row[16] == "Execute command" for row in idle_slots)
+    others = [pid for pid in statuses if pid != mine[0][0]]
+    assert others and all(statuses[pid] == {"Wait for connection"} for pid in others), statuses
 
 
 def test_pgpool_set_show_reset(server: Any) -> None:
     with server.connect(autocommit=True) as conn:
         assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
         conn.execute("PGPOOL SET client_idle_limit = 1")
-        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("1",)
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("1s",)
         conn.execute("PGPOOL RESET client_idle_limit")
         assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
         with pytest.raises(psycopg.errors.lookup("55P02"), match='invalid Context, value for parameter "port"'):
             conn.execute("PGPOOL SET port = 1234")
-        with pytest.raises(psycopg.errors.UndefinedObject):
+        with pytest.raises(psycopg.errors.UndefinedObject, match='config variable "no_such_parameter" not found'):
             conn.execute("PGPOOL SHOW no_such_parameter")
         conn.execute("PGPOOL SET client_idle_limit TO 1")
         time.sleep(2.5)
@@ -109,4 +137,40 @@ def test_pool_command_after_a_comment(pgpool_factory: Any, pg_cluster: Any, mode
         row = conn.execute("/* monitoring */ SHOW POOL_VERSION").fetchone()
         assert row is not None and "pgpool-py" in row[0]
         conn.execute("-- per session\nPGPOOL SET client_idle_limit TO 5")
-        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("5",)
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("5s",)
+
+
+PGPOOL_II = "/usr/sbin/pgpool"
+SHOWN_AS_PGPOOL_II = [
+    "authentication_timeout", "child_life_time", "search_primary_node_timeout", "log_rotation_age",
+    "log_rotation_size", "memqcache_total_size", "memqcache_maxcache", "client_idle_limit", "recovery_timeout",
+    "connection_life_time", "port", "backend_weight1", "backend_hostname", "backend_flag", "backend",
+    "health_check_period", "health_check_period1", "connect_timeout", "health_check", "watchdog", "backend_port7",
+]
+
+
+@pytest.mark.skipif(not os.path.exists(PGPOOL_II), reason="pgpool-II 4.3 (package pgpool2) is not installed")
+def test_pgpool_show_answers_as_pgpool_ii(pgpool_factory: Any, pg_cluster: Any) -> None:
+    """PGPOOL SHOW of the same pgpool.conf, pgpool-II 4.3.5 and pgpool-py: the same columns, items
+    and values (descriptions are our own), units included; the same error for an unknown name."""
+    extra = {"num_init_children": 2, "sr_check_period": 0, "client_idle_limit": 5, "health_check_period1": 0}
+
+    def answers(server: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with server.connect(autocommit=True) as conn:
+            for name in SHOWN_AS_PGPOOL_II:
+                cur = conn.execute(f"PGPOOL SHOW {name}")
+                assert cur.description is not None
+                columns = [c.name for c in cur.description]
+                out[name] = (columns, [row[:2] for row in cur.fetchall()], cur.statusmessage)
+            with pytest.raises(psycopg.Error) as unknown:
+                conn.execute("PGPOOL SHOW no_such_thing")
+            out["unknown"] = unknown.value.diag.message_primary
+        return out
+
+    real = answers(pgpool_factory(pg_cluster, program=[PGPOOL_II], extra=extra))
+    ours = answers(pgpool_factory(pg_cluster, extra=extra))
+    assert real["client_idle_limit"][1] == [("5s",)]  # what pgpool-II does, as the audit saw it
+    port_ii, port_py = real.pop("port"), ours.pop("port")
+    assert port_ii[0] == port_py[0] == ["port"]
+    assert ours == real

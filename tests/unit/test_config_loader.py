@@ -273,6 +273,29 @@ def test_reload_takes_reloadable_and_keeps_restart_only(tmp_path: Path) -> None:
     assert warnings == ['parameter "num_init_children" cannot be changed without restarting pgpool-py']
 
 
+def test_a_restart_only_change_is_reported_once(tmp_path: Path) -> None:
+    """Every reload used to repeat the warning for a change already reported."""
+    path = write(tmp_path, ONE_BACKEND + "port = 9999\n")
+    cfg = load_config(path)
+    write(tmp_path, ONE_BACKEND.replace("5432", "5433") + "port = 9998\n")
+    cfg, warnings = reload_config(cfg)
+    assert warnings == ['parameter "port" cannot be changed without restarting pgpool-py',
+                        'parameter "backend_port0" cannot be changed without restarting pgpool-py']
+    for _ in range(2):
+        cfg, warnings = reload_config(cfg)
+        assert warnings == []
+        assert cfg.port == 9999 and cfg.backends[0].port == 5432
+    write(tmp_path, ONE_BACKEND.replace("5432", "5433") + "port = 9997\n")  # another value: news again
+    cfg, warnings = reload_config(cfg)
+    assert warnings == ['parameter "port" cannot be changed without restarting pgpool-py']
+    write(tmp_path, ONE_BACKEND + "port = 9999\n")  # back to what runs: nothing to report ...
+    cfg, warnings = reload_config(cfg)
+    assert warnings == []
+    write(tmp_path, ONE_BACKEND + "port = 9997\n")  # ... and a new change is reported again
+    cfg, warnings = reload_config(cfg)
+    assert warnings == ['parameter "port" cannot be changed without restarting pgpool-py']
+
+
 def test_reload_backend_rules(tmp_path: Path) -> None:
     path = write(tmp_path, ONE_BACKEND + "backend_weight0 = 1\n")
     old = load_config(path)

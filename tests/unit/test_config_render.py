@@ -13,10 +13,13 @@ from pgpool_py.config.render import (
     SAMPLE_PATH,
     SECRET_MASK,
     main,
+    pgpool_show,
+    pgpool_show_all,
     render_docs,
     render_sample,
     show_rows,
     show_value,
+    with_unit,
 )
 
 
@@ -54,6 +57,49 @@ def test_show_value(tmp_path: Path) -> None:
     assert show_value(cfg, "socket_dir") == "/tmp"
     with pytest.raises(KeyError):
         show_value(cfg, "nope")
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "shown"),
+    [(60, "s", "1min"), (300, "s", "5min"), (5, "s", "5s"), (90, "s", "90s"), (7200, "s", "2h"),
+     (1440, "min", "1d"), (10240, "kB", "10MB"), (10241, "kB", "10241kB"), (67108864, "B", "64MB"),
+     (409600, "B", "400kB"), (1500, "ms", "1500ms"), (10000, "ms", "10s"), (0, "s", "0"), (-1, "s", "-1")],
+)
+def test_with_unit_takes_the_largest_unit_that_divides(value: int, unit: str, shown: str) -> None:
+    assert with_unit(value, unit) == shown
+
+
+def test_pgpool_show_as_pgpool_ii(tmp_path: Path) -> None:
+    """The shapes pgpool-II 4.3.5 answers with (checked against it in test_pool_commands)."""
+    cfg = load_config(None, {"backend_hostname0": "h0", "backend_port0": "5432", "backend_port2": "5434",
+                             "health_check_period": "5", "health_check_period2": "7", "client_idle_limit": "5",
+                             "recovery_password": "pw", "wd_port3": "9000"})
+    assert pgpool_show(cfg, "authentication_timeout") == "1min"
+    assert pgpool_show(cfg, "client_idle_limit") == "5s"
+    assert pgpool_show(cfg, "log_rotation_size") == "10MB"
+    assert pgpool_show(cfg, "num_init_children") == "32"
+    assert pgpool_show(cfg, "recovery_password") == SECRET_MASK == "*****"
+    # A node's value is bare, as pgpool-II shows array members; unused slots are listed by no family.
+    assert pgpool_show(cfg, "health_check_period2") == "7"
+    assert pgpool_show(cfg, "backend_hostname5") == ""
+    assert [row[:2] for row in pgpool_show(cfg, "backend_hostname")] == [("backend_hostname0", "h0"),
+                                                                         ("backend_hostname2", "/tmp")]
+    assert [row[:2] for row in pgpool_show(cfg, "health_check_period")] == [
+        ("health_check_period", "5"), ("health_check_period0", "5"), ("health_check_period2", "7")]
+    backend = [row[0] for row in pgpool_show(cfg, "backend")]
+    assert backend[:6] == ["backend_hostname0", "backend_port0", "backend_weight0", "backend_data_directory0",
+                           "backend_application_name0", "backend_flag0"]
+    assert len(backend) == 12
+    assert [row[:2] for row in pgpool_show(cfg, "watchdog")] == [("hostname3", "localhost"), ("wd_port3", "9000"),
+                                                                 ("pgpool_port3", "0")]
+    assert pgpool_show(cfg, "heartbeat") == []
+    with pytest.raises(KeyError):
+        pgpool_show(cfg, "nope")
+    every = {item: value for item, value, _ in pgpool_show_all(cfg)}
+    assert every["child_life_time"] == "5min" and every["memqcache_total_size"] == "64MB"
+    assert every["health_check_period2"] == "7" and "backend_port1" not in every
+    # SHOW POOL_STATUS (and pcp_pool_status) keep pgpool-II's get_config values: base units.
+    assert {item: value for item, value, _ in show_rows(cfg)}["child_life_time"] == "300"
 
 
 def test_generated_files_are_current() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from pgpool_py import log as pglog
 from pgpool_py.config import Config, load_config
+from pgpool_py.protocol import messages as m
 
 BACKEND = {"backend_hostname0": "localhost", "backend_port0": "5432"}
 
@@ -50,15 +51,17 @@ def _clean_logging() -> Iterator[None]:
 def test_every_prefix_escape_renders_as_documented() -> None:
     pglog.session.application_name, pglog.session.user, pglog.session.database = "psql", "alice", "shop"
     pglog.session.host, pglog.session.port = "127.0.0.1", "51000"
-    fmt = pglog.PgFormatter("[%t|%m|%p|%a|%u|%d|%r|%h|%l|%%|%q]")
+    pglog.session.client = True
+    # As pgpool-II 4.3.5: %t has no time zone, an unknown escape (%q) and a lone % print nothing.
+    fmt = pglog.PgFormatter("[%t|%m|%p|%a|%P|%u|%d|%r|%h|%l|%%|%q]%")
     rec = record()
     rec.created, rec.msecs = 1_700_000_000.25, 250.0
     lt = time.localtime(rec.created)
-    t = time.strftime("%Y-%m-%d %H:%M:%S %Z", lt)
-    m = time.strftime("%Y-%m-%d %H:%M:%S", lt) + ".250"
+    t = time.strftime("%Y-%m-%d %H:%M:%S", lt)
+    ms = t + ".250"
     line = fmt.format(rec)
-    match = re.fullmatch(rf"\[{t}\|{m}\|{os.getpid()}\|psql\|alice\|shop\|127\.0\.0\.1\(51000\)\|127\.0\.0\.1\|"
-                         r"(\d+)\|%\|%q\]LOG:  hello world", line)
+    match = re.fullmatch(rf"\[{t}\|{ms}\|{os.getpid()}\|psql\|MAIN\|alice\|shop\|127\.0\.0\.1\(51000\)\|"
+                         r"127\.0\.0\.1\|(\d+)\|%\|\]LOG:  hello world", line)
     assert match, line
     number = int(match.group(1))
     # %l: the same record keeps its number in every destination; the next one gets the next.
@@ -68,7 +71,25 @@ def test_every_prefix_escape_renders_as_documented() -> None:
 
 def test_prefix_outside_a_session_names_the_process() -> None:
     fmt = pglog.PgFormatter("%a pid %p: %r%u.")
-    assert fmt.format(record(logging.WARNING)) == f"main pid {os.getpid()}: .WARNING:  hello world"
+    assert fmt.format(record(logging.WARNING)) == f"main pid {os.getpid()}: [No Connection].WARNING:  hello world"
+
+
+def test_user_and_database_before_and_during_a_session() -> None:
+    """pgpool-II's %u/%d: [No Connection] until the client's startup packet is read (e.g. the
+    log_connections line), [unknown] for a name the client left empty."""
+    fmt = pglog.PgFormatter("%u@%d: ")
+    pglog.session.host, pglog.session.port = "127.0.0.1", "51000"
+    assert fmt.format(record()) == "[No Connection]@[No Connection]: LOG:  hello world"
+    pglog.session.client, pglog.session.user = True, "alice"
+    assert fmt.format(record()) == "alice@[unknown]: LOG:  hello world"
+    pglog.clear_session()
+    assert fmt.format(record()) == "[No Connection]@[No Connection]: LOG:  hello world"
+
+
+def test_prefix_padding() -> None:
+    fmt = pglog.PgFormatter("[%-6a|%6a|%3l|%5%]")
+    assert fmt.format(record()).startswith("[main  |  main|")
+    assert fmt.format(record()).endswith("|]LOG:  hello world")
 
 
 def test_error_verbosity_controls_detail_hint_and_location() -> None:
@@ -234,3 +255,39 @@ def test_size_rotation_to_the_same_name_appends_without_rotating_each_line(tmp_p
     assert collector is not None and collector._size_floor > 1024
     log.warning("two")
     assert Path(collector.path).read_text().endswith("WARNING:  one\nWARNING:  two\n")
+
+
+@pytest.mark.parametrize(
+    ("min_messages", "sent"),
+    [
+        ("debug1", ["DEBUG", "LOG", "WARNING"]),
+        ("log", ["LOG", "WARNING"]),  # for clients LOG ranks below NOTICE, as in PostgreSQL
+        ("notice", ["WARNING"]),
+        ("error", []),  # errors reach a client as ErrorResponse, never as a notice
+    ],
+)
+def test_client_min_messages_sends_notices_in_postgresql_client_order(tmp_path: Path, min_messages: str,
+                                                                      sent: list[str]) -> None:
+    pglog.configure(make_cfg(tmp_path, log_min_messages="warning"), debug=False)
+    root = logging.getLogger("pgpool_py")
+    assert root.level == logging.INFO
+    got: list[bytes] = []
+    pglog.set_client(got.append, min_messages)
+    try:
+        # Only a client asking for DEBUG makes DEBUG records worth creating.
+        assert root.level == (logging.DEBUG if sent[:1] == ["DEBUG"] else logging.INFO)
+        log = logging.getLogger("pgpool_py.x")
+        log.debug("d")
+        log.info("l", extra={"detail": "more"})
+        log.warning("w")
+        log.error("e")
+        log.critical("f")
+    finally:
+        pglog.set_client(None)
+    assert root.level == logging.INFO
+    fields = [m.parse_error_fields(data[5:]) for data in got]
+    assert [f["S"] for f in fields] == sent
+    assert all(data[:1] == b"N" for data in got)
+    assert {f["S"]: f["C"] for f in fields} == {s: "01000" if s == "WARNING" else "00000" for s in sent}
+    if "LOG" in sent:
+        assert next(f for f in fields if f["S"] == "LOG")["D"] == "more"
