@@ -416,7 +416,7 @@ class PcpWorker:
                         pool_counter=info.counter if live else 0,
                         pool_backendpid=info.pid if live else 0,
                         pool_connected=1 if live and info.connected else 0,
-                        status=ChildStatus(p.status).label if live and info.connected else "",
+                        status=ChildStatus(p.status).label,  # every row, as pgpool-II
                     )
                 )
         return rows

@@ -172,6 +172,8 @@ def test_information_commands_with_both_tools(pgpool: PgpoolServer, pg_cluster: 
     rows = both(pgpool, "pcp_proc_info", "-a").stdout.splitlines()
     assert len(rows) == 2 * 1 * 2  # children x max_pool x backends
     assert all(sum(f" {pid} " in row for row in rows) == 2 for pid in pids)  # one row per backend
+    # Every row shows its process's status, connected or not, as pgpool-II's do.
+    assert all(row.endswith(("Wait for connection", "Idle", "Execute command")) for row in rows), rows
     assert both(pgpool, "pcp_proc_info", "-a", pids[0]).stdout.count(f" {pids[0]} ") == 2
 
     # libpcp keeps 80 characters of a description (POOLCONFIG_MAXDESCLEN); ours prints it whole.
