@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from pgpool_py.health.primary import find_primary_node_repeatedly
 from pgpool_py.config.params import BackendFlag
 from pgpool_py.process import ProcessKind, spawn
 from pgpool_py.shmem.layout import (
@@ -200,7 +199,7 @@ def _failback(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
                 shm.procs[index].need_to_restart = True
         else:
             if streaming:
-                shm.req.primary_node_id = find_primary_node_repeatedly(cfg, shm)
+                shm.req.primary_node_id = main.search_primary()
                 main._update_main_and_primary()
             restart_children(main, list(range(len(main.children))))
         start_missing_aux(main)
@@ -278,7 +277,7 @@ def _failover(main: Main, request: NodeRequest, outcome: _Outcome) -> None:
     elif old_primary >= 0 and old_primary not in downed:
         new_primary = old_primary  # a standby failed: the primary stays
     else:
-        new_primary = find_primary_node_repeatedly(cfg, shm)
+        new_primary = main.search_primary()
     shm.req.primary_node_id = new_primary
     main._update_main_and_primary()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -111,10 +112,7 @@ class Main:
             self.listeners = create_listeners(cfg)
             self.pcp_listeners = create_pcp_listeners(cfg)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
-            try:
-                self._init_backends()
-            except SearchStopped:
-                pass
+            self._init_backends()
             stop = self._pending_stop()
             if stop is not None:
                 log.info("received %s shutdown request", STOP_MODES[stop])
@@ -157,10 +155,23 @@ class Main:
                 shm.backends[node].status = BackendStatus.DOWN if word == "down" else BackendStatus.CONNECT_WAIT
         if cfg.clustering_mode == "streaming_replication":
             # pgpool-II searches at startup too: no primary yet delays it up to search_primary_node_timeout.
-            shm.req.primary_node_id = find_primary_node_repeatedly(
-                cfg, shm, sleep=self._sleep_unless_stopping, waker=Waker(self.sigq.wakeup_fd, self._raise_if_stopping),
-            )
+            shm.req.primary_node_id = self.search_primary()
         self._update_main_and_primary()
+
+    def search_primary(self) -> int:
+        """
+        The primary node (-1: none), searched for up to search_primary_node_timeout, at start
+        and in a failover.  A stop signal ends the search at once, -1 then: the signal is left
+        pending for whoever stops the server.
+        """
+        try:
+            return find_primary_node_repeatedly(
+                self.cfg, self.shm, sleep=self._sleep_unless_stopping,
+                waker=Waker(self.sigq.wakeup_fd, self._raise_if_stopping),
+            )
+        except SearchStopped:
+            log.info("find_primary_node_repeatedly: stopped by a shutdown request")
+            return -1
 
     def _publish_backend(self, b: BackendConfig, status: BackendStatus) -> None:
         """A node's settings and first status, into shared memory (at start, or added by reload)."""
@@ -185,8 +196,15 @@ class Main:
             raise SearchStopped()
 
     def _sleep_unless_stopping(self, seconds: float) -> None:
-        self.sigq.wait((), seconds)
-        self._raise_if_stopping()
+        # Other signals (SIGCHLD in a failover) stay pending for the loop and do not end the
+        # sleep: sigq.wait() would return at once while they are pending.
+        deadline = time.monotonic() + seconds
+        while True:
+            self._raise_if_stopping()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            select.select([self.sigq.wakeup_fd], [], [], left)
 
     def _update_main_and_primary(self) -> None:
         """The main node, the primary and each node's role from the nodes' status; a node whose

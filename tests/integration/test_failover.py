@@ -468,3 +468,20 @@ def test_native_replication_roles_and_failback_placeholders(pgpool_factory: Pgpo
         "[failover][0][1][0][-1][][][end]",
         f"[failback][0][0][1][1][{node1.backend_hostname}][{node1.backend_port}][end]",
     ]
+
+
+def test_a_stop_request_ends_the_primary_search_of_a_failover(pg_cluster_factory: ClusterFactory,
+                                                              pgpool_factory: PgpoolFactory) -> None:
+    # The primary fails and nothing promotes the standby: main searches for a primary for up
+    # to search_primary_node_timeout, and an operator's stop must not wait for that.
+    nodes: list[PgNode] = pg_cluster_factory()
+    server = pgpool_factory(nodes, extra={**HEALTH, "failover_command": "true", "search_primary_node_timeout": 60})
+    nodes[0].stop()
+    wait_for("the failover's primary search", lambda: "starting degeneration" in server.log_text(),
+             DETECT_BOUND + 5)
+    time.sleep(1.5)  # a retry or two of the search, SIGCHLDs of restarted children pending meanwhile
+    started = time.monotonic()
+    assert server.stop("fast", timeout=10) == 0
+    took = time.monotonic() - started
+    assert took < 5, f"stopped after {took:.1f} s"
+    assert "stopped by a shutdown request" in server.log_text()
