@@ -12,11 +12,13 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +288,25 @@ def test_init_script(make_site: Callable[..., Site]) -> None:
     assert bad.returncode == 2 and 'unknown stop mode "gently"' in bad.stderr
 
 
+@contextmanager
+def _reachable_by_others(*paths: Path) -> Iterator[None]:
+    """Let other users read ``paths`` and traverse to them for a while: a checkout in a
+    mktemp -d directory (mode 700, as CI makes) keeps the server user from the venv and the
+    source otherwise (Python lists a directory on sys.path to import from it)."""
+    changed: dict[Path, int] = {}
+    for path in paths:
+        for directory, wanted in [(path, stat.S_IROTH | stat.S_IXOTH), *((p, stat.S_IXOTH) for p in path.parents)]:
+            mode = directory.stat().st_mode
+            if mode & wanted != wanted:
+                changed.setdefault(directory, mode)  # the first: the one to restore
+                directory.chmod(stat.S_IMODE(mode) | wanted)
+    try:
+        yield
+    finally:
+        for directory, mode in changed.items():
+            directory.chmod(stat.S_IMODE(mode))
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to the server user needs root")
 def test_init_script_runs_the_server_as_postgres(pg_cluster: list[PgNode]) -> None:
     """Run as root, the script starts the server as PGPOOL_USER (postgres by default, as
@@ -302,6 +323,13 @@ def test_init_script_runs_the_server_as_postgres(pg_cluster: list[PgNode]) -> No
     defaults = base / "defaults"
     defaults.write_text(f"PGPOOL_PY={shlex.quote(str(site.program))}\nCONFIG={shlex.quote(str(site.conf))}\n"
                         f"RUN_DIR={shlex.quote(str(run_dir))}\nOPTS='-C'\n")
+    source_root = Path(pgpool_py.__file__).resolve().parents[1]
+    with _reachable_by_others(Path(sys.prefix), source_root):
+        _init_script_as_the_server_user(site, defaults, run_dir, user, base)
+
+
+def _init_script_as_the_server_user(site: Site, defaults: Path, run_dir: Path, user: pwd.struct_passwd,
+                                    base: Path) -> None:
     try:
         start = init_script(site, "start", defaults=defaults)
         assert start.returncode == 0, start.stdout + start.stderr
