@@ -538,7 +538,9 @@ def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messag
 
 def _set_root_level() -> None:
     client = _client.threshold if _client.deliver is not None else logging.ERROR
-    logging.getLogger(_ROOT).setLevel(min(_server_level, client))
+    root, level = logging.getLogger(_ROOT), min(_server_level, client)
+    if root.level != level:  # setLevel empties every logger's level cache: not twice per session
+        root.setLevel(level)
 
 
 def set_client(deliver: Callable[[bytes], None] | None, min_messages: str = "notice") -> None:
