@@ -65,15 +65,19 @@ def format_value(param: Param, value: Value) -> str:
     return str(value)
 
 
-def show_value(cfg: Config, name: str) -> str:
-    """The SHOW text of ``name`` (``backend_port0`` for a node's value); secrets masked."""
+def _shown(cfg: Config, name: str) -> tuple[Param, Value] | None:
+    """The parameter ``name`` stands for and its value; None for a secret (KeyError: unknown)."""
     found = lookup(name)
     if found is None:
         raise KeyError(name)
     param, index = found
-    if param.secret:
-        return SECRET_MASK
-    return format_value(param, cfg.get(param.name, index))
+    return None if param.secret else (param, cfg.get(param.name, index))
+
+
+def show_value(cfg: Config, name: str) -> str:
+    """The SHOW text of ``name`` (``backend_port0`` for a node's value); secrets masked."""
+    shown = _shown(cfg, name)
+    return SECRET_MASK if shown is None else format_value(*shown)
 
 
 def with_unit(value: int, unit: str) -> str:
@@ -92,13 +96,10 @@ def with_unit(value: int, unit: str) -> str:
 def pgpool_show_value(cfg: Config, name: str) -> str:
     """The value PGPOOL SHOW prints for ``name``: a plain parameter's with its unit, a node's
     (``health_check_period1``) bare, as pgpool-II shows array members; secrets masked."""
-    found = lookup(name)
-    if found is None:
-        raise KeyError(name)
-    param, index = found
-    if param.secret:
+    shown = _shown(cfg, name)
+    if shown is None:
         return SECRET_MASK
-    value = cfg.get(param.name, index)
+    param, value = shown
     if param.unit and not param.indexed and isinstance(value, int) and not isinstance(value, bool):
         return with_unit(value, param.unit)
     return format_value(param, value)
