@@ -283,6 +283,8 @@ class Router:
     def _note_verdict(self, verdict: Verdict, target: Target) -> None:
         """Predict the transaction state a batch leaves (ReadyForQuery corrects it)."""
         if verdict.changes_session:
+            if verdict.kind is StatementKind.DDL and self.native:
+                self.child.table_clocks.clear()  # a column default may change (routing.timestamp)
             if verdict.tx_start:
                 self.in_tx, self.tx_written, self.tx_failed = True, False, False
                 self.tx_serializable = verdict.serializable
@@ -847,8 +849,6 @@ class Router:
         node (``routing.timestamp``), so that now() and DEFAULT now() store one value
         everywhere.  None: wait for what is in flight first.
         """
-        if verdict.kind is StatementKind.DDL:
-            self.child.table_clocks.clear()  # a default may have changed
         text = m.query_bytes(msg)
         if self.tx_failed or not self._clock_candidate(verdict, text):
             return msg
@@ -867,8 +867,6 @@ class Router:
         Describe answers alike), and each execution gets its own time.  Returns the payload and
         the number of our messages ahead of it; None: wait for what is in flight first.
         """
-        if scan.verdict is not None and scan.verdict.kind is StatementKind.DDL:
-            self.child.table_clocks.clear()
         own = iter(scan.statements)
         batch_statements: dict[str, Prepared | None] = {}
         binds: list[tuple[int, int, Prepared]] = []
