@@ -46,6 +46,9 @@ def open_listeners(
                     sock.bind(sockaddr)
                 except OSError as exc:
                     raise ServerHalt(f"could not bind {what} socket {host}:{port}: {exc.strerror}") from exc
+                # Accepted connections inherit these on Linux: set once here, not per client.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 if defer_accept:
                     # Clients speak first in these protocols: the kernel holds a connection
                     # until its first bytes arrive, so clients that connect and say nothing

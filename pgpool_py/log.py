@@ -505,6 +505,7 @@ class ClientNoticeHandler(logging.Handler):
 # ---------------------------------------------------------------------- configuration
 
 _ROOT = "pgpool_py"
+_root = logging.getLogger(_ROOT)  # kept: getLogger takes logging's module lock, twice per session
 _stderr: logging.Handler | None = None
 _syslog: SyslogHandler | None = None
 _collector: CollectorHandler | None = None
@@ -517,7 +518,7 @@ syslog_address = DEFAULT_SYSLOG_ADDRESS  # the socket syslog lines go to; tests 
 
 def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messages: str, debug: bool) -> None:
     global _server_level
-    root = logging.getLogger(_ROOT)
+    root = _root
     root.propagate = False
     for old in list(root.handlers):
         if old not in handlers and old is not _client:
@@ -538,9 +539,9 @@ def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messag
 
 def _set_root_level() -> None:
     client = _client.threshold if _client.deliver is not None else logging.ERROR
-    root, level = logging.getLogger(_ROOT), min(_server_level, client)
-    if root.level != level:  # setLevel empties every logger's level cache: not twice per session
-        root.setLevel(level)
+    level = min(_server_level, client)
+    if _root.level != level:  # setLevel empties every logger's level cache: not twice per session
+        _root.setLevel(level)
 
 
 def set_client(deliver: Callable[[bytes], None] | None, min_messages: str = "notice") -> None:

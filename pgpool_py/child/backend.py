@@ -37,6 +37,20 @@ class BackendConnection:
     # A client's statements ran on it since it was made or last reset: the reset queries
     # (reset_query_list) are for such connections only.
     dirty: bool = False
+    # params as the ParameterStatus messages every client of this connection is welcomed
+    # with; made again only after a change (set_param).
+    _param_messages: bytes | None = None
+
+    def set_param(self, body: bytes) -> None:
+        """A ParameterStatus body (name, value) the backend sent outside a client's session."""
+        name, _, rest = body.partition(b"\0")
+        self.params[name.decode()] = rest.rstrip(b"\0").decode(errors="replace")
+        self._param_messages = None
+
+    def param_messages(self) -> bytes:
+        if self._param_messages is None:
+            self._param_messages = b"".join(m.parameter_status(k, v) for k, v in self.params.items())
+        return self._param_messages
 
     @property
     def sock(self) -> socket.socket:
@@ -126,8 +140,7 @@ def connect_backend(
                 if reply:
                     conn.stream.send(reply)
             elif typ == ord("S"):
-                name, _, rest = body.partition(b"\0")
-                conn.params[name.decode()] = rest.rstrip(b"\0").decode(errors="replace")
+                conn.set_param(body)
             elif typ == ord("K"):
                 conn.pid = m.unpack_int32_from(body, 0)[0]
                 conn.key = bytes(body[4:8])

@@ -113,6 +113,8 @@ class Child:
         self.shm = shm
         self.listeners = list(listeners)
         self.listen_fds = [s.fileno() for s in self.listeners]
+        self._listener_by_fd = {s.fileno(): s for s in self.listeners}
+        self._unix_fds = {s.fileno() for s in self.listeners if s.family == socket.AF_UNIX}
         self.main_pid = main_pid
         self.hba_rules, self.pool_passwd, self.tls_context, self.backend_tls = auth_files
         self.pool = ConnectionPool(shm, index, cfg.max_pool)
@@ -153,7 +155,7 @@ class Child:
             # Other processes keep the same sockets open: epoll would go on reporting them.
             self._accept_poll.unregister(s.fileno())
             s.close()
-        self.listeners, self.listen_fds = [], []
+        self.listeners, self.listen_fds, self._listener_by_fd = [], [], {}
 
     def _wait_for_client(self, timeout: float | None) -> list[int]:
         """
@@ -389,7 +391,7 @@ class Child:
         return True
 
     def _accept(self, fd: int) -> tuple[socket.socket, str, str, str] | None:
-        listener = next((s for s in self.listeners if s.fileno() == fd), None)
+        listener = self._listener_by_fd.get(fd)
         if listener is None:
             return None
         try:
@@ -397,15 +399,14 @@ class Child:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None  # another child won the race
         sock.setblocking(True)
-        if sock.family == socket.AF_UNIX:
+        if fd in self._unix_fds:
             return sock, "", "", "local"
         # TCP_DEFER_ACCEPT hands us a connection when its first bytes arrive, or when the
         # kernel gives up waiting: one with nothing to read has been silent all along.
+        # (TCP_NODELAY and SO_KEEPALIVE come from the listen socket: listen.open_listeners.)
         if not select.select([sock], [], [], 0)[0]:
             sock.close()
             return None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return sock, str(addr[0]), str(addr[1]), "host"
 
     def _serve(self, sock: socket.socket, host: str, port: str, conn_type: str) -> int | None:

@@ -359,7 +359,7 @@ class Session:
         main = slot.main
         return (
             m.AUTHENTICATION_OK
-            + b"".join(m.parameter_status(k, v) for k, v in main.params.items())
+            + main.param_messages()
             + m.backend_key_data(main.pid, slot.cancel_key.to_bytes(4, "big"))
             + m.ready_for_query(main.tx_status)
         )
@@ -641,8 +641,7 @@ def query_rows(conn: BackendConnection, sql: str, deadline: float) -> list[list[
         elif typ == _E:
             error = m.parse_error_fields(body)
         elif typ == _S:
-            name, _, rest = body.partition(b"\0")
-            conn.params[name.decode()] = rest.rstrip(b"\0").decode(errors="replace")
+            conn.set_param(body)
         elif typ == _Z:
             conn.tx_status = body[0]
             break
