@@ -451,6 +451,8 @@ class Child:
                 proc.client_port = b""
                 proc.connected = True
                 proc.client_connection_count += 1
+                proc.client_idle_since = 0.0
+                proc.wait_for_connect_since = time.time()  # child_life_time counts from here
         if exit_code is not None:
             return exit_code
         if cfg.child_max_connections > 0 and proc.client_connection_count >= cfg.child_max_connections:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Callable
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
@@ -17,7 +18,7 @@ from pgpool_py.health.check import health_check_stats_rows, pg_role, pg_status
 from pgpool_py.errors import PgError
 from pgpool_py.protocol import messages as m
 from pgpool_py.routing.classify import parse_pool_command
-from pgpool_py.shmem.layout import STATEMENT_COUNTERS, BackendStatus, ChildStatus, show_time
+from pgpool_py.shmem.layout import STATEMENT_COUNTERS, BackendStatus, ChildStatus, process_start_text, show_time
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
@@ -164,6 +165,7 @@ class PoolCommands:
 
     def pool_processes(self, session: Session) -> bytes:
         shm = self.child.shm
+        now = time.time()
         rows: Rows = []
         for child in range(shm.num_children):
             p = shm.procs[child]
@@ -175,35 +177,18 @@ class PoolCommands:
                 database, username = info.database.decode(), info.user.decode()
                 backend_time, counter = show_time(info.create_time), str(info.counter)
             rows.append([
-                str(p.pid), show_time(p.start_time), str(p.client_connection_count), database, username,
+                str(p.pid), process_start_text(p, session.cfg.child_life_time, now), str(p.client_connection_count),
+                database, username,
                 backend_time, counter, ChildStatus(p.status).label,
             ])
         return m.result_set(POOL_PROCESSES_COLUMNS, rows)
 
     def pool_pools(self, session: Session) -> bytes:
-        shm = self.child.shm
-        rows: Rows = []
+        shm, cfg = self.child.shm, session.cfg
+        rows: list[list[str]] = []
         for child in range(shm.num_children):
-            p = shm.procs[child]
-            if not p.pid:
-                continue
-            status = ChildStatus(p.status).label
-            for pool in range(shm.max_pool):
-                for node in range(shm.req.num_backends):
-                    info = shm.conn(child, pool, node)
-                    live = info.in_use
-                    rows.append([
-                        str(p.pid), show_time(p.start_time), str(p.client_connection_count), str(pool), str(node),
-                        info.database.decode() if live else "", info.user.decode() if live else "",
-                        show_time(info.create_time) if live else "",
-                        show_time(info.client_connection_time) if live else "",
-                        show_time(info.client_disconnection_time) if live else "",
-                        str(info.client_idle_duration) if live else "0",
-                        str(info.major) if live else "0", str(info.minor) if live else "0",
-                        str(info.counter) if live else "0", str(info.pid) if live else "0",
-                        "1" if live and info.connected else "0",
-                        status,  # the process's, on every row of it (pgpool-II's get_pools)
-                    ])
+            if shm.procs[child].pid:
+                rows += shm.pool_rows(child, cfg.child_life_time, cfg.client_idle_limit)
         return m.result_set(POOL_POOLS_COLUMNS, rows)
 
     def _first_node(self, child: int, pool: int) -> int:

@@ -540,6 +540,7 @@ class Session:
         self.idle_configured = cfg.client_idle_limit > 0 or bool(cfg.client_idle_limit_in_recovery)
         # idle_timeout's fast path is left also while notices wait to be sent.
         self.idle_limited = self.idle_configured or bool(self.notices)
+        self._idle_published: float | None = None  # what _publish_idle last wrote
         if self.notices_on:
             pglog.set_client(self._deliver_notice, cfg.client_min_messages)
 
@@ -554,7 +555,12 @@ class Session:
             return -1  # no limit whatever the recovery state: shared memory need not be read
         if self.notices:
             self._flush_notices()
-        if busy or not self.idle_configured:
+        if not self.idle_configured:
+            return -1
+        mark = -1.0 if busy else idle_since
+        if mark != self._idle_published:
+            self._publish_idle(mark)
+        if busy:
             return -1
         req = self.child.shm.req
         if req.in_recovery:
@@ -574,6 +580,14 @@ class Session:
                 detail=f"child connection forced to terminate due to {name}:{limit} is reached",
             )
         return int(left * 1000) + 1
+
+    def _publish_idle(self, idle_since: float) -> None:
+        """For client_idle_duration (SHOW POOL_POOLS, pcp_proc_info): since when the client is
+        idle (-1: busy), in wall-clock time; kept only while an idle limit is set, as pgpool-II
+        counts it."""
+        self._idle_published = idle_since
+        now = time.time()
+        self.child.proc.client_idle_since = 0.0 if idle_since < 0 else now - (time.monotonic() - idle_since)
 
     def _backend_lost(self, backend: BackendConnection) -> SessionError:
         self.child.backend_failed(backend.node_id, None)

@@ -390,35 +390,13 @@ class PcpWorker:
         return proto.process_info_response(rows)
 
     def _pool_rows(self, slot: int, pid: int) -> list[ProcessInfo]:
-        """The rows of one child, the same values as SHOW POOL_POOLS (pgpool-II's get_pools)."""
-        shm = self.shm
-        p = shm.procs[slot]
+        """The rows of one child, the same as SHOW POOL_POOLS (SharedState.pool_rows)."""
         rows = []
-        for pool in range(shm.max_pool):
-            for node in range(self._num_backends()):
-                info = shm.conn(slot, pool, node)
-                live = bool(info.in_use)
-                rows.append(
-                    ProcessInfo(
-                        pool_pid=pid,
-                        process_start_time=show_time(p.start_time),
-                        client_connection_count=p.client_connection_count,
-                        pool_id=pool,
-                        backend_id=node,
-                        database=info.database.decode(errors="replace") if live else "",
-                        username=info.user.decode(errors="replace") if live else "",
-                        backend_connection_time=show_time(info.create_time) if live else "",
-                        client_connection_time=show_time(info.client_connection_time) if live else "",
-                        client_disconnection_time=show_time(info.client_disconnection_time) if live else "",
-                        client_idle_duration=str(info.client_idle_duration) if live else "0",
-                        pool_majorversion=info.major if live else 0,
-                        pool_minorversion=info.minor if live else 0,
-                        pool_counter=info.counter if live else 0,
-                        pool_backendpid=info.pid if live else 0,
-                        pool_connected=1 if live and info.connected else 0,
-                        status=ChildStatus(p.status).label,  # every row, as pgpool-II
-                    )
-                )
+        for r in self.shm.pool_rows(slot, self.cfg.child_life_time, self.cfg.client_idle_limit):
+            rows.append(ProcessInfo(
+                pid, r[1], int(r[2]), int(r[3]), int(r[4]), r[5], r[6], r[7], r[8], r[9], r[10],
+                int(r[11]), int(r[12]), int(r[13]), int(r[14]), int(r[15]), r[16],
+            ))
         return rows
 
     def pool_status(self, payload: bytes) -> bytes:

@@ -116,6 +116,21 @@ def show_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else ""
 
 
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def process_start_text(proc: ProcessInfo, child_life_time: int, now: float) -> str:
+    """A child's start_time as SHOW POOL_PROCESSES/POOL_POOLS and pcp_proc_info print it: an
+    idle child that has served clients also shows how long it has before child_life_time
+    restarts it."""
+    text = show_time(proc.start_time)
+    if child_life_time > 0 and proc.connected and proc.current_pool < 0 and proc.wait_for_connect_since:
+        left = max(0, child_life_time - int(now - proc.wait_for_connect_since))
+        text += f" ({_minutes(left)} before process restarting)"
+    return text
+
+
 class BackendInfo(ctypes.Structure):
     _fields_ = [
         ("hostname", ctypes.c_char * 256),
@@ -217,6 +232,10 @@ class ProcessInfo(ctypes.Structure):
         ("client_host", ctypes.c_char * 64),
         ("client_port", ctypes.c_char * 8),
         ("statement", ctypes.c_char * 256),
+        # When the child began to wait for its next client, after serving one (child_life_time).
+        ("wait_for_connect_since", ctypes.c_double),
+        # When the session's client last went idle, while a client idle limit is set; 0 otherwise.
+        ("client_idle_since", ctypes.c_double),
     ]
 
 
@@ -236,7 +255,6 @@ class ConnectionInfo(ctypes.Structure):
         ("create_time", ctypes.c_double),
         ("client_connection_time", ctypes.c_double),
         ("client_disconnection_time", ctypes.c_double),
-        ("client_idle_duration", ctypes.c_int),
         ("load_balancing_node", ctypes.c_int),
         ("connected", ctypes.c_bool),  # a client is using this pooled connection now
         ("in_use", ctypes.c_bool),  # the slot holds a live backend connection
@@ -297,6 +315,40 @@ class SharedState:
     def conn(self, child: int, pool: int, node: int) -> ConnectionInfo:
         return self.conns[(child * self.max_pool + pool) * MAX_BACKENDS + node]
 
+
+    def pool_rows(self, child: int, child_life_time: int, client_idle_limit: int) -> list[list[str]]:
+        """SHOW POOL_POOLS / pcp_proc_info for one child: a row per (pool slot, node), the
+        17 fields of pgpool-II's get_pools."""
+        p = self.procs[child]
+        now = time.time()
+        start = process_start_text(p, child_life_time, now)
+        status = ChildStatus(p.status).label  # the process's, on every row of it
+        rows = []
+        for pool in range(self.max_pool):
+            for node in range(self.req.num_backends):
+                info = self.conn(child, pool, node)
+                live = info.in_use
+                # pgpool-II counts idle seconds only while a client idle limit is set.
+                idle = 0
+                if info.connected and p.current_pool == pool and p.client_idle_since:
+                    idle = max(0, int(now - p.client_idle_since))
+                idle_text = str(idle) if live else "0"
+                if live and client_idle_limit > 0 and info.connected:
+                    idle_text += f" ({_minutes(max(0, client_idle_limit - idle))} before client disconnected)"
+                rows.append([
+                    str(p.pid), start, str(p.client_connection_count), str(pool), str(node),
+                    info.database.decode(errors="replace") if live else "",
+                    info.user.decode(errors="replace") if live else "",
+                    show_time(info.create_time) if live else "",
+                    show_time(info.client_connection_time) if live else "",
+                    show_time(info.client_disconnection_time) if live else "",
+                    idle_text,
+                    str(info.major) if live else "0", str(info.minor) if live else "0",
+                    str(info.counter) if live else "0", str(info.pid) if live else "0",
+                    "1" if live and info.connected else "0",
+                    status,
+                ])
+        return rows
     def int_cell(self, struct: ctypes.Structure, field: str) -> tuple[memoryview, int]:
         """A c_int field of a shared structure as (array, index), for a value written often."""
         offset = ctypes.addressof(struct) - self._base + getattr(type(struct), field).offset

@@ -93,6 +93,35 @@ def test_pool_pools_rows_show_their_process_status(server: Any) -> None:
     assert others and all(statuses[pid] == {"Wait for connection"} for pid in others), statuses
 
 
+def test_start_time_and_idle_duration_count_down_as_in_pgpool_ii(pgpool_factory: Any, pg_cluster: Any) -> None:
+    """pgpool-II 4.3 appends the time left before child_life_time restarts an idle child that
+    has served clients, and before client_idle_limit ends an idle client's session."""
+    server = pgpool_factory(pg_cluster, extra={"child_life_time": 300, "client_idle_limit": 60,
+                                               "num_init_children": 4})
+    with server.connect(autocommit=True) as idle, server.connect(autocommit=True) as asking:
+        with server.connect(autocommit=True) as served:  # its child then waits for the next client
+            served.execute("SELECT 1")
+        idle_backend = idle.execute("SELECT pg_backend_pid()").fetchone()
+        assert idle_backend is not None
+        time.sleep(2.2)
+        processes = asking.execute("SHOW POOL_PROCESSES").fetchall()
+        pools = asking.execute("SHOW POOL_POOLS").fetchall()
+    waiting = [row for row in processes if row[-1] == "Wait for connection"]
+    counting = [row for row in waiting if row[1].endswith(" before process restarting)")]
+    # The child that served the first client and waits again; children that never served
+    # a client, and those serving one now, show the time alone.
+    assert len(counting) == 1, processes
+    left = counting[0][1].rsplit("(", 1)[1].split()[0]
+    assert left in ("4:57", "4:58", "4:59", "5:00"), counting
+    assert all(len(row[1]) == 19 for row in processes if row not in counting), processes
+    mine = [row for row in pools if row[14] == str(idle_backend[0])]
+    assert len(mine) == 1, pools
+    idle_seconds, rest = mine[0][10].split(" ", 1)
+    assert 2 <= int(idle_seconds) <= 4 and rest == f"(0:{60 - int(idle_seconds):02d} before client disconnected)", mine
+    # Slots without a client show a bare count.
+    assert all(row[10] == "0" for row in pools if row[15] == "0"), pools
+
+
 def test_pgpool_set_show_reset(server: Any) -> None:
     with server.connect(autocommit=True) as conn:
         assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
