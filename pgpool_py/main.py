@@ -24,6 +24,7 @@ from pgpool_py import log as pglog
 from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files, reload_everything
 from pgpool_py.config import BackendConfig, Config
 from pgpool_py.errors import ConfigError, ServerHalt
+from pgpool_py.child.pending import Handoff
 from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
 from pgpool_py.health.primary import SearchStopped, find_primary_node_repeatedly
@@ -111,6 +112,7 @@ class Main:
             self.sigq = SignalQueue(HANDLED_SIGNALS + STRAY_SIGNALS)
             self.listeners = create_listeners(cfg)
             self.pcp_listeners = create_pcp_listeners(cfg)
+            self.handoff = Handoff()  # children pass clients still on their way in (child/pending.py)
             self.shm = SharedState(cfg.num_init_children, cfg.max_pool)
             self._init_backends()
             stop = self._pending_stop()
@@ -269,13 +271,13 @@ class Main:
 
     def _spawn_child(self, index: int) -> None:
         listeners = self.listeners
-        child = Child(index, self.cfg, self.shm, listeners, os.getpid(), self.paths, self.auth_files)
+        child = Child(index, self.cfg, self.shm, listeners, os.getpid(), self.paths, self.auth_files, self.handoff)
         pid = spawn(
             ProcessKind.CHILD,
             child.run,
             title="wait for connection request",
             slot=index,
-            before_run=lambda: self._after_fork(keep=listeners),
+            before_run=lambda: self._after_fork(keep=listeners, child=True),
         )
         self.children[index] = ChildSlot(pid, time.monotonic())
         self.pid_to_child[pid] = index
@@ -315,12 +317,14 @@ class Main:
                         before_run=lambda: self._after_fork(keep=keep))
         aux.started = time.monotonic()
 
-    def _after_fork(self, keep: list[socket.socket]) -> None:
-        """In a new process: drop main's doorbell and the listen sockets it does not serve."""
+    def _after_fork(self, keep: list[socket.socket], child: bool = False) -> None:
+        """In a new process: drop main's doorbell and the sockets it does not serve."""
         self.sigq.close()
         for sock in self.listeners + self.pcp_listeners:
             if sock not in keep:
                 sock.close()
+        if not child:
+            self.handoff.close()
 
     def _aux_by_pid(self, pid: int) -> AuxProcess | None:
         return next((a for a in self.aux.values() if a.pid == pid), None)

@@ -219,9 +219,6 @@ def reader(sock: socket.socket) -> Callable[[int], bytes]:
 class TlsStream(Stream):
     """A Stream over an SSLSocket: decrypted bytes waiting in OpenSSL count as readable."""
 
-    def _take_ready(self) -> None:
-        pass  # no MSG_DONTWAIT through TLS: _fill looks at OpenSSL's buffer first
-
     def _fill(self, deadline: float | None, what: str) -> None:
         sock = self.sock
         assert isinstance(sock, ssl.SSLSocket)

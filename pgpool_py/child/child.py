@@ -10,6 +10,7 @@ SIGUSR1 close idle pooled connections; SIGUSR2 wake up (end a pause()).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import signal
@@ -25,6 +26,7 @@ from pgpool_py.child.backend import BackendConnection, open_socket
 from pgpool_py.child.commands import PoolCommands
 from pgpool_py.child.hba import load_hba
 from pgpool_py.child.passwd import load_pool_passwd, read_pool_key
+from pgpool_py.child.pending import Handoff, PendingClient
 from pgpool_py.child.pool import ConnectionPool
 from pgpool_py.child.pool import PoolSlot
 from pgpool_py.child.router import parse_redirect_list, weighted_choice
@@ -56,6 +58,7 @@ CHILD_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
+MAX_PENDING = 256  # clients one child keeps while their first packet arrives; more are closed
 SWITCHING_POLL = 1.0  # seconds between checks while main runs a failover
 SWITCHING_MAX_WAIT = 30.0  # pgpool-II gives up (and exits) after 30 s
 VOLATILITY_QUERY_TIMEOUT = 10.0
@@ -106,8 +109,13 @@ class Child:
         main_pid: int,
         paths: RuntimePaths,
         auth_files: AuthFiles,
+        handoff: Handoff,
     ) -> None:
         self.paths = paths
+        self.handoff = handoff
+        # Clients accepted (or taken from the handoff) whose first packet is incomplete, by fd.
+        self.pending: dict[int, PendingClient] = {}
+        self._handoff_fd = -1  # registered in run()
         self.index = index
         self.cfg = cfg
         self.shm = shm
@@ -156,6 +164,9 @@ class Child:
             self._accept_poll.unregister(s.fileno())
             s.close()
         self.listeners, self.listen_fds, self._listener_by_fd = [], [], {}
+        if self._handoff_fd >= 0:
+            self._accept_poll.unregister(self._handoff_fd)
+            self._handoff_fd = -1
 
     def _wait_for_client(self, timeout: float | None) -> list[int]:
         """
@@ -312,6 +323,8 @@ class Child:
         self._accept_poll = select.epoll()
         for fd in self.listen_fds:
             self._accept_poll.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        self._handoff_fd = self.handoff.recv_end.fileno()
+        self._accept_poll.register(self._handoff_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         self._accept_poll.register(self.sigq.wakeup_fd, select.EPOLLIN)
         if os.getppid() != self.main_pid:
             return ExitCode.NO_RESTART
@@ -347,6 +360,10 @@ class Child:
                         log.debug("child life %d seconds expired", cfg.child_life_time)
                         return ExitCode.RESTART
                     timeout = left if timeout is None else min(timeout, left)
+                if self.pending:
+                    left = self._expire_pending()
+                    if left is not None:
+                        timeout = left if timeout is None else min(timeout, left)
                 self.set_title("wait for connection request")
                 ready = [] if self.sigq.pending else self._wait_for_client(timeout)
                 if not ready:
@@ -354,14 +371,16 @@ class Child:
                 if not self._wait_while_paused():
                     continue
                 for fd in ready:
-                    sock = self._accept(fd)
-                    if sock is not None:
-                        code = self._serve(*sock)
+                    client = self._take(fd)
+                    if client is not None:
+                        code = self._serve(client)
                         idle_since = time.monotonic()
                         if code is not None:
                             return code
                         break
         finally:
+            # Another child takes over the clients still on their way in, unless all stop.
+            self._give_up_pending(pass_on=not self.stop_requested)
             self.pool.discard_all()
             self.set_status(ChildStatus.WAIT_FOR_CONNECT)
 
@@ -390,7 +409,62 @@ class Child:
                 self.sigq.wait((), None)  # woken by SIGUSR2 from main after finish_recovery
         return True
 
-    def _accept(self, fd: int) -> tuple[socket.socket, str, str, str] | None:
+    def _take(self, fd: int) -> PendingClient | None:
+        """
+        Act on a ready descriptor of the accept loop: a new connection, a client passed on by
+        another child, or more bytes from a pending one.  Returns the client to serve once
+        its first packet is complete; until then it stays pending, holding no child.
+        """
+        accepted = fd in self._listener_by_fd
+        if accepted:
+            client = self._accept(fd)
+        elif fd == self._handoff_fd:
+            client = self.handoff.take()
+        else:
+            client = self.pending.pop(fd, None)
+            if client is not None:
+                self._accept_poll.unregister(fd)
+        if client is None:
+            return None
+        done = client.read()
+        if done:
+            return client
+        # TCP_DEFER_ACCEPT hands a connection over when its first bytes arrive, or when the
+        # kernel gives up waiting: one with nothing to read has been silent all along.
+        silent = accepted and client.conn_type == "host" and not client.data
+        if done is None or silent or len(self.pending) >= MAX_PENDING:
+            client.close()
+            return None
+        fd = client.sock.fileno()
+        self.pending[fd] = client
+        self._accept_poll.register(fd, select.EPOLLIN)
+        return None
+
+    def _expire_pending(self) -> float | None:
+        """Close the pending clients past authentication_timeout; seconds until the next deadline."""
+        now = time.time()
+        nearest: float | None = None
+        for fd, client in list(self.pending.items()):
+            left = client.deadline - now
+            if left <= 0:
+                log.debug("client did not send its startup packet within authentication_timeout")
+                self._accept_poll.unregister(fd)
+                del self.pending[fd]
+                client.close()
+            elif nearest is None or left < nearest:
+                nearest = left
+        return nearest
+
+    def _give_up_pending(self, pass_on: bool) -> None:
+        """Before this child serves a session (or exits): its pending clients go to the handoff
+        queue, where an idle child takes them over, instead of waiting for this one."""
+        for fd, client in self.pending.items():
+            self._accept_poll.unregister(fd)
+            if not (pass_on and self.handoff.pass_on(client)):
+                client.close()
+        self.pending.clear()
+
+    def _accept(self, fd: int) -> PendingClient | None:
         listener = self._listener_by_fd.get(fd)
         if listener is None:
             return None
@@ -399,18 +473,17 @@ class Child:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None  # another child won the race
         sock.setblocking(True)
+        timeout = self.cfg.authentication_timeout
+        deadline = time.time() + timeout if timeout > 0 else math.inf
         if fd in self._unix_fds:
-            return sock, "", "", "local"
-        # TCP_DEFER_ACCEPT hands us a connection when its first bytes arrive, or when the
-        # kernel gives up waiting: one with nothing to read has been silent all along.
-        # (TCP_NODELAY and SO_KEEPALIVE come from the listen socket: listen.open_listeners.)
-        if not select.select([sock], [], [], 0)[0]:
-            sock.close()
-            return None
-        return sock, str(addr[0]), str(addr[1]), "host"
+            return PendingClient(sock, "", "", "local", deadline)
+        # TCP_NODELAY and SO_KEEPALIVE come from the listen socket (listen.open_listeners).
+        return PendingClient(sock, str(addr[0]), str(addr[1]), "host", deadline)
 
-    def _serve(self, sock: socket.socket, host: str, port: str, conn_type: str) -> int | None:
+    def _serve(self, client: PendingClient) -> int | None:
         """Serve one client; return an exit code when the child must exit afterwards."""
+        self._give_up_pending(pass_on=True)
+        sock, host, port = client.sock, client.host, client.port
         shm, proc, cfg = self.shm, self.proc, self.cfg
         count = shm.conn_counter_up()
         # Not WAIT_FOR_CONNECT while counted: main counts out a child that dies mid-session.
@@ -424,7 +497,7 @@ class Child:
             # does it (sent in reply to an SSLRequest, libpq only shows "error during SSL exchange").
             refuse = cfg.reserved_connections > 0 and count > cfg.num_init_children - cfg.reserved_connections
             self.in_session = True
-            Session(self, sock, host, port, conn_type, too_many_clients=refuse).run()
+            Session(self, client, too_many_clients=refuse).run()
         except FastExit:
             exit_code = ExitCode.NO_RESTART
         except OSError as exc:

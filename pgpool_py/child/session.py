@@ -17,6 +17,7 @@ from pgpool_py.child import auth as client_auth
 from pgpool_py.child.backend import BackendConnection, connect_backend
 from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
 from pgpool_py.child.passwd import PasswordEntry
+from pgpool_py.child.pending import PendingClient
 from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
 from pgpool_py.child.router import Router
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
@@ -45,9 +46,7 @@ class FastExit(BaseException):
 
 
 class Session:
-    def __init__(
-        self, child: Child, sock: socket.socket, addr: str, port: str, conn_type: str, too_many_clients: bool = False
-    ) -> None:
+    def __init__(self, child: Child, client: PendingClient, too_many_clients: bool = False) -> None:
         self.too_many_clients = too_many_clients
         self.child = child
         # client_min_messages: NoticeResponses of our log records, sent between two messages
@@ -58,11 +57,13 @@ class Session:
         self._configure(child.cfg)
         self.session_values: dict[str, object] = {}  # PGPOOL SET values of this session
         self.router: Router | None = None
-        self.sock = sock
-        self.client_addr = addr
-        self.client_port = port
-        self.conn_type = conn_type  # "local" (Unix socket) or "host"
-        self.client = Stream(sock, "client", child.sigq.wait, child.on_interrupt)
+        self.sock = client.sock
+        self.client_addr = client.host
+        self.client_port = client.port
+        self.conn_type = client.conn_type  # "local" (Unix socket) or "host"
+        self.client = Stream(client.sock, "client", child.sigq.wait, child.on_interrupt)
+        self.client.buf += client.data  # the first packet, read in the child's accept loop
+        self.startup_deadline = client.monotonic_deadline()  # authentication_timeout, from accept
         self.slot: PoolSlot | None = None
         self.ended_by_terminate = False
         self.unanswered = 0  # Query/Sync replies still due when the client said Terminate
@@ -144,7 +145,7 @@ class Session:
     # ------------------------------------------------------------------ startup
 
     def _read_startup(self) -> m.StartupMessage | None:
-        deadline = time.monotonic() + self.cfg.authentication_timeout if self.cfg.authentication_timeout > 0 else None
+        deadline = self.startup_deadline
         answered_ssl = answered_gss = False
         while True:
             packet = self.client.read_startup(deadline)

@@ -62,19 +62,6 @@ class Stream:
             self.buf += data
             return
 
-    def _take_ready(self) -> None:
-        """What the socket holds now, without a wait first: a client's startup packet is
-        there already (the listen socket's TCP_DEFER_ACCEPT), and the wait costs a system call."""
-        try:
-            data = self.sock.recv(65536, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            raise PeerClosed(self.who) from exc
-        if not data:
-            raise PeerClosed(self.who)
-        self.buf += data
-
     def read_exact(self, n: int, deadline: float | None, what: str) -> bytes:
         while len(self.buf) < n:
             self._fill(deadline, what)
@@ -83,8 +70,6 @@ class Stream:
         return out
 
     def read_startup(self, deadline: float | None) -> m.StartupPacket:
-        if len(self.buf) < 8:
-            self._take_ready()
         header = self.read_exact(4, deadline, "reading the startup packet")
         payload = self.read_exact(m.startup_length(header), deadline, "reading the startup packet")
         return m.parse_startup_payload(payload)

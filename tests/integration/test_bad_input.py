@@ -116,6 +116,11 @@ def test_missing_user(server: Any) -> None:
 
 def _logged_in(s: socket.socket) -> None:
     s.sendall(_startup())
+    _until_ready(s)
+
+
+def _until_ready(s: socket.socket) -> None:
+    """Read the server's answer to a startup packet up to ReadyForQuery."""
     data = b""
     while not data.endswith(b"Z\x00\x00\x00\x05I"):
         chunk = s.recv(65536)
@@ -156,6 +161,67 @@ def test_silent_clients_do_not_tie_up_children(server: Any) -> None:
     finally:
         for s in silent:
             s.close()
+
+
+def _unix_socket(server: Any) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(str(server.conf_path.parent / "run" / f".s.PGSQL.{server.port}"))
+    return sock
+
+
+def test_slow_and_silent_local_clients_do_not_tie_up_children(server: Any) -> None:
+    """
+    Beyond what TCP_DEFER_ACCEPT covers: clients that stall part-way through their startup
+    packet, and local ones that send nothing at all, wait without holding either of the two
+    children (pgpool-II 4.3 and pgpool-py before: every child, until authentication_timeout).
+    Each is served as soon as its packet is complete.
+    """
+    packet = _startup()
+    slow = [socket.create_connection((HOST, server.port), timeout=5) for _ in range(6)]
+    silent = [_unix_socket(server) for _ in range(6)]
+    try:
+        for s in slow:
+            s.sendall(packet[:5])
+        started = time.monotonic()
+        _served(server)
+        assert time.monotonic() - started < 3
+        for s in slow:
+            s.sendall(packet[5:])
+            _until_ready(s)
+            s.close()
+        for s in silent[:2]:
+            _logged_in(s)
+            s.close()
+    finally:
+        for s in slow + silent:
+            s.close()
+    _served(server)
+
+
+def test_a_child_passes_its_waiting_clients_on_when_it_starts_a_session(server: Any) -> None:
+    """
+    A child holding a client whose startup packet is incomplete does not keep it when it
+    starts serving another: the client goes to the next child that is free.
+    """
+    packet = _startup()
+    with socket.create_connection((HOST, server.port), timeout=5) as first:
+        _logged_in(first)  # one child busy; the other is the only one accepting
+        slow = socket.create_connection((HOST, server.port), timeout=5)
+        try:
+            slow.sendall(packet[:5])
+            time.sleep(0.3)  # the idle child takes it in
+            second = socket.create_connection((HOST, server.port), timeout=5)
+            _logged_in(second)  # that child serves this one now
+        except BaseException:
+            slow.close()
+            raise
+    # The first child is free again and takes the slow client over; the second still serves.
+    with slow, second:
+        slow.sendall(packet[5:])
+        _until_ready(slow)
+        second.sendall(m.query("SELECT 1"))
+        assert second.recv(65536)[:1] == b"T"
 
 
 def test_names_in_the_log_prefix_cannot_forge_log_lines(pgpool_factory: Any, pg_cluster: Any) -> None:

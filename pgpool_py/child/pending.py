@@ -1,0 +1,112 @@
+"""
+Clients whose first packet (a startup message, or an SSL, GSSAPI or cancel request) has not
+fully arrived yet.
+
+A pre-forked child that waited on such a client would be held by it until
+authentication_timeout, and a few slow or silent clients could tie up every child
+(pgpool-II 4.3's weak spot; TCP_DEFER_ACCEPT only keeps away TCP clients that send nothing
+at all).  Instead an idle child keeps any number of them in its accept loop and commits to
+the first whose packet is complete.  Before it starts that session it passes the others on
+(their socket, the bytes read so far and their deadline) through the handoff socket, where
+any idle child takes them over: a SOCK_SEQPACKET pair that main makes before forking, the
+socket travelling as SCM_RIGHTS.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+from pgpool_py.protocol.messages import MAX_STARTUP_PAYLOAD
+
+_HEADER = struct.Struct("!dB")  # deadline (wall clock; inf: none), 1 for a Unix-socket client
+_MAX_MESSAGE = _HEADER.size + 600 + MAX_STARTUP_PAYLOAD + 4  # host and port, the packet so far
+_LENGTH = struct.Struct("!I")
+
+
+@dataclass
+class PendingClient:
+    sock: socket.socket
+    host: str  # "" for a Unix-socket client
+    port: str
+    conn_type: str  # "local" (Unix socket) or "host"
+    deadline: float  # time.time() by which the startup must be done (authentication_timeout)
+    data: bytes = b""  # what arrived so far
+
+    def read(self) -> bool | None:
+        """Take what has arrived, without waiting.  True once the first packet is complete,
+        None when the client is gone (or its packet cannot be one: the session reports that)."""
+        try:
+            chunk = self.sock.recv(65536, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return self.complete()
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        self.data += chunk
+        return self.complete()
+
+    def complete(self) -> bool:
+        if len(self.data) < 4:
+            return False
+        (length,) = _LENGTH.unpack_from(self.data)
+        # A length out of range is complete enough: the session answers it with an error.
+        return len(self.data) >= length or not 8 <= length <= MAX_STARTUP_PAYLOAD + 4
+
+    def monotonic_deadline(self) -> float | None:
+        """The deadline on this process's monotonic clock, as the session counts it."""
+        if math.isinf(self.deadline):
+            return None
+        return time.monotonic() + (self.deadline - time.time())
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Handoff:
+    """The queue of pending clients passed between children (made in main, before the fork)."""
+
+    def __init__(self) -> None:
+        self.send_end, self.recv_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.send_end.setblocking(False)
+        self.recv_end.setblocking(False)
+
+    def pass_on(self, client: PendingClient) -> bool:
+        """Queue ``client`` for another child; False when the queue is full (the caller closes it)."""
+        host, port = client.host.encode()[:255], client.port.encode()[:255]
+        message = (_HEADER.pack(client.deadline, client.conn_type == "local")
+                   + host + b"\0" + port + b"\0" + client.data)
+        try:
+            socket.send_fds(self.send_end, [message], [client.sock.fileno()])
+        except OSError:
+            return False
+        client.sock.close()  # the receiver has its own descriptor now
+        return True
+
+    def take(self) -> PendingClient | None:
+        """A queued client, or None when another child was quicker."""
+        try:
+            message, fds, flags, _addr = socket.recv_fds(self.recv_end, _MAX_MESSAGE, 1)
+        except (BlockingIOError, InterruptedError):
+            return None
+        if not fds:
+            return None
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(True)  # as the session expects, whatever the sender left
+        if flags & socket.MSG_TRUNC or len(message) < _HEADER.size:
+            sock.close()
+            return None
+        deadline, local = _HEADER.unpack_from(message)
+        host, port, data = message[_HEADER.size:].split(b"\0", 2)
+        return PendingClient(sock, host.decode(), port.decode(), "local" if local else "host", deadline, data)
+
+    def close(self) -> None:
+        self.send_end.close()
+        self.recv_end.close()
