@@ -427,11 +427,17 @@ class Child:
         if client is None:
             return None
         done = client.read()
-        if done:
-            return client
         # TCP_DEFER_ACCEPT hands a connection over when its first bytes arrive, or when the
         # kernel gives up waiting: one with nothing to read has been silent all along.
         silent = accepted and client.conn_type == "host" and not client.data
+        tls_offered = self.tls_context is not None and client.conn_type != "local"
+        try:
+            while done and client.decline_encryption(tls_offered):
+                done = client.complete()
+        except OSError:
+            done = None  # gone before it heard the answer
+        if done:
+            return client
         if done is None or silent or len(self.pending) >= MAX_PENDING:
             client.close()
             return None

@@ -20,11 +20,16 @@ import struct
 import time
 from dataclasses import dataclass
 
-from pgpool_py.protocol.messages import MAX_STARTUP_PAYLOAD
+from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD, SSL_REQUEST_CODE
 
-_HEADER = struct.Struct("!dB")  # deadline (wall clock; inf: none), 1 for a Unix-socket client
+_HEADER = struct.Struct("!dBB")  # deadline (wall clock; inf: none), 1 for a Unix-socket client, answered
 _MAX_MESSAGE = _HEADER.size + 600 + MAX_STARTUP_PAYLOAD + 4  # host and port, the packet so far
 _LENGTH = struct.Struct("!I")
+_REQUEST = struct.Struct("!II")  # an SSL or GSSAPI request: length 8, code
+
+# PendingClient.answered: the encryption requests already declined with "N".
+ANSWERED_SSL = 1
+ANSWERED_GSS = 2
 
 
 @dataclass
@@ -35,6 +40,7 @@ class PendingClient:
     conn_type: str  # "local" (Unix socket) or "host"
     deadline: float  # time.time() by which the startup must be done (authentication_timeout)
     data: bytes = b""  # what arrived so far
+    answered: int = 0  # ANSWERED_SSL, ANSWERED_GSS: declined here, before the startup packet
 
     def read(self) -> bool | None:
         """Take what has arrived, without waiting.  True once the first packet is complete,
@@ -56,6 +62,27 @@ class PendingClient:
         (length,) = _LENGTH.unpack_from(self.data)
         # A length out of range is complete enough: the session answers it with an error.
         return len(self.data) >= length or not 8 <= length <= MAX_STARTUP_PAYLOAD + 4
+
+    def decline_encryption(self, tls_offered: bool) -> bool:
+        """
+        If the complete first packet is an SSL request that ``tls_offered`` says no to, or a
+        GSSAPI request (never offered), answer "N" here: the client stays pending while it
+        sends its startup packet (libpq's sslmode=prefer asks first).  True when it did.
+        """
+        if len(self.data) < 8:
+            return False
+        length, code = _REQUEST.unpack_from(self.data)
+        if length != 8:
+            return False
+        if code == SSL_REQUEST_CODE and not tls_offered and not self.answered & ANSWERED_SSL:
+            self.answered |= ANSWERED_SSL
+        elif code == GSSENC_REQUEST_CODE and not self.answered & ANSWERED_GSS:
+            self.answered |= ANSWERED_GSS
+        else:
+            return False  # TLS to negotiate, or a repeated request: the session handles it
+        self.sock.sendall(b"N")
+        self.data = self.data[8:]
+        return True
 
     def monotonic_deadline(self) -> float | None:
         """The deadline on this process's monotonic clock, as the session counts it."""
@@ -81,7 +108,7 @@ class Handoff:
     def pass_on(self, client: PendingClient) -> bool:
         """Queue ``client`` for another child; False when the queue is full (the caller closes it)."""
         host, port = client.host.encode()[:255], client.port.encode()[:255]
-        message = (_HEADER.pack(client.deadline, client.conn_type == "local")
+        message = (_HEADER.pack(client.deadline, client.conn_type == "local", client.answered)
                    + host + b"\0" + port + b"\0" + client.data)
         try:
             socket.send_fds(self.send_end, [message], [client.sock.fileno()])
@@ -103,9 +130,10 @@ class Handoff:
         if flags & socket.MSG_TRUNC or len(message) < _HEADER.size:
             sock.close()
             return None
-        deadline, local = _HEADER.unpack_from(message)
+        deadline, local, answered = _HEADER.unpack_from(message)
         host, port, data = message[_HEADER.size:].split(b"\0", 2)
-        return PendingClient(sock, host.decode(), port.decode(), "local" if local else "host", deadline, data)
+        return PendingClient(sock, host.decode(), port.decode(), "local" if local else "host", deadline, data,
+                             answered)
 
     def close(self) -> None:
         self.send_end.close()

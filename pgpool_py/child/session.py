@@ -17,7 +17,7 @@ from pgpool_py.child import auth as client_auth
 from pgpool_py.child.backend import BackendConnection, connect_backend
 from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
 from pgpool_py.child.passwd import PasswordEntry
-from pgpool_py.child.pending import PendingClient
+from pgpool_py.child.pending import ANSWERED_GSS, ANSWERED_SSL, PendingClient
 from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
 from pgpool_py.child.router import Router
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
@@ -64,6 +64,7 @@ class Session:
         self.client = Stream(client.sock, "client", child.sigq.wait, child.on_interrupt)
         self.client.buf += client.data  # the first packet, read in the child's accept loop
         self.startup_deadline = client.monotonic_deadline()  # authentication_timeout, from accept
+        self.answered_before = client.answered  # encryption requests declined while it was pending
         self.slot: PoolSlot | None = None
         self.ended_by_terminate = False
         self.unanswered = 0  # Query/Sync replies still due when the client said Terminate
@@ -146,7 +147,8 @@ class Session:
 
     def _read_startup(self) -> m.StartupMessage | None:
         deadline = self.startup_deadline
-        answered_ssl = answered_gss = False
+        answered_ssl = bool(self.answered_before & ANSWERED_SSL)
+        answered_gss = bool(self.answered_before & ANSWERED_GSS)
         while True:
             packet = self.client.read_startup(deadline)
             if isinstance(packet, m.SSLRequest) and not answered_ssl:

@@ -199,6 +199,35 @@ def test_slow_and_silent_local_clients_do_not_tie_up_children(server: Any) -> No
     _served(server)
 
 
+def test_clients_that_stall_after_asking_for_ssl_do_not_tie_up_children(server: Any) -> None:
+    """libpq's default (sslmode=prefer) asks for SSL first: with ssl off the "N" is answered
+    while the client is pending, so stalling after it holds no child either."""
+    packet = _startup()
+    ssl_request = struct.pack("!ii", 8, m.SSL_REQUEST_CODE)
+    gss_request = struct.pack("!ii", 8, m.GSSENC_REQUEST_CODE)
+    slow = [socket.create_connection((HOST, server.port), timeout=5) for _ in range(6)]
+    try:
+        for i, s in enumerate(slow):
+            s.sendall(gss_request if i % 2 else ssl_request)
+            assert s.recv(1) == b"N"
+            if i:
+                s.sendall(packet[:5])
+        started = time.monotonic()
+        _served(server)
+        assert time.monotonic() - started < 3
+        # A second SSL request after the answer is refused, as before.
+        slow[0].sendall(ssl_request)
+        assert b"unexpected repeated SSL" in slow[0].recv(65536)
+        for s in slow[1:]:
+            s.sendall(packet[5:])
+            _until_ready(s)
+            s.close()  # two children: the next one needs it
+    finally:
+        for s in slow:
+            s.close()
+    _served(server)
+
+
 def test_a_child_passes_its_waiting_clients_on_when_it_starts_a_session(server: Any) -> None:
     """
     A child holding a client whose startup packet is incomplete does not keep it when it
