@@ -438,7 +438,15 @@ class Child:
             done = None  # gone before it heard the answer
         if done:
             return client
-        if done is None or silent or len(self.pending) >= MAX_PENDING:
+        if done is not None and not silent and len(self.pending) >= MAX_PENDING:
+            # Before the startup packet, as PostgreSQL may answer too: libpq shows the error.
+            log.warning("too many clients are sending their startup packet; closing a new one")
+            try:
+                client.sock.sendall(m.error_response("sorry, too many clients already", "53300", severity="FATAL"))
+            except OSError:
+                pass
+            done = None
+        if done is None or silent:
             client.close()
             return None
         fd = client.sock.fileno()

@@ -228,6 +228,32 @@ def test_clients_that_stall_after_asking_for_ssl_do_not_tie_up_children(server: 
     _served(server)
 
 
+def test_a_client_beyond_the_pending_limit_gets_an_error(pgpool_factory: Any, pg_cluster: Any) -> None:
+    """One child keeps at most MAX_PENDING clients whose startup packet is incomplete; the
+    next one is told why it is turned away instead of finding its connection closed."""
+    from pgpool_py.child.child import MAX_PENDING
+
+    server = pgpool_factory(pg_cluster, extra={**RAW, "num_init_children": 1})
+    packet = _startup()
+    waiting = []
+    try:
+        for _ in range(MAX_PENDING):
+            s = socket.create_connection((HOST, server.port), timeout=5)
+            s.sendall(packet[:5])
+            waiting.append(s)
+        time.sleep(0.5)  # the child has taken them all in
+        with socket.create_connection((HOST, server.port), timeout=5) as extra:
+            extra.sendall(packet[:5])
+            fields = _error_fields(extra.recv(65536))
+        assert fields["C"] == "53300" and fields["M"] == "sorry, too many clients already", fields
+        # The waiting ones are still served when their packet completes.
+        waiting[0].sendall(packet[5:])
+        _until_ready(waiting[0])
+    finally:
+        for s in waiting:
+            s.close()
+
+
 def test_a_child_passes_its_waiting_clients_on_when_it_starts_a_session(server: Any) -> None:
     """
     A child holding a client whose startup packet is incomplete does not keep it when it
