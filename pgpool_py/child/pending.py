@@ -43,8 +43,8 @@ class PendingClient:
     answered: int = 0  # ANSWERED_SSL, ANSWERED_GSS: declined here, before the startup packet
 
     def read(self) -> bool | None:
-        """Take what has arrived, without waiting.  True once the first packet is complete,
-        None when the client is gone (or its packet cannot be one: the session reports that)."""
+        """Take what has arrived, without waiting.  True once the first packet is complete
+        (or cannot be a packet: the session reports that), None when the client is gone."""
         try:
             chunk = self.sock.recv(65536, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
