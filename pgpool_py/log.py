@@ -518,21 +518,20 @@ syslog_address = DEFAULT_SYSLOG_ADDRESS  # the socket syslog lines go to; tests 
 
 def _install(handlers: list[logging.Handler], formatter: PgFormatter, min_messages: str, debug: bool) -> None:
     global _server_level
-    root = _root
-    root.propagate = False
-    for old in list(root.handlers):
+    _root.propagate = False
+    for old in list(_root.handlers):
         if old not in handlers and old is not _client:
-            root.removeHandler(old)
+            _root.removeHandler(old)
     level_filter = MinMessagesFilter("debug5" if debug else min_messages)
     for handler in handlers:
         handler.setFormatter(formatter)
         for old_filter in list(handler.filters):
             handler.removeFilter(old_filter)
         handler.addFilter(level_filter)
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    if _client not in root.handlers:
-        root.addHandler(_client)
+        if handler not in _root.handlers:
+            _root.addHandler(handler)
+    if _client not in _root.handlers:
+        _root.addHandler(_client)
     _server_level = logging.DEBUG if level_filter.threshold <= logging.DEBUG else logging.INFO
     _set_root_level()
 

@@ -22,9 +22,9 @@ from typing import Callable
 from pgpool_py import failover, pidfile
 from pgpool_py import log as pglog
 from pgpool_py.child.child import AuthFiles, Child, RuntimePaths, load_auth_files, reload_everything
+from pgpool_py.child.pending import Handoff
 from pgpool_py.config import BackendConfig, Config
 from pgpool_py.errors import ConfigError, ServerHalt
-from pgpool_py.child.pending import Handoff
 from pgpool_py.listen import close_listeners, open_listeners
 from pgpool_py.health.check import run_health_check
 from pgpool_py.health.primary import SearchStopped, find_primary_node_repeatedly

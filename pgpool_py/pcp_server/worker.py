@@ -386,15 +386,15 @@ class PcpWorker:
                 "informing process info failed", detail=f"invalid process ID : {text}",
                 hint="pcp_proc_count lists the pids of the child processes",
             )
-        rows = [row for slot, pid in children for row in self._pool_rows(slot, pid)]
+        rows = [row for slot, _pid in children for row in self._pool_rows(slot)]
         return proto.process_info_response(rows)
 
-    def _pool_rows(self, slot: int, pid: int) -> list[ProcessInfo]:
+    def _pool_rows(self, slot: int) -> list[ProcessInfo]:
         """The rows of one child, the same as SHOW POOL_POOLS (SharedState.pool_rows)."""
         rows = []
         for r in self.shm.pool_rows(slot, self.cfg.child_life_time, self.cfg.client_idle_limit):
             rows.append(ProcessInfo(
-                pid, r[1], int(r[2]), int(r[3]), int(r[4]), r[5], r[6], r[7], r[8], r[9], r[10],
+                int(r[0]), r[1], int(r[2]), int(r[3]), int(r[4]), r[5], r[6], r[7], r[8], r[9], r[10],
                 int(r[11]), int(r[12]), int(r[13]), int(r[14]), int(r[15]), r[16],
             ))
         return rows

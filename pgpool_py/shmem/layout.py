@@ -315,7 +315,6 @@ class SharedState:
     def conn(self, child: int, pool: int, node: int) -> ConnectionInfo:
         return self.conns[(child * self.max_pool + pool) * MAX_BACKENDS + node]
 
-
     def pool_rows(self, child: int, child_life_time: int, client_idle_limit: int) -> list[list[str]]:
         """SHOW POOL_POOLS / pcp_proc_info for one child: a row per (pool slot, node), the
         17 fields of pgpool-II's get_pools."""
@@ -349,6 +348,7 @@ class SharedState:
                     status,
                 ])
         return rows
+
     def int_cell(self, struct: ctypes.Structure, field: str) -> tuple[memoryview, int]:
         """A c_int field of a shared structure as (array, index), for a value written often."""
         offset = ctypes.addressof(struct) - self._base + getattr(type(struct), field).offset
