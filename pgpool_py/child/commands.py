@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
 from pgpool_py.config import PARAMS, Context, Param, render
@@ -58,10 +59,42 @@ _SHOW = re.compile(r"^\s*show\s+(pool_\w+)\s*;?\s*$", re.I)
 
 
 
+@dataclass(frozen=True)
+class Result:
+    """A command's answer: rows under columns (the SHOW commands), or no rows at all (SET)."""
+
+    columns: Sequence[str] | None  # None: the command returns no rows
+    rows: Sequence[Sequence[str | None]] = ()
+    tag: str = ""  # "": SELECT and the number of rows, as pgpool-II tags every SHOW
+
+    def description(self, formats: Sequence[int] = ()) -> bytes:
+        """RowDescription, or NoData."""
+        return m.NO_DATA if self.columns is None else m.row_description(self.columns, formats)
+
+    def rows_from(self, start: int, limit: int = 0) -> tuple[bytes, int]:
+        """DataRows from row ``start``, at most ``limit`` (0: all), then CommandComplete, or
+        PortalSuspended if rows are left; and the row to go on from."""
+        stop = len(self.rows) if limit <= 0 else min(len(self.rows), start + limit)
+        rows = b"".join(m.data_row(row) for row in self.rows[start:stop])
+        if stop < len(self.rows):
+            return rows + m.PORTAL_SUSPENDED, stop
+        # PostgreSQL counts the rows of this Execute only.
+        return rows + m.command_complete(self.tag or f"SELECT {stop - start}"), stop
+
+    def messages(self) -> bytes:
+        """The reply to a simple Query, ReadyForQuery aside."""
+        head = b"" if self.columns is None else m.row_description(self.columns)
+        return head + self.rows_from(0)[0]
+
+
+def error_message(exc: PgError) -> bytes:
+    return m.error_response(exc.message, exc.sqlstate, detail=exc.detail, hint=exc.hint)
+
+
 class PoolCommands:
     def __init__(self, child: Child) -> None:
         self.child = child
-        self._show: dict[str, Callable[[Session], bytes]] = {
+        self._show: dict[str, Callable[[Session], Result]] = {
             "pool_nodes": self.pool_nodes,
             "pool_processes": self.pool_processes,
             "pool_pools": self.pool_pools,
@@ -73,19 +106,23 @@ class PoolCommands:
 
     def execute(self, sql: str, tx_status: int, session: Session) -> bytes:
         """The whole reply to one Query message, ReadyForQuery included."""
+        try:
+            body = self.run(sql, session).messages()
+        except PgError as exc:
+            body = error_message(exc)
+        return body + m.ready_for_query(tx_status)
+
+    def run(self, sql: str, session: Session) -> Result:
         # As in pgpool-II, the process executes a command meanwhile (SHOW POOL_POOLS shows it).
         child = self.child
         before = child.status
         child.set_status(ChildStatus.COMMAND_EXECUTE)
         try:
-            body = self._dispatch(sql, session)
-        except PgError as exc:
-            body = m.error_response(exc.message, exc.sqlstate, detail=exc.detail, hint=exc.hint)
+            return self._dispatch(sql, session)
         finally:
             child.set_status(before)
-        return body + m.ready_for_query(tx_status)
 
-    def _dispatch(self, sql: str, session: Session) -> bytes:
+    def _dispatch(self, sql: str, session: Session) -> Result:
         command = parse_pool_command(sql)
         if command is None:
             unknown = _SHOW.match(sql)
@@ -123,7 +160,7 @@ class PoolCommands:
         shm = self.child.shm
         return [n for n in range(shm.req.num_backends) if shm.backends[n].status != BackendStatus.UNUSED]
 
-    def pool_nodes(self, session: Session) -> bytes:
+    def pool_nodes(self, session: Session) -> Result:
         shm = self.child.shm
         total_weight = sum(shm.backends[i].weight for i in range(shm.req.num_backends)) or 1.0
         lb_node = session.slot.load_balance_node if session.slot is not None else -1
@@ -137,9 +174,9 @@ class PoolCommands:
                 str(shm.statement_counts(node)["select_cnt"]), "true" if node == lb_node else "false", str(b.standby_delay),
                 b.replication_state.decode(), b.replication_sync_state.decode(), show_time(b.status_changed_time),
             ])
-        return m.result_set(POOL_NODES_COLUMNS, rows)
+        return Result(POOL_NODES_COLUMNS, rows)
 
-    def pool_health_check_stats(self, session: Session) -> bytes:
+    def pool_health_check_stats(self, session: Session) -> Result:
         shm = self.child.shm
         stats = health_check_stats_rows(shm)
         rows: Rows = []
@@ -149,9 +186,9 @@ class PoolCommands:
                 str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label,
                 self._role_label(node), show_time(b.status_changed_time), *stats[node],
             ])
-        return m.result_set(POOL_HEALTH_CHECK_STATS_COLUMNS, rows)
+        return Result(POOL_HEALTH_CHECK_STATS_COLUMNS, rows)
 
-    def pool_backend_stats(self, session: Session) -> bytes:
+    def pool_backend_stats(self, session: Session) -> Result:
         shm = self.child.shm
         rows: Rows = []
         for node in self._used_nodes():
@@ -161,9 +198,9 @@ class PoolCommands:
                 str(node), b.hostname.decode(), str(b.port), BackendStatus(b.status).label, self._role_label(node),
                 *(str(counts[name]) for name in STATEMENT_COUNTERS),
             ])
-        return m.result_set(POOL_BACKEND_STATS_COLUMNS, rows)
+        return Result(POOL_BACKEND_STATS_COLUMNS, rows)
 
-    def pool_processes(self, session: Session) -> bytes:
+    def pool_processes(self, session: Session) -> Result:
         shm = self.child.shm
         now = time.time()
         rows: Rows = []
@@ -181,15 +218,15 @@ class PoolCommands:
                 database, username,
                 backend_time, counter, ChildStatus(p.status).label,
             ])
-        return m.result_set(POOL_PROCESSES_COLUMNS, rows)
+        return Result(POOL_PROCESSES_COLUMNS, rows)
 
-    def pool_pools(self, session: Session) -> bytes:
+    def pool_pools(self, session: Session) -> Result:
         shm, cfg = self.child.shm, session.cfg
         rows: list[list[str]] = []
         for child in range(shm.num_children):
             if shm.procs[child].pid:
                 rows += shm.pool_rows(child, cfg.child_life_time, cfg.client_idle_limit)
-        return m.result_set(POOL_POOLS_COLUMNS, rows)
+        return Result(POOL_POOLS_COLUMNS, rows)
 
     def _first_node(self, child: int, pool: int) -> int:
         shm = self.child.shm
@@ -198,16 +235,16 @@ class PoolCommands:
                 return node
         return 0
 
-    def pool_version(self, session: Session) -> bytes:
-        return m.result_set(["pool_version"], [[f"{PGPOOL_COMPAT_VERSION} (pgpool-py {__version__})"]])
+    def pool_version(self, session: Session) -> Result:
+        return Result(["pool_version"], [[f"{PGPOOL_COMPAT_VERSION} (pgpool-py {__version__})"]])
 
-    def pool_status(self, session: Session) -> bytes:
+    def pool_status(self, session: Session) -> Result:
         rows: Rows = [list(r) for r in render.show_rows(session.cfg)]
-        return m.result_set(["item", "value", "description"], rows)
+        return Result(["item", "value", "description"], rows)
 
     # ------------------------------------------------------------------ PGPOOL SHOW / SET / RESET
 
-    def pgpool_show(self, name: str, session: Session) -> bytes:
+    def pgpool_show(self, name: str, session: Session) -> Result:
         """PGPOOL SHOW: one value, or (item, value, description) rows for ALL, a per-node family
         named without index, or a group (pgpool-II's report_config_variable)."""
         if name == "all":
@@ -218,9 +255,9 @@ class PoolCommands:
             except KeyError:
                 raise PgError(f'config variable "{name}" not found', sqlstate="42704") from None
         if isinstance(shown, str):
-            return m.result_set([name], [[shown]])  # "SELECT 1", as pgpool-II tags it
+            return Result([name], [[shown]])
         rows: Rows = [list(r) for r in shown]
-        return m.result_set(["item", "value", "description"], rows)
+        return Result(["item", "value", "description"], rows)
 
     def _session_param(self, name: str) -> Param:
         param = PARAMS.get(name)
@@ -234,7 +271,7 @@ class PoolCommands:
             )
         return param
 
-    def pgpool_set(self, name: str, text: str, session: Session) -> bytes:
+    def pgpool_set(self, name: str, text: str, session: Session) -> Result:
         param = self._session_param(name)
         try:
             value = param.parse(text)
@@ -245,13 +282,82 @@ class PoolCommands:
         session.session_values[name] = value
         session.apply_session_values()
         log.debug('parameter "%s" set to "%s" for this session', name, render.format_value(param, value))
-        return m.command_complete("SET")
+        return Result(None, tag="SET")
 
-    def pgpool_reset(self, name: str, session: Session) -> bytes:
+    def pgpool_reset(self, name: str, session: Session) -> Result:
         if name == "all":
             session.session_values.clear()
         else:
             self._session_param(name)
             session.session_values.pop(name, None)
         session.apply_session_values()
-        return m.command_complete("RESET" if name == "all" else "SET")
+        return Result(None, tag="RESET" if name == "all" else "SET")
+
+
+# ---------------------------------------------------------------- the extended protocol
+
+_P, _B, _D, _E = (ord(c) for c in "PBDE")
+_WITHOUT_ROWS = ("PGPOOL SET", "PGPOOL RESET")
+
+
+@dataclass
+class _Portal:
+    sql: str
+    formats: tuple[int, ...]  # the Bind's result format codes
+    result: Result | None = None  # run by its first Describe or Execute
+    sent: int = 0  # rows earlier Executes sent (a row limit)
+
+
+class PoolStatements:
+    """
+    pgpool's commands as prepared statements and portals of the session: pgjdbc and asyncpg
+    send every statement so, psycopg from a statement's 6th run on.  pgpool-II 4.3 passed
+    their Parse to the backend, which knows no "pool_nodes" parameter.  The relay picks the
+    messages meant for them (``Router._ours``) and sends the replies made here; Sync is its own.
+    """
+
+    def __init__(self, commands: PoolCommands) -> None:
+        self.commands = commands
+        self.statements: dict[str, str] = {}  # name -> the command's text
+        self.portals: dict[str, _Portal] = {}
+
+    def reply(self, typ: int, body: bytes, session: Session) -> bytes:
+        """The reply to a Parse, Bind, Describe, Execute or Close of ours (``body``: after the
+        length word); PgError where PostgreSQL would fail."""
+        if typ == _P:
+            name, sql = m.parse_parse(body)
+            self.statements[name] = sql
+            return m.PARSE_COMPLETE
+        if typ == _B:
+            bind = m.parse_bind(body)
+            if bind.parameters:
+                raise PgError(f'bind message supplies {bind.parameters} parameters, but prepared statement '
+                              f'"{bind.statement}" requires 0', sqlstate="08P01")
+            self.portals[bind.portal] = _Portal(self.statements[bind.statement], bind.result_formats)
+            return m.BIND_COMPLETE
+        if typ == _E:
+            name, limit = m.parse_execute(body)
+            portal = self.portals[name]
+            out, portal.sent = self._result(portal, session).rows_from(portal.sent, limit)
+            return out
+        kind, name = body[:1], body[1:].split(b"\0", 1)[0].decode(errors="replace")
+        if typ == _D:
+            if kind == b"S":
+                sql = self.statements[name]
+                return m.NO_PARAMETERS + (m.NO_DATA if _without_rows(sql) else self.commands.run(sql, session).description())
+            portal = self.portals[name]
+            return m.NO_DATA if _without_rows(portal.sql) else self._result(portal, session).description(portal.formats)
+        # Close: as in PostgreSQL, of a statement or portal that does not exist too.
+        (self.statements if kind == b"S" else self.portals).pop(name, None)
+        return m.CLOSE_COMPLETE
+
+    def _result(self, portal: _Portal, session: Session) -> Result:
+        if portal.result is None:
+            portal.result = self.commands.run(portal.sql, session)
+        return portal.result
+
+
+def _without_rows(sql: str) -> bool:
+    """PGPOOL SET and RESET: described as NoData, and not run before their Execute."""
+    command = parse_pool_command(sql)
+    return command is not None and command[0] in _WITHOUT_ROWS

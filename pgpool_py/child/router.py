@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgpool_py import log as pglog
-from pgpool_py.errors import ProtocolError, SessionError
+from pgpool_py.child.commands import PoolStatements, error_message
+from pgpool_py.errors import PgError, ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
@@ -76,6 +77,7 @@ _HAS_SERIAL = (
 )
 _DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
 _EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
+_POOL_COMMAND = StatementKind.POOL_COMMAND
 # The commonest statements by their first keyword.  Where only the primary can get them, this
 # is all the relay needs to know of them (the statistics counter, and that a write makes the
 # transaction a writing one), and it costs less than classifying the text.
@@ -144,6 +146,7 @@ class BatchScan:
     # where they go, and the other nodes get it later (Router.deferred_begin).
     begin: Prepared | None = None
     executes: bool = False  # False: the batch only prepares, binds or describes
+    ours: bool = False  # a message is for a statement or portal of pgpool's own (PoolStatements)
     closes: list[tuple[Prepared, bytes]] = field(default_factory=list)  # earlier statements, their Close
 
 
@@ -172,6 +175,7 @@ class Router:
         self._nodes_changed()
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, set[int]] = {}
+        self.pool = PoolStatements(self.child.commands)  # pgpool's commands as prepared statements
         self.sql_prepared: dict[str, int] = {}  # SQL-level PREPARE name -> node
         self.in_tx = slot.main.tx_status != m.TX_IDLE
         self.tx_failed = False
@@ -356,10 +360,14 @@ class Router:
         pending: dict[str, Prepared] = {}  # the batch's own statements, by name
         bound: set[str] = set()  # portals this batch binds: they follow the batch, not an earlier Bind
         skipped_begin: Verdict | None = None  # a BEGIN's rank, left out while other statements decide
+        pool = self.pool
+        ours_named = bool(pool.statements or pool.portals)
         for typ, start, end in batch:
             if typ == _P:
                 name, prepared = self._prepared(bytes(buf[start:end]))
                 v = prepared.verdict
+                if v.kind is _POOL_COMMAND:
+                    scan.ours = True
                 pending[name] = prepared
                 scan.statements.append((name, prepared))
                 if v.kind is StatementKind.TX_BEGIN and self.lazy_begin and not v.begin_default_on_standby:
@@ -375,6 +383,8 @@ class Router:
                 if found is None:
                     found = self.statements.get(stmt)
                     if found is None:
+                        if stmt in pool.statements:
+                            scan.ours = True
                         dest_rank = _PRIMARY_RANK
                         continue
                     scan.needed.append(stmt)
@@ -385,6 +395,11 @@ class Router:
                     scan.begin, skipped_begin = found, v  # no reason to reach every node
                     continue
             else:
+                if ours_named and typ != _S and typ != _H:
+                    kind, name = _target_name(buf, start, end, typ)
+                    if (name in pool.portals and name not in bound) if kind == "P" else \
+                            (name in pool.statements and name not in pending):
+                        scan.ours = True
                 if typ == _C:
                     kind, name = _target_name(buf, start, end, typ)
                     if kind == "S":
@@ -634,10 +649,10 @@ class Router:
                 continue
             if typ in (_S, _H):
                 batch.append(msg)
-                batch_start = batch[0][1]
                 payload = _batch_bytes(cbuf, batch, interleaved)
-                if not self._flush_batch(cbuf, batch, payload, sync=typ == _S):
-                    return True, batch_start
+                cut = self._flush_batch(cbuf, batch, payload, sync=typ == _S)
+                if cut >= 0:
+                    return True, cut
                 batch, interleaved = [], False
                 continue
             if typ in _COPY_MESSAGES:
@@ -664,9 +679,8 @@ class Router:
                     self._end_open_cycle()
                     return True, batch_start
                 payload = _batch_bytes(cbuf, batch, interleaved)
-                if not self._flush_batch(cbuf, batch, payload + m.SYNC, sync=True, own_sync=True):
-                    return True, batch_start
-                return True, start
+                cut = self._flush_batch(cbuf, batch, payload + m.SYNC, sync=True, own_sync=True)
+                return True, (cut if cut >= 0 else start)
             if not self._simple(typ, bytes(cbuf[start:end]), send_c):
                 return True, start
         return False, (batch[0][1] if batch else consumed)
@@ -745,12 +759,15 @@ class Router:
         self._send(target, payload, expect_ready=True)
 
     def _flush_batch(self, buf: bytes | bytearray, batch: list[tuple[int, int, int]], payload: bytes,
-                     sync: bool, own_sync: bool = False) -> bool:
+                     sync: bool, own_sync: bool = False, ours: bool = True) -> int:
         """Send an extended batch (ending in Sync or Flush, or ``own_sync``: a Sync of ours
-        whose ReadyForQuery the client does not see); False when it must wait."""
+        whose ReadyForQuery the client does not see).  Returns -1 when it is done, else where
+        in ``buf`` to read again once the replies in flight are in."""
         if self.temp_unknown and self.in_flight is None:
             self._refresh_temp_tables()
         scan = self._scan_batch(buf, batch)
+        if scan.ours and ours:
+            return self._pool_batch(buf, batch, sync, own_sync)
         verdict = scan.verdict
         target = self._batch_target(scan)
         if scan.closes and self.native and any(not info.nodes <= set(target.nodes) for info, _c in scan.closes):
@@ -768,15 +785,15 @@ class Router:
             target = self._defer_begin(verdict, target, self._begin_text(scan))
         replay = self._replay(scan, target)
         if not self._can_send(target):
-            return False
+            return batch[0][1]
         ahead = 0
         if self.native and scan.binds and len(target.nodes) > 1 and not self.tx_failed:
             clocked = self._clock_batch(payload, scan, target)
             if clocked is None:
-                return False
+                return batch[0][1]
             payload, ahead = clocked
         if self.insert_lock and verdict is not None and scan.executes and not self._take_insert_lock(verdict, target):
-            return False
+            return batch[0][1]
         if (scan.begin is not None and scan.binds > 1 and self.lazy_begin and not self.in_tx
                 and len(target.nodes) < len(self.everyone)):
             self.deferred_begin = m.query(m.parse_parse(memoryview(scan.begin.parse)[5:])[1])
@@ -807,8 +824,106 @@ class Router:
                 self.portals[portal] = set(target.nodes)
             else:
                 self.portals.pop(portal, None)
+        if self.pool.statements or self.pool.portals:
+            self._forget_ours(scan)
         self.open_target = None if sync else target
-        return True
+        return -1
+
+    # ------------------------------------------------------------------ pgpool's commands as prepared statements
+
+    def _pool_batch(self, buf: bytes | bytearray, batch: list[tuple[int, int, int]], sync: bool, own_sync: bool) -> int:
+        """
+        A batch with messages for pgpool's own statements or portals (``PoolStatements``), run
+        in order: the messages before the first of ours go to the backend with a Sync of ours,
+        and the rest waits for their replies; ours are answered here; the messages after them
+        make a batch of their own.  After an error the rest is skipped until Sync, as PostgreSQL
+        does.  Returns as ``_flush_batch``.
+        """
+        if self.in_flight is not None:  # earlier replies first
+            self._end_open_cycle()
+            return batch[0][1]
+        shadowed: set[tuple[str, str]] = set()
+        last = len(batch) if own_sync else len(batch) - 1  # the Sync or Flush aside
+        first = 0
+        while first < last and not self._ours(buf, *batch[first], shadowed):
+            first += 1
+        if first == last:  # none of ours after all (a name given to the backend's earlier in the batch)
+            return self._flush_batch(buf, batch, _batch_bytes(buf, batch, True) + (m.SYNC if own_sync else b""),
+                                     sync, own_sync, ours=False)
+        if first:
+            before = batch[:first]
+            cut = self._flush_batch(buf, before, _batch_bytes(buf, before, True) + m.SYNC, sync=True, own_sync=True,
+                                    ours=False)
+            return batch[first][1] if cut < 0 else cut
+        replies: list[bytes] = []
+        failed = False
+        at = 0
+        while at < last:
+            typ, start, end = batch[at]
+            if not failed:
+                if not self._ours(buf, typ, start, end, shadowed):
+                    break
+                try:
+                    replies.append(self._pool_reply(typ, bytes(buf[start + 5 : end])))
+                except PgError as exc:
+                    replies.append(error_message(exc))
+                    failed = True
+            at += 1
+        if at == last and sync and not own_sync:
+            status = self._client_tx_status()
+            replies.append(m.ready_for_query(status))
+            if status == m.TX_IDLE:
+                self.pool.portals.clear()  # the implicit transaction ended
+        try:
+            self.session.sock.sendall(b"".join(replies))
+        except OSError as exc:
+            raise PeerClosed("client") from exc
+        if at == last:
+            return -1
+        rest = batch[at:]
+        return self._flush_batch(buf, rest, _batch_bytes(buf, rest, True) + (m.SYNC if own_sync else b""),
+                                 sync, own_sync)
+
+    def _ours(self, buf: bytes | bytearray, typ: int, start: int, end: int, shadowed: set[tuple[str, str]]) -> bool:
+        """Whether an extended message is for pgpool: a Parse of one of its commands, or a
+        message naming a statement or portal of ours that no earlier message of the batch gave
+        to the backend (``shadowed``)."""
+        pool = self.pool
+        if typ == _P:
+            raw_name, text = m.parse_parse_bytes(bytes(buf[start:end]))
+            if self.classifier.classify_bytes(text).kind is _POOL_COMMAND:
+                return True
+            shadowed.add(("S", raw_name.decode(errors="replace")))
+            return False
+        if typ == _B:
+            portal, stmt = _bind_names(buf, start, end)
+            if stmt in pool.statements and ("S", stmt) not in shadowed:
+                return True
+            shadowed.add(("P", portal))
+            return False
+        kind, name = _target_name(buf, start, end, typ)
+        return name in (pool.statements if kind == "S" else pool.portals) and (kind, name) not in shadowed
+
+    def _pool_reply(self, typ: int, body: bytes) -> bytes:
+        pool = self.pool
+        if typ == _P:
+            name = m.parse_parse(body)[0]
+            if name and (name in self.statements or name in pool.statements):
+                raise PgError(f'prepared statement "{name}" already exists', sqlstate="42P05")
+            self.statements.pop(name, None)  # the unnamed statement is ours now
+        elif typ == _B:
+            portal = body[: body.find(b"\0")].decode(errors="replace")
+            if portal and portal in pool.portals:
+                raise PgError(f'portal "{portal}" already exists', sqlstate="42P03")
+            self.portals.pop(portal, None)
+        return pool.reply(typ, body, self.session)
+
+    def _forget_ours(self, scan: BatchScan) -> None:
+        """Names the backend's statements and portals took over from ours."""
+        for name, _prepared in scan.statements:
+            self.pool.statements.pop(name, None)
+        for portal, _bound in scan.portals:
+            self.pool.portals.pop(portal, None)
 
     def _take_insert_lock(self, verdict: Verdict, target: Target) -> bool:
         """

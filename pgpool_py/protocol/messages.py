@@ -330,12 +330,14 @@ class Column:
     type_oid: int = 25  # text; pgpool-II sends 0, which some drivers cannot decode
 
 
-def row_description(columns: Sequence[Column | str]) -> bytes:
+def row_description(columns: Sequence[Column | str], formats: Sequence[int] = ()) -> bytes:
+    """``formats``: a Bind's result format codes (none: all text; one: for every column)."""
     parts = [_I16.pack(len(columns))]
-    for col in columns:
+    for i, col in enumerate(columns):
         c = col if isinstance(col, Column) else Column(col)
-        # table oid 0, column 0, type oid, size -1, typmod -1, text format
-        parts.append(_cstr(c.name) + struct.pack("!ihihih", 0, 0, c.type_oid, -1, -1, 0))
+        code = formats[i] if len(formats) > 1 else formats[0] if formats else 0
+        # table oid 0, column 0, type oid, size -1, typmod -1, format
+        parts.append(_cstr(c.name) + struct.pack("!ihihih", 0, 0, c.type_oid, -1, -1, code))
     return frame(b"T", b"".join(parts))
 
 
@@ -375,15 +377,8 @@ PARSE_COMPLETE = frame(b"1")
 BIND_COMPLETE = frame(b"2")
 CLOSE_COMPLETE = frame(b"3")
 NO_DATA = frame(b"n")
-
-
-def result_set(columns: Sequence[Column | str], rows: Sequence[Sequence[str | None]], tag: str | None = None) -> bytes:
-    """RowDescription + DataRows + CommandComplete: the reply to a pgpool SHOW command."""
-    return (
-        row_description(columns)
-        + b"".join(data_row(r) for r in rows)
-        + command_complete(tag if tag is not None else f"SELECT {len(rows)}")
-    )
+PORTAL_SUSPENDED = frame(b"s")
+NO_PARAMETERS = frame(b"t", _I16.pack(0))  # ParameterDescription of a statement without any
 
 
 # ---------------------------------------------------------------- parsing backend replies
@@ -431,6 +426,43 @@ def parse_parse_bytes(raw: bytes, start: int = 5) -> tuple[bytes, bytes]:
     if e2 < 0:  # fuzzing found it: a ValueError here escaped the session and killed the child
         raise ProtocolError("invalid Parse message: name or query is not NUL-terminated")
     return raw[start:e1], raw[e1 + 1 : e2]
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    portal: str
+    statement: str
+    parameters: int
+    result_formats: tuple[int, ...]  # none: all text; one: for every column; else per column
+
+
+def parse_bind(body: bytes) -> Bind:
+    """A Bind ('B') message body (after the length word)."""
+    try:
+        e1 = body.index(b"\0")
+        e2 = body.index(b"\0", e1 + 1)
+        pos = e2 + 1
+        (count,) = _I16.unpack_from(body, pos)
+        pos += 2 + 2 * count  # the parameters' format codes
+        (parameters,) = _I16.unpack_from(body, pos)
+        pos += 2
+        for _ in range(parameters):
+            (size,) = _I32.unpack_from(body, pos)
+            pos += 4 + max(size, 0)
+        (count,) = _I16.unpack_from(body, pos)
+        formats = struct.unpack_from(f"!{count}h", body, pos + 2)
+    except (ValueError, struct.error):
+        raise ProtocolError("invalid Bind message") from None
+    decode = bytes.decode
+    return Bind(decode(body[:e1], errors="replace"), decode(body[e1 + 1 : e2], errors="replace"), parameters, formats)
+
+
+def parse_execute(body: bytes) -> tuple[str, int]:
+    """An Execute ('E') message body: (portal, the row limit; 0 for none)."""
+    end = body.find(b"\0")
+    if end < 0 or len(body) < end + 5:
+        raise ProtocolError("invalid Execute message")
+    return body[:end].decode(errors="replace"), _I32.unpack_from(body, end + 1)[0]
 
 
 @dataclass

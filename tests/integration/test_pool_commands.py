@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
 
-from pgpool_py.cluster import HOST
+from pgpool_py.cluster import HOST, SERVER_USER
 from pgpool_py.protocol import messages as m
+from tests.fix_pgpool import read_until
 
 
 @pytest.fixture
@@ -156,6 +159,107 @@ def test_backend_stats_count_by_kind(pgpool_factory: Any, pg_cluster: Any) -> No
     primary = rows["0"]
     assert [int(v) for v in primary[6:10]] == [1, 1, 1, 2]  # insert, update, delete, ddl (create + drop)
     assert int(primary[13]) >= 1  # the error for the missing table
+
+
+def test_pool_commands_as_prepared_statements(server: Any) -> None:
+    """psycopg prepares a statement from its 6th run on (prepare_threshold=0: from the 1st);
+    pgpool-II 4.3 passed pgpool's commands in a Parse to the backend, which knows no
+    "pool_nodes" parameter."""
+    with server.connect(autocommit=True) as conn:
+        for _ in range(8):
+            assert len(conn.execute("SHOW POOL_NODES").fetchall()) == 2
+    with server.connect(autocommit=True, prepare_threshold=0) as conn:
+        cur = conn.execute("SHOW POOL_VERSION")
+        assert cur.description is not None and [c.name for c in cur.description] == ["pool_version"]
+        row = cur.fetchone()
+        assert row is not None and "pgpool-py" in row[0] and cur.statusmessage == "SELECT 1"
+        conn.execute("PGPOOL SET client_idle_limit = 7")
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("7s",)
+        conn.execute("PGPOOL RESET client_idle_limit")
+        assert conn.execute("PGPOOL SHOW client_idle_limit").fetchone() == ("0",)
+        with pytest.raises(psycopg.errors.UndefinedObject, match='config variable "no_such_parameter" not found'):
+            conn.execute("PGPOOL SHOW no_such_parameter")
+        # The session goes on, prepared statements of its own and of the backend side by side.
+        assert conn.execute("SELECT %s::int", (5,)).fetchone() == (5,)
+        assert len(conn.execute("SHOW POOL_PROCESSES").fetchall()) >= 1
+        with conn.transaction():
+            conn.execute("SELECT 1")
+            assert len(conn.execute("SHOW POOL_NODES").fetchall()) == 2
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+
+
+def test_pool_commands_from_asyncpg(server: Any) -> None:
+    """asyncpg prepares every statement (Parse, Describe, Sync), asks for binary results and
+    executes with a row limit; a cursor fetches in parts (PortalSuspended)."""
+
+    async def work() -> None:
+        conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
+        try:
+            rows = await conn.fetch("SHOW POOL_NODES")
+            assert [r["node_id"] for r in rows] == ["0", "1"] and rows[0]["status"] == "up"
+            stmt = await conn.prepare("PGPOOL SHOW ALL")
+            assert [a.name for a in stmt.get_attributes()] == ["item", "value", "description"]
+            everything = await stmt.fetch()
+            assert len(everything) > 100
+            async with conn.transaction():
+                cursor = await stmt.cursor()
+                first = await cursor.fetch(10)
+                rest = await cursor.fetch(100000)
+                assert [tuple(r) for r in first + rest] == [tuple(r) for r in everything]
+            assert await conn.fetchval("PGPOOL SHOW port") == str(server.port)
+            assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
+        finally:
+            await conn.close()
+
+    asyncio.run(work())
+
+
+def _reply_types(reply: bytes) -> str:
+    return "".join(chr(typ) for typ, _s, _e in m.split_messages(reply)[0])
+
+
+def test_pool_commands_share_a_batch_with_other_statements(server: Any) -> None:
+    """pgjdbc without autocommit sends its BEGIN in the same batch as the statement; pgpool's
+    replies come in the order of the messages, and an error skips the rest until Sync."""
+    def run(sql: bytes) -> bytes:
+        return m.frame(b"P", b"\0" + sql + b"\0\0\0") + m.frame(b"B", b"\0\0\0\0\0\0\0\0") + m.frame(b"E", b"\0\0\0\0\0")
+
+    describe = m.frame(b"D", b"P\0")
+    with server.raw_session() as sock:
+        sock.sendall(run(b"BEGIN") + run(b"SHOW POOL_VERSION")[:-10] + describe + m.frame(b"E", b"\0\0\0\0\0")
+                     + run(b"SELECT 42") + m.SYNC)
+        reply = read_until(sock)
+        assert _reply_types(reply) == "12C" + "12TDC" + "12DC" + "Z"
+        assert reply.endswith(m.ready_for_query(m.TX_IN_BLOCK)) and b"pgpool-py" in reply and b"42" in reply
+        # An error ends the batch: what follows is skipped, as PostgreSQL does.
+        sock.sendall(run(b"PGPOOL SET no_such_parameter = 1") + run(b"SELECT 43") + m.SYNC)
+        reply = read_until(sock)
+        assert _reply_types(reply) == "12EZ" and b"no_such_parameter" in reply
+        one_parameter = m.frame(b"B", b"\0\0\0\0\0\x01\0\0\0\x011\0\0")
+        sock.sendall(run(b"SHOW POOL_VERSION")[:-23] + one_parameter + m.frame(b"E", b"\0\0\0\0\0") + m.SYNC)
+        reply = read_until(sock)
+        assert _reply_types(reply) == "1EZ" and b"C08P01\0" in reply and b"supplies 1 parameters" in reply
+        # Pipelined behind a slow statement: answered after it, not before.
+        sock.sendall(run(b"SELECT pg_sleep(0.3)") + m.SYNC + run(b"SHOW POOL_VERSION") + m.SYNC
+                     + m.query("COMMIT"))
+        reply = read_until(sock, count=3)
+        assert _reply_types(reply) == "12DCZ" + "12DCZ" + "CZ", reply
+        assert reply.endswith(m.ready_for_query(m.TX_IDLE))
+
+
+def test_pool_commands_as_prepared_statements_in_native_replication(pgpool_factory: Any,
+                                                                    pg_native_cluster: Any) -> None:
+    """A batch that writes on every node and then asks pgpool: the write's replies are compared
+    before pgpool answers, and no node is found to differ."""
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    with server.connect(prepare_threshold=0) as conn:  # pgjdbc's way: BEGIN in the statement's batch
+        conn.execute("CREATE TEMP TABLE asked (v int)")
+        with conn.pipeline():
+            conn.execute("INSERT INTO asked VALUES (1)")
+            cur = conn.execute("SHOW POOL_NODES")
+        assert [row[3] for row in cur.fetchall()] == ["up", "up"]
+        conn.commit()
+    assert "detected a difference" not in server.log_text()
 
 
 @pytest.mark.parametrize("mode", ["raw", "streaming_replication"])

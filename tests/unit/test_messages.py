@@ -212,12 +212,25 @@ def test_builder_bytes(built: bytes, expected: bytes) -> None:
     assert built == expected
 
 
-def test_result_set_is_description_rows_and_tag() -> None:
-    out = m.result_set(["a"], [["1"], [None]])
-    found, pos = m.split_messages(out)
-    assert pos == len(out)
-    assert [chr(t) for t, _, _ in found] == ["T", "D", "D", "C"]
-    assert out.endswith(m.command_complete("SELECT 2"))
+def test_bind_and_execute_parsers() -> None:
+    body = b"p1\0s1\0" + b"\0\x01\0\x01" + b"\0\x02" + b"\0\0\0\x02ab" + b"\xff\xff\xff\xff" + b"\0\x02\0\x01\0\0"
+    assert m.parse_bind(body) == m.Bind("p1", "s1", 2, (1, 0))
+    assert m.parse_bind(b"\0\0\0\0\0\0\0\0") == m.Bind("", "", 0, ())
+    for bad in (b"p1\0s1", b"\0\0\0\x01", b"\0\0\0\0\0\x01\0\0\0\x09ab", b"\0\0\0\0\0\0\0\x02\0\x01"):
+        with pytest.raises(ProtocolError, match="invalid Bind message"):
+            m.parse_bind(bad)
+    assert m.parse_execute(b"cur\0\0\0\0\x0a") == ("cur", 10)
+    with pytest.raises(ProtocolError, match="invalid Execute message"):
+        m.parse_execute(b"cur\0\0\0")
+
+
+def test_row_description_takes_the_binds_result_formats() -> None:
+    def formats(msg: bytes) -> list[int]:
+        return [int.from_bytes(msg[i + 18 : i + 20], "big") for i in (7, 27)]  # one-letter names
+
+    assert formats(m.row_description(["a", "b"])) == [0, 0]
+    assert formats(m.row_description(["a", "b"], (1,))) == [1, 1]
+    assert formats(m.row_description(["a", "b"], (0, 1))) == [0, 1]
 
 
 def test_parsers() -> None:
