@@ -11,14 +11,14 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Container, Sequence
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
 from pgpool_py.config import PARAMS, Context, Param, render
 from pgpool_py.health.check import health_check_stats_rows, pg_role, pg_status
 from pgpool_py.errors import PgError
 from pgpool_py.protocol import messages as m
-from pgpool_py.routing.classify import parse_pool_command
+from pgpool_py.routing.classify import addressed_to_pgpool_bytes, is_pool_command, parse_pool_command
 from pgpool_py.shmem.layout import STATEMENT_COUNTERS, BackendStatus, ChildStatus, process_start_text, show_time
 
 if TYPE_CHECKING:
@@ -321,15 +321,42 @@ class PoolStatements:
         self.statements: dict[str, str] = {}  # name -> the command's text
         self.portals: dict[str, _Portal] = {}
 
-    def reply(self, typ: int, body: bytes, session: Session) -> bytes:
+    def ours(self, buf: bytes | bytearray, typ: int, start: int, end: int, shadowed: set[tuple[str, str]],
+             is_command: Callable[[bytes], bool]) -> bool:
+        """
+        Whether the extended message at ``buf[start:end]`` is for pgpool: a Parse of one of its
+        commands (``is_command`` of the text), or a message naming a statement or portal of
+        ours that no earlier message of the batch gave to the backend (``shadowed``, which
+        this adds to).
+        """
+        if typ == _P:
+            raw_name, text = m.parse_parse_bytes(bytes(buf[start:end]))
+            if is_command(text):
+                return True
+            shadowed.add(("S", raw_name.decode(errors="replace")))
+            return False
+        if typ == _B:
+            portal, stmt = m.bind_names(buf, start, end)
+            if stmt in self.statements and ("S", stmt) not in shadowed:
+                return True
+            shadowed.add(("P", portal))
+            return False
+        kind, name = m.target_name(buf, start, end, typ)
+        return name in (self.statements if kind == "S" else self.portals) and (kind, name) not in shadowed
+
+    def reply(self, typ: int, body: bytes, session: Session, backend_statements: Container[str] = ()) -> bytes:
         """The reply to a Parse, Bind, Describe, Execute or Close of ours (``body``: after the
         length word); PgError where PostgreSQL would fail."""
         if typ == _P:
             name, sql = m.parse_parse(body)
+            if name and (name in self.statements or name in backend_statements):
+                raise PgError(f'prepared statement "{name}" already exists', sqlstate="42P05")
             self.statements[name] = sql
             return m.PARSE_COMPLETE
         if typ == _B:
             bind = m.parse_bind(body)
+            if bind.portal and bind.portal in self.portals:
+                raise PgError(f'portal "{bind.portal}" already exists', sqlstate="42P03")
             if bind.parameters:
                 raise PgError(f'bind message supplies {bind.parameters} parameters, but prepared statement '
                               f'"{bind.statement}" requires 0', sqlstate="08P01")
@@ -361,3 +388,9 @@ def _without_rows(sql: str) -> bool:
     """PGPOOL SET and RESET: described as NoData, and not run before their Execute."""
     command = parse_pool_command(sql)
     return command is not None and command[0] in _WITHOUT_ROWS
+
+
+def is_command_text(text: bytes) -> bool:
+    """A statement's text is one of pgpool's commands (the raw relay's test; the router's
+    classifier knows it from its cached verdict)."""
+    return addressed_to_pgpool_bytes(text) and is_pool_command(text.decode(errors="replace"))

@@ -36,6 +36,7 @@ from pgpool_py import log as pglog
 from pgpool_py.child.commands import PoolStatements, error_message
 from pgpool_py.errors import PgError, ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
+from pgpool_py.protocol.messages import bind_names, target_name
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.protocol.stream import PeerClosed
 from pgpool_py.requests import register_node_operation_request
@@ -374,7 +375,7 @@ class Router:
                     skipped_begin = v
                     continue
             elif typ == _B:
-                portal, stmt = _bind_names(buf, start, end)
+                portal, stmt = bind_names(buf, start, end)
                 bound.add(portal)
                 scan.portals.append((portal, True))
                 scan.binds += 1
@@ -396,12 +397,12 @@ class Router:
                     continue
             else:
                 if ours_named and typ != _S and typ != _H:
-                    kind, name = _target_name(buf, start, end, typ)
+                    kind, name = target_name(buf, start, end, typ)
                     if (name in pool.portals and name not in bound) if kind == "P" else \
                             (name in pool.statements and name not in pending):
                         scan.ours = True
                 if typ == _C:
-                    kind, name = _target_name(buf, start, end, typ)
+                    kind, name = target_name(buf, start, end, typ)
                     if kind == "S":
                         pending.pop(name, None)
                         scan.statements.append((name, None))
@@ -414,7 +415,7 @@ class Router:
                         scan.executes = True
                     # Of a portal bound earlier, or (Describe) a statement prepared earlier?
                     if self.portals or (typ == _D and self.statements and buf[start + 5 : start + 6] == b"S"):
-                        kind, name = _target_name(buf, start, end, typ)
+                        kind, name = target_name(buf, start, end, typ)
                         if kind == "P" and name in self.portals and name not in bound:
                             scan.pinned = self.portals[name]
                         elif kind == "S" and name not in pending and name in self.statements:
@@ -885,38 +886,18 @@ class Router:
                                  sync, own_sync)
 
     def _ours(self, buf: bytes | bytearray, typ: int, start: int, end: int, shadowed: set[tuple[str, str]]) -> bool:
-        """Whether an extended message is for pgpool: a Parse of one of its commands, or a
-        message naming a statement or portal of ours that no earlier message of the batch gave
-        to the backend (``shadowed``)."""
-        pool = self.pool
-        if typ == _P:
-            raw_name, text = m.parse_parse_bytes(bytes(buf[start:end]))
-            if self.classifier.classify_bytes(text).kind is _POOL_COMMAND:
-                return True
-            shadowed.add(("S", raw_name.decode(errors="replace")))
-            return False
-        if typ == _B:
-            portal, stmt = _bind_names(buf, start, end)
-            if stmt in pool.statements and ("S", stmt) not in shadowed:
-                return True
-            shadowed.add(("P", portal))
-            return False
-        kind, name = _target_name(buf, start, end, typ)
-        return name in (pool.statements if kind == "S" else pool.portals) and (kind, name) not in shadowed
+        return self.pool.ours(buf, typ, start, end, shadowed, self._is_pool_command)
+
+    def _is_pool_command(self, text: bytes) -> bool:
+        return self.classifier.classify_bytes(text).kind is _POOL_COMMAND
 
     def _pool_reply(self, typ: int, body: bytes) -> bytes:
-        pool = self.pool
-        if typ == _P:
-            name = m.parse_parse(body)[0]
-            if name and (name in self.statements or name in pool.statements):
-                raise PgError(f'prepared statement "{name}" already exists', sqlstate="42P05")
-            self.statements.pop(name, None)  # the unnamed statement is ours now
+        reply = self.pool.reply(typ, body, self.session, self.statements)
+        if typ == _P and not body[0]:
+            self.statements.pop("", None)  # the unnamed statement is ours now
         elif typ == _B:
-            portal = body[: body.find(b"\0")].decode(errors="replace")
-            if portal and portal in pool.portals:
-                raise PgError(f'portal "{portal}" already exists', sqlstate="42P03")
-            self.portals.pop(portal, None)
-        return pool.reply(typ, body, self.session)
+            self.portals.pop(body[: body.find(b"\0")].decode(errors="replace"), None)
+        return reply
 
     def _forget_ours(self, scan: BatchScan) -> None:
         """Names the backend's statements and portals took over from ours."""
@@ -991,7 +972,7 @@ class Router:
                 name, prepared = next(own)
                 batch_statements[name] = prepared
             elif typ == _B:
-                stmt = _bind_names(payload, start, end)[1]
+                stmt = bind_names(payload, start, end)[1]
                 found = batch_statements[stmt] if stmt in batch_statements else self.statements.get(stmt)
                 if found is None or (found.clock_known and found.clock_template is None):
                     continue
@@ -1410,32 +1391,6 @@ def _batch_bytes(buf: bytes | bytearray, batch: list[tuple[int, int, int]], inte
     if interleaved:
         return b"".join([buf[start:end] for _typ, start, end in batch])
     return bytes(buf[batch[0][1] : batch[-1][2]])
-
-
-def _name_at(buf: bytes | bytearray, start: int, end: int, what: str) -> tuple[str, int]:
-    """The NUL-terminated name at ``buf[start:end]``, and where the next field begins."""
-    nul = buf.find(b"\0", start, end)
-    if nul < 0:
-        raise ProtocolError(f"invalid {what} message: a name is not NUL-terminated")
-    return (bytes(buf[start:nul]).decode(errors="replace") if nul > start else ""), nul + 1
-
-
-def _bind_names(buf: bytes | bytearray, start: int, end: int) -> tuple[str, str]:
-    """Bind at ``buf[start:end]``: (portal, statement)."""
-    if end - start > 6 and not buf[start + 5] and not buf[start + 6]:
-        return "", ""  # the unnamed portal and statement: most Binds
-    portal, pos = _name_at(buf, start + 5, end, "Bind")
-    return portal, _name_at(buf, pos, end, "Bind")[0]
-
-
-def _target_name(buf: bytes | bytearray, start: int, end: int, typ: int) -> tuple[str, str]:
-    """Describe/Close at ``buf[start:end]``: ('S' or 'P', name); Execute: ('P', portal)."""
-    if typ == _E:
-        return "P", _name_at(buf, start + 5, end, "Execute")[0]
-    kind = buf[start + 5] if end - start > 5 else 0
-    if kind not in (_S, _P):
-        raise ProtocolError(f"invalid {'Describe' if typ == _D else 'Close'} message: bad target type")
-    return chr(kind), _name_at(buf, start + 6, end, "Describe or Close")[0]
 
 
 def _describe(payload: bytes) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pgpool_py.child import auth as client_auth
 from pgpool_py.child.backend import BackendConnection, connect_backend
+from pgpool_py.child.commands import PoolStatements, error_message, is_command_text
 from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
 from pgpool_py.child.passwd import PasswordEntry
 from pgpool_py.child.pending import ANSWERED_GSS, ANSWERED_SSL, PendingClient
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _Q, _X, _S, _Z, _E = ord("Q"), ord("X"), ord("S"), ord("Z"), ord("E")
+_EXTENDED = frozenset(b"PBDEC")
+_BATCH_ENDS = (_S, ord("H"))  # Sync, Flush
 RESET_QUERY_TIMEOUT = 10.0  # pgpool-II gives each reset query 10 s
 RECV_SIZE = 65536
 
@@ -410,6 +413,8 @@ class Session:
         held = False  # a pgpool command waits for earlier replies before we answer it
         idle_since = time.monotonic()
         set_status = child.set_status
+        pool = PoolStatements(child.commands)
+        batch_open = False  # extended messages went to the backend since the last Sync
 
         def log_upto(msgs: list[tuple[int, int, int]], end: int) -> None:
             """log_statement / log_client_messages for the messages handled (a held one is read again)."""
@@ -419,8 +424,28 @@ class Session:
         while True:
             if cbuf and not held:
                 msgs, consumed = split(cbuf)
-                start = 0
-                for typ, mstart, mend in msgs:
+                start = skip_to = 0
+                more = False  # a batch of pgpool's statements waits for the rest of it
+                for at, (typ, mstart, mend) in enumerate(msgs):
+                    if mstart < skip_to:
+                        continue
+                    if typ in _EXTENDED and not batch_open:
+                        # A batch that starts with pgpool's own statements or portals: those are
+                        # answered here; what follows them goes to the backend with the Sync.
+                        shadowed: set[tuple[str, str]] = set()
+                        if not pool.ours(cbuf, typ, mstart, mend, shadowed, is_command_text):
+                            batch_open = True
+                            continue
+                        last = next((i for i in range(at, len(msgs)) if msgs[i][0] in _BATCH_ENDS), -1)
+                        if last < 0 or outstanding:
+                            more, held = last < 0, bool(outstanding)
+                            break
+                        if start < mstart:
+                            send_b(bytes(cbuf[start:mstart]))
+                        stop = self._answer_pool_batch(pool, cbuf, msgs[at:last + 1], shadowed, scanner.tx_status)
+                        start = skip_to = stop
+                        batch_open = stop != msgs[last][2]
+                        continue
                     if typ == _Q:
                         if addressed_to_pgpool_bytes(bytes(cbuf[mstart + 5 : mstart + 5 + POOL_PREFIX_WINDOW])):
                             if start < mstart:
@@ -436,6 +461,7 @@ class Session:
                         outstanding += 1
                     elif typ == _S:
                         outstanding += 1
+                        batch_open = False
                     elif typ == _X:
                         log_upto(msgs, mstart)
                         if start < mstart:
@@ -446,7 +472,7 @@ class Session:
                         return
                 else:
                     mstart = consumed
-                end = mstart if held else consumed
+                end = mstart if held or more else consumed
                 log_upto(msgs, end)
                 if start < end:
                     send_b(bytes(cbuf[start:end]))
@@ -484,6 +510,38 @@ class Session:
                 else:
                     child.sigq.drain()
                     child.on_interrupt()
+
+    def _answer_pool_batch(self, pool: PoolStatements, cbuf: bytearray, batch: list[tuple[int, int, int]],
+                           shadowed: set[tuple[str, str]], tx_status: int) -> int:
+        """
+        Answer the raw relay's batch (through its Sync or Flush) from its start while its
+        messages are pgpool's; after an error, skip the rest until Sync, as PostgreSQL does.
+        Returns where the messages for the backend begin (after the Sync when there are none).
+        """
+        replies: list[bytes] = []
+        failed = False
+        for typ, start, end in batch[:-1]:
+            if not failed:
+                if not pool.ours(cbuf, typ, start, end, shadowed, is_command_text):
+                    self._send_client(b"".join(replies))
+                    return start
+                try:
+                    replies.append(pool.reply(typ, bytes(cbuf[start + 5 : end]), self))
+                except PgError as exc:
+                    replies.append(error_message(exc))
+                    failed = True
+        if batch[-1][0] == _S:
+            replies.append(m.ready_for_query(tx_status))
+            if tx_status == m.TX_IDLE:
+                pool.portals.clear()  # the implicit transaction ended
+        self._send_client(b"".join(replies))
+        return batch[-1][2]
+
+    def _send_client(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise PeerClosed("client") from exc
 
     # ------------------------------------------------------------------ notices (client_min_messages)
 

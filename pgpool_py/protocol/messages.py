@@ -428,6 +428,36 @@ def parse_parse_bytes(raw: bytes, start: int = 5) -> tuple[bytes, bytes]:
     return raw[start:e1], raw[e1 + 1 : e2]
 
 
+_EXECUTE, _DESCRIBE = ord("E"), ord("D")
+_TARGET_KINDS = (ord("S"), ord("P"))  # Describe/Close of a statement or a portal
+
+
+def _name_at(buf: bytes | bytearray, start: int, end: int, what: str) -> tuple[str, int]:
+    """The NUL-terminated name at ``buf[start:end]``, and where the next field begins."""
+    nul = buf.find(b"\0", start, end)
+    if nul < 0:
+        raise ProtocolError(f"invalid {what} message: a name is not NUL-terminated")
+    return (bytes(buf[start:nul]).decode(errors="replace") if nul > start else ""), nul + 1
+
+
+def bind_names(buf: bytes | bytearray, start: int, end: int) -> tuple[str, str]:
+    """Bind at ``buf[start:end]``: (portal, statement)."""
+    if end - start > 6 and not buf[start + 5] and not buf[start + 6]:
+        return "", ""  # the unnamed portal and statement: most Binds
+    portal, pos = _name_at(buf, start + 5, end, "Bind")
+    return portal, _name_at(buf, pos, end, "Bind")[0]
+
+
+def target_name(buf: bytes | bytearray, start: int, end: int, typ: int) -> tuple[str, str]:
+    """Describe/Close at ``buf[start:end]``: ('S' or 'P', name); Execute: ('P', portal)."""
+    if typ == _EXECUTE:
+        return "P", _name_at(buf, start + 5, end, "Execute")[0]
+    kind = buf[start + 5] if end - start > 5 else 0
+    if kind not in _TARGET_KINDS:
+        raise ProtocolError(f"invalid {'Describe' if typ == _DESCRIBE else 'Close'} message: bad target type")
+    return chr(kind), _name_at(buf, start + 6, end, "Describe or Close")[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Bind:
     portal: str

@@ -161,10 +161,12 @@ def test_backend_stats_count_by_kind(pgpool_factory: Any, pg_cluster: Any) -> No
     assert int(primary[13]) >= 1  # the error for the missing table
 
 
-def test_pool_commands_as_prepared_statements(server: Any) -> None:
+@pytest.mark.parametrize("mode", ["raw", "streaming_replication"])
+def test_pool_commands_as_prepared_statements(pgpool_factory: Any, pg_cluster: Any, mode: str) -> None:
     """psycopg prepares a statement from its 6th run on (prepare_threshold=0: from the 1st);
     pgpool-II 4.3 passed pgpool's commands in a Parse to the backend, which knows no
     "pool_nodes" parameter."""
+    server = pgpool_factory(pg_cluster, extra={"backend_clustering_mode": mode})
     with server.connect(autocommit=True) as conn:
         for _ in range(8):
             assert len(conn.execute("SHOW POOL_NODES").fetchall()) == 2
@@ -188,9 +190,11 @@ def test_pool_commands_as_prepared_statements(server: Any) -> None:
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
 
 
-def test_pool_commands_from_asyncpg(server: Any) -> None:
+@pytest.mark.parametrize("mode", ["raw", "streaming_replication"])
+def test_pool_commands_from_asyncpg(pgpool_factory: Any, pg_cluster: Any, mode: str) -> None:
     """asyncpg prepares every statement (Parse, Describe, Sync), asks for binary results and
     executes with a row limit; a cursor fetches in parts (PortalSuspended)."""
+    server = pgpool_factory(pg_cluster, extra={"backend_clustering_mode": mode})
 
     async def work() -> None:
         conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
