@@ -298,6 +298,8 @@ class PoolCommands:
 
 _P, _B, _D, _E = (ord(c) for c in "PBDE")
 _WITHOUT_ROWS = ("PGPOOL SET", "PGPOOL RESET")
+_DEALLOCATE = re.compile(rb'\s*deallocate\s+(?:prepare\s+)?(?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))\s*;?\s*\Z',
+                         re.IGNORECASE)
 
 
 @dataclass
@@ -377,6 +379,16 @@ class PoolStatements:
         # Close: as in PostgreSQL, of a statement or portal that does not exist too.
         (self.statements if kind == b"S" else self.portals).pop(name, None)
         return m.CLOSE_COMPLETE
+
+    def deallocated(self, text: bytes) -> str | None:
+        """The statement of ours that a simple Query ``DEALLOCATE name`` frees (psycopg with
+        libpq before 17 and Ruby's pg evict prepared statements so), or None."""
+        found = _DEALLOCATE.match(text)
+        if found is None:
+            return None
+        quoted, bare = found.group(1), found.group(2)
+        name = (quoted.replace(b'""', b'"') if quoted is not None else bare.lower()).decode(errors="replace")
+        return name if name in self.statements else None
 
     def _result(self, portal: _Portal, session: Session) -> Result:
         if portal.result is None:

@@ -79,6 +79,7 @@ _HAS_SERIAL = (
 _DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
 _EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
 _POOL_COMMAND = StatementKind.POOL_COMMAND
+_DEALLOCATED = m.command_complete("DEALLOCATE")
 # The commonest statements by their first keyword.  Where only the primary can get them, this
 # is all the relay needs to know of them (the statistics counter, and that a write makes the
 # transaction a writing one), and it costs less than classifying the text.
@@ -346,8 +347,14 @@ class Router:
             if verdict.kind is StatementKind.DEALLOCATE:
                 if name is None:
                     self.sql_prepared.clear()
+                    self.statements.clear()
+                    self.pool.statements.clear()
                     return self.to_all, verdict
-                self.sql_prepared.pop(name, None)
+                if self.sql_prepared.pop(name, None) is None and name in self.statements:
+                    # A statement of the protocol's Parse (psycopg with libpq before 17 and
+                    # Ruby's pg free theirs so): where it was prepared, as in pgpool-II.
+                    nodes = tuple(sorted(self.statements.pop(name).nodes)) or (self.primary,)
+                    return Target(nodes, self.primary if self.primary in nodes else nodes[0]), verdict
             return Target((node,), node), verdict
         return self._target(verdict.dest, verdict), verdict
 
@@ -701,6 +708,13 @@ class Router:
                 sql = text.decode(errors="replace")
                 send_c(self.child.commands.execute(sql, self._client_tx_status(), self.session))  # type: ignore[operator]
                 return True
+            if self.pool.statements and (freed := self.pool.deallocated(text)) is not None:
+                if self.in_flight is not None:
+                    self._end_open_cycle()
+                    return False
+                del self.pool.statements[freed]
+                send_c(_DEALLOCATED + m.ready_for_query(self._client_tx_status()))  # type: ignore[operator]
+                return True
             target, verdict = self._route_query(text)
             if target is self.to_all:
                 target = self._defer_begin(verdict, target, msg)
@@ -866,6 +880,8 @@ class Router:
                     break
                 try:
                     replies.append(self._pool_reply(typ, bytes(buf[start + 5 : end])))
+                except ProtocolError:
+                    raise  # a malformed message ends the session, as anywhere else
                 except PgError as exc:
                     replies.append(error_message(exc))
                     failed = True

@@ -447,15 +447,21 @@ class Session:
                         batch_open = stop != msgs[last][2]
                         continue
                     if typ == _Q:
-                        if addressed_to_pgpool_bytes(bytes(cbuf[mstart + 5 : mstart + 5 + POOL_PREFIX_WINDOW])):
+                        freed = pool.deallocated(m.query_bytes(bytes(cbuf[mstart:mend]))) if pool.statements else None
+                        if freed is not None or \
+                                addressed_to_pgpool_bytes(bytes(cbuf[mstart + 5 : mstart + 5 + POOL_PREFIX_WINDOW])):
                             if start < mstart:
                                 send_b(bytes(cbuf[start:mstart]))
                             start = mstart
                             if outstanding:
                                 held = True
                                 break
-                            sql = m.parse_query(memoryview(cbuf)[mstart + 5 : mend])
-                            send_c(child.commands.execute(sql, scanner.tx_status, self))
+                            if freed is not None:
+                                del pool.statements[freed]
+                                send_c(m.command_complete("DEALLOCATE") + m.ready_for_query(scanner.tx_status))
+                            else:
+                                sql = m.parse_query(memoryview(cbuf)[mstart + 5 : mend])
+                                send_c(child.commands.execute(sql, scanner.tx_status, self))
                             start = mend
                             continue
                         outstanding += 1
@@ -527,6 +533,8 @@ class Session:
                     return start
                 try:
                     replies.append(pool.reply(typ, bytes(cbuf[start + 5 : end]), self))
+                except ProtocolError:
+                    raise  # a malformed message ends the session, as anywhere else
                 except PgError as exc:
                     replies.append(error_message(exc))
                     failed = True

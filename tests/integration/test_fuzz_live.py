@@ -26,7 +26,7 @@ SEED = 7  # fixed, so a failure can be replayed
 
 # Read-only statements only: a mutation may still run them.
 QUERIES = ["SELECT 1", "SELECT now()", "SELECT $1::int", "SHOW server_version", "BEGIN", "COMMIT",
-           "SELECT * FROM generate_series(1, 50)"]
+           "SELECT * FROM generate_series(1, 50)", "SHOW POOL_NODES", "PGPOOL SHOW port"]
 
 
 def _valid_session_messages(rng: random.Random) -> bytes:
@@ -89,7 +89,10 @@ def _session_input(rng: random.Random) -> tuple[str, bytes]:
         # Well framed, so it reaches the message parsers: a known type with a bad body, then Sync.
         body = _mutate(rng.choice([b"s1\0SELECT 1\0\0\0", b"p1\0s1\0\0\0\0\0\0\0", b"Ss1\0", b"p1\0\0\0\0\0",
                                    b"SELECT 1\0"]), rng)
-        return "bad body", m.frame(bytes([rng.choice(b"PBDECQFdcf")]), body) + m.frame(b"S")
+        # Half of them after a statement of pgpool's own, so that they reach its parsers too.
+        ours = m.frame(b"P", b"s1\0SHOW POOL_VERSION\0\0\0") + m.frame(b"B", b"p1\0s1\0\0\0\0\0\0\0")
+        return "bad body", (ours if rng.random() < 0.5 else b"") + m.frame(bytes([rng.choice(b"PBDECQFdcf")]), body) \
+            + m.frame(b"S")
     return "mutated", _mutate(_valid_session_messages(rng), rng)
 
 

@@ -251,6 +251,25 @@ def test_pool_commands_share_a_batch_with_other_statements(server: Any) -> None:
         assert reply.endswith(m.ready_for_query(m.TX_IDLE))
 
 
+@pytest.mark.parametrize("mode", ["raw", "streaming_replication"])
+def test_deallocate_frees_a_statement_of_pgpool(pgpool_factory: Any, pg_cluster: Any, mode: str) -> None:
+    """psycopg with libpq before 17 (and Ruby's pg) evicts a prepared statement with a simple
+    Query DEALLOCATE: one of pgpool's is freed here; the backend never knew it.  One of the
+    backend's goes where its Parse went (the standby: the primary's weight is 0)."""
+    server = pgpool_factory(pg_cluster, extra={"backend_clustering_mode": mode, "backend_weight0": 0})
+    with server.raw_session() as sock:
+        sock.sendall(m.frame(b"P", b"_pg3_0\0SHOW POOL_VERSION\0\0\0") + m.frame(b"P", b"Mine\0SELECT 1\0\0\0") + m.SYNC)
+        assert _reply_types(read_until(sock)) == "11Z"
+        sock.sendall(m.query("DEALLOCATE _pg3_0; "))
+        reply = read_until(sock)
+        assert _reply_types(reply) == "CZ" and b"DEALLOCATE\0" in reply
+        # Gone: a Bind of it reaches the backend, which never had it.
+        sock.sendall(m.frame(b"B", b"\0_pg3_0\0\0\0\0\0\0\0") + m.SYNC)
+        assert b"C26000\0" in read_until(sock)
+        sock.sendall(m.query('DEALLOCATE "Mine"'))  # the backend's own
+        assert _reply_types(read_until(sock)) == "CZ"
+
+
 def test_pool_commands_as_prepared_statements_in_native_replication(pgpool_factory: Any,
                                                                     pg_native_cluster: Any) -> None:
     """A batch that writes on every node and then asks pgpool: the write's replies are compared
