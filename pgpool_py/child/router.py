@@ -67,6 +67,12 @@ _PLAIN_BEGIN = m.query("BEGIN")
 # Puts a node's transaction in the failed state; PostgreSQL's log says why.
 _FAIL_TRANSACTION = m.query(
     "DO $pgpool$BEGIN RAISE EXCEPTION 'pgpool-py: the transaction failed on another node'; END$pgpool$")
+# PostgreSQL's error for a prepared statement whose result columns changed: pgjdbc and asyncpg
+# know it by its routine, and prepare the statement again (_replay_changes_shape).
+_PLAN_CHANGED = m.frame(b"E", b"".join(code + text + b"\0" for code, text in (
+    (b"S", b"ERROR"), (b"V", b"ERROR"), (b"C", b"0A000"), (b"M", b"cached plan must not change result type"),
+    (b"F", b"plancache.c"), (b"R", b"RevalidateCachedQuery"))) + b"\0")
+_DESCRIPTIONS = (ord("T"), ord("n"))  # RowDescription, NoData
 # insert_lock: an advisory lock per table, the first key saying it is ours ('pgpy').
 _INSERT_LOCK_CLASS = 0x70677079
 # Whether a table takes ids from a sequence (serial or identity): what insert_lock protects.
@@ -801,6 +807,23 @@ class Router:
         replay = self._replay(scan, target)
         if not self._can_send(target):
             return batch[0][1]
+        if replay and sync and not own_sync:
+            if self.in_flight is not None:  # the nodes are asked first
+                self._end_open_cycle()
+                return batch[0][1]
+            error = self._replay_changes_shape(replay)
+            if error is not None:
+                # As in PostgreSQL the statement fails, and with it the transaction; the rest
+                # of the batch is skipped, and ReadyForQuery ends it.
+                for ch in self.channels.values():
+                    if ch.scanner.tx_status == m.TX_IN_BLOCK:
+                        self._ask(ch.node_id, _FAIL_TRANSACTION)
+                status = self.channels[target.answer].scanner.tx_status
+                self._after_ready(status)
+                self.open_target = None
+                self._to_client(error + m.ready_for_query(status))
+                return -1
+            replay = self._replay(scan, target)
         ahead = 0
         if self.native and scan.binds and len(target.nodes) > 1 and not self.tx_failed:
             clocked = self._clock_batch(payload, scan, target)
@@ -891,15 +914,18 @@ class Router:
             replies.append(m.ready_for_query(status))
             if status == m.TX_IDLE:
                 self.pool.portals.clear()  # the implicit transaction ended
-        try:
-            self.session.sock.sendall(b"".join(replies))
-        except OSError as exc:
-            raise PeerClosed("client") from exc
+        self._to_client(b"".join(replies))
         if at == last:
             return -1
         rest = batch[at:]
         return self._flush_batch(buf, rest, _batch_bytes(buf, rest, True) + (m.SYNC if own_sync else b""),
                                  sync, own_sync)
+
+    def _to_client(self, data: bytes) -> None:
+        try:
+            self.session.sock.sendall(data)
+        except OSError as exc:
+            raise PeerClosed("client") from exc
 
     def _ours(self, buf: bytes | bytearray, typ: int, start: int, end: int, shadowed: set[tuple[str, str]]) -> bool:
         return self.pool.ours(buf, typ, start, end, shadowed, self._is_pool_command)
@@ -1076,23 +1102,57 @@ class Router:
     def _exchange(self, node: int, sql: str) -> tuple[bytes, bool]:
         """Run a query of ours on a node with nothing in flight: its replies, up to
         ReadyForQuery, and whether it succeeded (a failure is logged)."""
+        reply, msgs = self._ask(node, m.query(sql))
+        ok = True
+        for typ, start, end in msgs:
+            if typ == _E:
+                fields = m.parse_error_fields(reply[start + 5 : end])
+                log.warning("backend node %d: %s failed: %s", node, sql, fields.get("M", ""))
+                ok = False
+        return reply, ok
+
+    def _ask(self, node: int, messages: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """Send messages of ours, ending in a Query or Sync, to a node with nothing in flight;
+        its replies up to ReadyForQuery, and where they lie."""
         ch = self.channels[node]
         self._drain_ours(ch)  # replies to earlier queries of ours come first
-        self._write(node, m.query(sql))
+        self._write(node, messages)
         reply = b""
         while True:
             reply += self._recv_or_lost(ch)
             msgs, _ = m.split_messages(reply)
             if msgs and msgs[-1][0] == ord("Z"):
-                typ, start, end = msgs[-1]
-                ch.scanner.tx_status = reply[start + 5]
-                ok = True
-                for typ, start, end in msgs:
-                    if typ == _E:
-                        fields = m.parse_error_fields(reply[start + 5 : end])
-                        log.warning("backend node %d: %s failed: %s", node, sql, fields.get("M", ""))
-                        ok = False
-                return reply, ok
+                ch.scanner.tx_status = reply[msgs[-1][1] + 5]
+                return reply, msgs
+
+    def _replay_changes_shape(self, replay: Replay) -> bytes | None:
+        """
+        A statement re-parsed on another node gets the result columns of the table as it is
+        now, where the client knows those of its first Parse.  After an ALTER TABLE between
+        the two, PostgreSQL would fail the statement with "cached plan must not change result
+        type"; re-parsed, it would answer with other columns (asyncpg: "the number of columns
+        in the result row is different from what was described").  So before a re-parse is
+        used, the node that has the statement describes it (failing with that very error if
+        its plan is out of date), the new node parses and describes it, and the two must
+        agree.  Returns the error for the client when they do not, or when either node
+        failed (its error).  Nothing may be in flight.
+        """
+        for info, node in replay:
+            if not info.nodes:
+                continue  # its nodes failed: nothing to compare with
+            describe = m.frame(b"D", b"S" + m.parse_parse_bytes(info.parse)[0] + b"\0")
+            known, known_msgs = self._ask(min(info.nodes), describe + m.SYNC)
+            fresh, fresh_msgs = self._ask(node, info.parse + describe + m.SYNC)
+            error = _error(fresh, fresh_msgs)
+            if error is not None:
+                return error
+            info.nodes.add(node)
+            error = _error(known, known_msgs)
+            if error is not None:
+                return error
+            if _description(known, known_msgs) != _description(fresh, fresh_msgs):
+                return _PLAN_CHANGED
+        return None
 
     def _drain_ours(self, ch: NodeChannel) -> None:
         """Read the replies to queries of ours still due from a node with nothing in flight
@@ -1364,6 +1424,22 @@ class Router:
             detail=detail,
             hint=f"check data consistency among db nodes; with {param} = on the differing node is detached",
         )
+
+
+def _description(reply: bytes, msgs: list[tuple[int, int, int]]) -> bytes | None:
+    """The RowDescription or NoData in replies to a Describe of ours; None after an error."""
+    for typ, start, end in msgs:
+        if typ in _DESCRIPTIONS:
+            return reply[start:end]
+    return None
+
+
+def _error(reply: bytes, msgs: list[tuple[int, int, int]]) -> bytes | None:
+    """The ErrorResponse among replies, if any."""
+    for typ, start, end in msgs:
+        if typ == _E:
+            return reply[start:end]
+    return None
 
 
 def _parse_text(prepared: Prepared) -> bytes:

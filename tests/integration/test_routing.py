@@ -137,6 +137,79 @@ def test_asyncpg_named_statements_binary_and_executemany(pgpool_factory: Any, pg
     asyncio.run(work())
 
 
+def test_a_statement_re_parsed_elsewhere_keeps_its_result_shape(pgpool_factory: Any, pg_cluster: Any) -> None:
+    """A statement prepared on the standby, bound in a writing transaction, is re-parsed on
+    the primary. After an ALTER TABLE in between, PostgreSQL fails it with 0A000 "cached plan
+    must not change result type", which asyncpg and pgjdbc know to prepare again; re-parsed
+    as it is, it returned the new columns (asyncpg: "the number of columns in the result row
+    (3) is different from what was described (2)")."""
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0})  # reads on the standby
+
+    async def work() -> None:
+        conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
+        try:
+            await conn.execute("DROP TABLE IF EXISTS shape; CREATE TABLE shape (id int, t text);"
+                               " INSERT INTO shape VALUES (1, 'a')")
+            wait_replayed(pg_cluster)
+            stmt = await conn.prepare("SELECT * FROM shape WHERE id = $1")
+            assert tuple(await stmt.fetchrow(1)) == (1, "a")
+            await conn.execute("ALTER TABLE shape ADD COLUMN q int")
+            wait_replayed(pg_cluster)
+            with pytest.raises(asyncpg.InvalidCachedStatementError):
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO shape VALUES (2, 'b', 2)")
+                    await stmt.fetchrow(1)
+            # The transaction failed as a whole, as without a pooler.
+            assert await conn.fetchval("SELECT count(*) FROM shape") == 1
+            # Prepared again, the statement has the new shape everywhere.
+            async with conn.transaction():
+                await conn.execute("INSERT INTO shape VALUES (3, 'c', 3)")
+                assert tuple(await conn.fetchrow("SELECT * FROM shape WHERE id = $1", 3)) == (3, "c", 3)
+            # A statement whose shape did not change is re-parsed as before.
+            same = await conn.prepare("SELECT t FROM shape WHERE id = $1")
+            assert await same.fetchval(1) == "a"
+            async with conn.transaction():
+                await conn.execute("INSERT INTO shape VALUES (4, 'd', 4)")
+                assert await same.fetchval(4) == "d"
+            await conn.execute("DROP TABLE shape")
+        finally:
+            await conn.close()
+
+    asyncio.run(work())
+
+
+def test_a_re_parse_on_a_node_ahead_fails_as_postgresql_would(pgpool_factory: Any, pg_cluster: Any) -> None:
+    """The standby has not replayed the ALTER TABLE yet: it still describes the statement with
+    the old columns, the primary with the new ones.  The client gets PostgreSQL's own error
+    (with its routine, by which asyncpg and pgjdbc know it) rather than rows of a new shape."""
+    server = pgpool_factory(pg_cluster, extra={"backend_weight0": 0})
+    standby = pg_cluster[1]
+
+    async def work() -> None:
+        conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
+        try:
+            await conn.execute("DROP TABLE IF EXISTS ahead; CREATE TABLE ahead (id int, t text);"
+                               " INSERT INTO ahead VALUES (1, 'a')")
+            wait_replayed(pg_cluster)
+            stmt = await conn.prepare("SELECT * FROM ahead WHERE id = $1")
+            assert tuple(await stmt.fetchrow(1)) == (1, "a")
+            standby.psql("SELECT pg_wal_replay_pause()")
+            try:
+                await conn.execute("ALTER TABLE ahead ADD COLUMN q int")
+                with pytest.raises(asyncpg.InvalidCachedStatementError):  # asyncpg words it anew
+                    async with conn.transaction():
+                        await conn.execute("INSERT INTO ahead VALUES (2, 'b', 2)")
+                        await stmt.fetchrow(1)
+            finally:
+                standby.psql("SELECT pg_wal_replay_resume()")
+            assert await conn.fetchval("SELECT count(*) FROM ahead WHERE id = 2") == 0
+            await conn.execute("DROP TABLE ahead")
+        finally:
+            await conn.close()
+
+    asyncio.run(work())
+
+
 def test_pgbench_prepared_with_load_balancing(pgpool_factory: Any, pg_cluster: Any) -> None:
     server = pgpool_factory(pg_cluster)
     base = ["pgbench", "-h", HOST, "-p", str(server.port), "-U", SERVER_USER]
