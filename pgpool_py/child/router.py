@@ -768,7 +768,9 @@ class Router:
             self.begun = {self.primary}
             return self.to_node[self.primary]
         if verdict.tx_end and self.deferred_begin is not None:
-            return Target(tuple(sorted(self.begun)), self.primary)
+            # Where BEGIN went: perhaps only a standby (pgjdbc's BEGIN came with a read).
+            nodes = tuple(sorted(self.begun))
+            return Target(nodes, self.primary if self.primary in nodes else nodes[0])
         return target
 
     def _send_query(self, target: Target, verdict: Verdict, payload: bytes) -> None:

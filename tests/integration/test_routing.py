@@ -496,6 +496,28 @@ def _read_messages(sock: Any, until: bytes, count: int = 1) -> list[bytes]:
     return [bytes([typ]) for typ, _s, _e in m.split_messages(read_until(sock, until, count))[0]]
 
 
+def test_commit_after_an_extended_begin_that_went_to_a_standby(pgpool_factory: Any, pg_cluster: Any) -> None:
+    """pgjdbc without autocommit sends BEGIN in the batch of the transaction's first statement;
+    with a read, both went to the standby only.  The COMMIT that followed went to the standby
+    but waited for the primary's answer, and the session hung."""
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight0": 0})
+    unnamed = b"\0\0\0\0\0\0\0\0"
+
+    def run(sql: bytes, describe: bool = False) -> bytes:
+        return (m.frame(b"P", b"\0" + sql + b"\0\0\0") + m.frame(b"B", unnamed)
+                + (m.frame(b"D", b"P\0") if describe else b"") + m.frame(b"E", b"\0\0\0\0\0"))
+
+    with server.raw_session() as sock:
+        for ending in (run(b"COMMIT") + m.SYNC, run(b"ROLLBACK") + m.SYNC, m.query("COMMIT")):
+            sock.sendall(run(b"BEGIN") + run(b"SELECT pg_is_in_recovery()", describe=True) + m.SYNC)
+            reply = read_until(sock)
+            rows = [m.parse_data_row(reply[start + 5 : end]) for typ, start, end in m.split_messages(reply)[0]
+                    if typ == ord("D")]
+            assert rows == [["t"]] and reply.endswith(m.ready_for_query(m.TX_IN_BLOCK))
+            sock.sendall(ending)
+            assert read_until(sock).endswith(m.ready_for_query(m.TX_IDLE))
+
+
 @pytest.mark.parametrize("mode", ["raw", "streaming", "native"])
 def test_flush_after_execute_returns_the_results_before_sync(pgpool_factory: Any, pg_cluster: Any,
                                                              pg_native_cluster: Any, mode: str) -> None:
