@@ -627,7 +627,7 @@ class Router:
                     if not data:
                         raise PeerClosed("client")
                     idle_since = time.monotonic()
-                    if not cbuf and data[0] == _Q and len(data) == m.message_length(data, 0) \
+                    if not cbuf and data[0] == _Q and len(data) >= 5 and len(data) == m.message_length(data, 0) \
                             and not held and terminate_by is None:
                         # Most reads are one whole Query: routed from the chunk itself, without
                         # the buffer and its copies.

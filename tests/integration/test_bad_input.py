@@ -15,6 +15,7 @@ import pytest
 
 from pgpool_py.cluster import HOST
 from pgpool_py.protocol import messages as m
+from tests.fix_pgpool import read_until
 
 RAW = {"backend_clustering_mode": "raw", "num_init_children": 2}
 
@@ -141,6 +142,22 @@ def test_message_length_of_two_gigabytes(server: Any) -> None:
     fields = _error_fields(reply)
     assert fields["C"] == "08P01"
     _served(server)
+
+
+@pytest.mark.parametrize("mode", ["raw", "streaming_replication"])
+def test_a_query_whose_header_arrives_in_pieces(pgpool_factory: Any, pg_cluster: Any, mode: str) -> None:
+    """The relay read a Query's length from a first read of 1-4 bytes: struct.error, logged
+    as an internal error, and the session was ended (the live fuzz run found it)."""
+    server = pgpool_factory(pg_cluster, extra={"backend_clustering_mode": mode})
+    query = m.query("SELECT 41 + 1")
+    with server.raw_session() as sock:
+        for cut in (1, 3, 4):
+            sock.sendall(query[:cut])
+            time.sleep(0.05)  # two reads on the relay's side
+            sock.sendall(query[cut:])
+            reply = read_until(sock)
+            assert b"42" in reply and b"SERROR" not in reply
+    assert "internal error" not in server.log_text()
 
 
 def test_client_vanishes_mid_query(server: Any) -> None:
