@@ -211,6 +211,7 @@ class Router:
         self.begun: set[int] = set()
         self.serial_tables: dict[tuple[str, ...], bool] = {}  # insert_lock: does the table need it
         self.insert_locked: tuple[tuple[int, ...], int] | None = None  # (nodes, key) while held
+        self.unlocks_due: list[tuple[int, bytes]] = []  # releases waiting for a failed transaction to end
         self.classifier = self.child.get_classifier()
         self.reconfigure(self.cfg)
         self.child.session_temp_tables = self.temp_tables
@@ -1096,10 +1097,24 @@ class Router:
         nodes, key = self.insert_locked
         self.insert_locked = None
         unlock = m.query(f"SELECT pg_catalog.pg_advisory_unlock({_INSERT_LOCK_CLASS}, {key})")
-        for node in nodes:
-            if node in self.channels:
+        self.unlocks_due.extend((node, unlock) for node in nodes)
+        self._send_unlocks()
+
+    def _send_unlocks(self) -> None:
+        """The insert lock's releases, where the node's transaction has not failed: a failed
+        INSERT leaves it refusing every query until ROLLBACK (or to a savepoint), and the
+        lock, the session's, would stay and hold up every other session's INSERTs."""
+        due = []
+        for node, unlock in self.unlocks_due:
+            ch = self.channels.get(node)
+            if ch is None:
+                continue
+            if ch.scanner.tx_status == m.TX_FAILED:
+                due.append((node, unlock))
+            else:
                 self._write(node, unlock)
-                self.channels[node].swallow.append("release the insert lock")
+                ch.swallow.append("release the insert lock")
+        self.unlocks_due = due
 
     def _exchange(self, node: int, sql: str) -> tuple[bytes, bool]:
         """Run a query of ours on a node with nothing in flight: its replies, up to
@@ -1275,6 +1290,8 @@ class Router:
                 return False
         if self.insert_locked is not None:
             self._release_insert_lock()
+        elif self.unlocks_due:
+            self._send_unlocks()
         if self.native:
             self._compare_results(target)
             if self.reply_held:

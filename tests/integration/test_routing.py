@@ -736,6 +736,30 @@ def test_native_replication_insert_lock_keeps_ids_equal(pgpool_factory: Any, pg_
     assert "down" not in server.psql("SHOW POOL_NODES")
 
 
+def test_a_failed_insert_in_a_transaction_releases_the_insert_lock(pgpool_factory: Any,
+                                                                   pg_native_cluster: Any) -> None:
+    """insert_lock is an advisory lock of the session, released once every node has answered
+    the INSERT.  When the INSERT failed inside a transaction, the release failed too (the
+    transaction refuses every query): the lock stayed until the client left, and INSERTs into
+    the table from every other session waited for it."""
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    with server.connect(autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS locked_ids; CREATE TABLE locked_ids (id serial, v int)")
+    with server.connect() as holder, server.connect(autocommit=True, options="-c statement_timeout=3000") as other:
+        for how in ("ROLLBACK", "ROLLBACK TO SAVEPOINT"):
+            holder.execute("SAVEPOINT s" if how != "ROLLBACK" else "SELECT 1")
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                holder.execute("INSERT INTO locked_ids (v) VALUES (1/0)")
+            holder.execute("ROLLBACK TO SAVEPOINT s") if how != "ROLLBACK" else holder.rollback()
+            # The holder's session stays open, idle (or in its transaction): others insert
+            # without waiting (they waited for statement_timeout on each node, then went on).
+            started = time.monotonic()
+            other.execute("INSERT INTO locked_ids (v) VALUES (2)")
+            assert time.monotonic() - started < 2
+        holder.rollback()
+    assert "could not release the insert lock" not in server.log_text()
+
+
 @pytest.mark.parametrize("mode", ["streaming", "native"])
 def test_a_client_leaving_right_after_queries_of_ours_leaves_a_clean_connection(
         pgpool_factory: Any, pg_cluster: Any, pg_native_cluster: Any, mode: str) -> None:
