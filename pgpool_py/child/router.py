@@ -703,7 +703,12 @@ class Router:
     def _simple(self, typ: int, msg: bytes, send_c: object) -> bool:
         """Route a Query or FunctionCall message; False when it must wait for the batch in flight."""
         if typ == _F:
-            target, verdict = self.to_node[self.primary], None
+            # pgpool-II routes a FunctionCall as a write (a dummy INSERT): to every node in
+            # native replication (pgjdbc writes large objects so), else to the primary.
+            target, verdict = (self.to_all if self.native else self.to_node[self.primary]), None
+            if self.in_tx:
+                self.tx_written = True
+            self.session_written = True
         else:
             if self.temp_unknown and self.in_flight is None:
                 self._refresh_temp_tables()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -733,6 +734,34 @@ def test_native_replication_insert_lock_keeps_ids_equal(pgpool_factory: Any, pg_
     dumps = [node.psql(f"SELECT string_agg(id || ':' || who, ',' ORDER BY id) FROM {table}", dbname="test")
              for node in pg_native_cluster]
     assert dumps[0].count(":") == 180 and dumps[0] == dumps[1]
+    assert "down" not in server.psql("SHOW POOL_NODES")
+
+
+def test_native_replication_sends_a_function_call_to_every_node(pgpool_factory: Any,
+                                                                 pg_native_cluster: Any) -> None:
+    """pgjdbc writes large objects with the protocol's FunctionCall (lo_create, lowrite, ...).
+    pgpool-II routes a FunctionCall as a write; it reached the main node only, and the large
+    object existed there alone."""
+    server = pgpool_factory(pg_native_cluster, mode="native")
+    lo_create = int(pg_native_cluster[0].psql("SELECT 'lo_create'::regproc::oid", dbname="test"))
+    lo_unlink = int(pg_native_cluster[0].psql("SELECT 'lo_unlink'::regproc::oid", dbname="test"))
+
+    def call(function: int, oid: int) -> bytes:
+        # One binary argument (an oid), a binary result.
+        return m.frame(b"F", struct.pack("!IhhhiIh", function, 1, 1, 1, 4, oid, 1))
+
+    def stored() -> list[str]:
+        return [node.psql("SELECT count(*) FROM pg_largeobject_metadata WHERE oid = 424242", dbname="test")
+                for node in pg_native_cluster]
+
+    with server.raw_session() as sock:
+        sock.sendall(call(lo_create, 424242))
+        reply = read_until(sock)
+        assert b"V" in reply[:1] and b"SERROR" not in reply
+        assert stored() == ["1", "1"]
+        sock.sendall(call(lo_unlink, 424242))
+        assert b"SERROR" not in read_until(sock)
+        assert stored() == ["0", "0"]
     assert "down" not in server.psql("SHOW POOL_NODES")
 
 
