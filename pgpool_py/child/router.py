@@ -25,6 +25,7 @@ import logging
 import random
 import re
 import select
+import struct
 import time
 import zlib
 from collections import deque
@@ -73,6 +74,9 @@ _PLAN_CHANGED = m.frame(b"E", b"".join(code + text + b"\0" for code, text in (
     (b"S", b"ERROR"), (b"V", b"ERROR"), (b"C", b"0A000"), (b"M", b"cached plan must not change result type"),
     (b"F", b"plancache.c"), (b"R", b"RevalidateCachedQuery"))) + b"\0")
 _DESCRIPTIONS = (ord("T"), ord("n"))  # RowDescription, NoData
+# lo_creat and lo_create, by their oids in pg_proc (fixed for built-in functions).
+_LO_CREAT, _LO_CREATE = struct.pack("!I", 957), struct.pack("!I", 715)
+_NEXT_LARGE_OBJECT = "SELECT coalesce(max(oid)::int8, 0) + 1 FROM pg_catalog.pg_largeobject_metadata"
 # insert_lock: an advisory lock per table, the first key saying it is ours ('pgpy').
 _INSERT_LOCK_CLASS = 0x70677079
 # Whether a table takes ids from a sequence (serial or identity): what insert_lock protects.
@@ -709,6 +713,12 @@ class Router:
             if self.in_tx:
                 self.tx_written = True
             self.session_written = True
+            if self.native and self.in_tx and self.cfg.lobj_lock_table and msg[5:9] == _LO_CREAT \
+                    and len(target.nodes) > 1:
+                if self.in_flight is not None:
+                    self._end_open_cycle()
+                    return False
+                msg = self._lo_create(msg)
         else:
             if self.temp_unknown and self.in_flight is None:
                 self._refresh_temp_tables()
@@ -955,6 +965,29 @@ class Router:
             self.pool.statements.pop(name, None)
         for portal, _bound in scan.portals:
             self.pool.portals.pop(portal, None)
+
+    def _lo_create(self, call: bytes) -> bytes:
+        """
+        Native replication with lobj_lock_table (pgpool-II's pool_rewrite_lo_creat): a
+        FunctionCall of lo_creat lets every node pick the large object's oid, and they may
+        pick different ones.  Under the table's lock the main node finds a free oid, and the
+        call becomes lo_create of it.  pgpool-II takes max(loid) + 1 from pg_largeobject,
+        which objects without data are missing from; pg_largeobject_metadata has them all.
+        LOCK TABLE needs a transaction, as large objects do: outside one the call is left as
+        it is, as in pgpool-II, and so it is when the lock cannot be taken (logged).
+        """
+        table = self.cfg.lobj_lock_table
+        _reply, locked = self._exchange(self.primary, f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        if not locked:
+            return call
+        reply, ok = self._exchange(self.primary, _NEXT_LARGE_OBJECT)
+        if not ok:
+            return call
+        oid = int(_rows(reply)[0][0] or 0)
+        if oid > 0xFFFFFFFF:
+            return call
+        result_format = call[-2:]  # as the client asked for lo_creat's
+        return m.frame(b"F", _LO_CREATE + struct.pack("!hhhiI", 1, 1, 1, 4, oid) + result_format)
 
     def _take_insert_lock(self, verdict: Verdict, target: Target) -> bool:
         """

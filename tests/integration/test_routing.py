@@ -765,6 +765,35 @@ def test_native_replication_sends_a_function_call_to_every_node(pgpool_factory: 
     assert "down" not in server.psql("SHOW POOL_NODES")
 
 
+def test_native_replication_lo_creat_gets_one_oid_everywhere(pgpool_factory: Any, pg_native_cluster: Any) -> None:
+    """lo_creat lets each node pick the new large object's oid, and the next call with it
+    (lo_open) fails on a node that picked another: the session ended.  With lobj_lock_table,
+    as in pgpool-II, the main node picks it under the table's lock and every node runs
+    lo_create with it (pgpool-II takes max(loid) of pg_largeobject, which objects without
+    data are missing from: two such in a row got one oid)."""
+    server = pgpool_factory(pg_native_cluster, mode="native", extra={"lobj_lock_table": "lobj_lock"})
+    server.psql("DROP TABLE IF EXISTS lobj_lock; CREATE TABLE lobj_lock (dummy int)")
+    for node in pg_native_cluster[1:]:  # another node hands out oids ahead of the main node
+        node.psql("SELECT lo_unlink(lo_creat(-1)) FROM generate_series(1, 3)", dbname="test")
+    lo_creat = m.frame(b"F", struct.pack("!IhhhiIh", 957, 1, 1, 1, 4, 0x60000, 1))  # lo_creat(INV_READ | INV_WRITE)
+    with server.raw_session() as sock:
+        sock.sendall(m.query("BEGIN"))
+        read_until(sock)
+        oids = []
+        for _ in range(2):
+            sock.sendall(lo_creat)
+            reply = read_until(sock)
+            assert reply[:1] == b"V", reply
+            oids.append(struct.unpack_from("!I", reply, 9)[0])
+        sock.sendall(m.query("COMMIT"))
+        read_until(sock)
+    assert len(set(oids)) == 2
+    for node in pg_native_cluster:
+        assert node.psql("SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_largeobject_metadata"
+                         f" WHERE oid IN ({oids[0]}, {oids[1]})", dbname="test") == f"{min(oids)},{max(oids)}"
+    server.psql(f"SELECT lo_unlink({oids[0]}), lo_unlink({oids[1]})")
+
+
 def test_a_failed_insert_in_a_transaction_releases_the_insert_lock(pgpool_factory: Any,
                                                                    pg_native_cluster: Any) -> None:
     """insert_lock is an advisory lock of the session, released once every node has answered
