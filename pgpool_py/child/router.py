@@ -73,7 +73,8 @@ _FAIL_TRANSACTION = m.query(
 _PLAN_CHANGED = m.frame(b"E", b"".join(code + text + b"\0" for code, text in (
     (b"S", b"ERROR"), (b"V", b"ERROR"), (b"C", b"0A000"), (b"M", b"cached plan must not change result type"),
     (b"F", b"plancache.c"), (b"R", b"RevalidateCachedQuery"))) + b"\0")
-_DESCRIPTIONS = (ord("T"), ord("n"))  # RowDescription, NoData
+_ROW_DESCRIPTION, _NO_DATA = ord("T"), ord("n")
+_FIRST_NORMAL_OID = 16384  # PostgreSQL's FirstNormalObjectId: oids below are built in, the same everywhere
 # lo_creat and lo_create, by their oids in pg_proc (fixed for built-in functions).
 _LO_CREAT, _LO_CREATE = struct.pack("!I", 957), struct.pack("!I", 715)
 _NEXT_LARGE_OBJECT = "SELECT coalesce(max(oid)::int8, 0) + 1 FROM pg_catalog.pg_largeobject_metadata"
@@ -1205,7 +1206,7 @@ class Router:
             error = _error(known, known_msgs)
             if error is not None:
                 return error
-            if _description(known, known_msgs) != _description(fresh, fresh_msgs):
+            if _result_shape(known, known_msgs) != _result_shape(fresh, fresh_msgs):
                 return _PLAN_CHANGED
         return None
 
@@ -1483,11 +1484,19 @@ class Router:
         )
 
 
-def _description(reply: bytes, msgs: list[tuple[int, int, int]]) -> bytes | None:
-    """The RowDescription or NoData in replies to a Describe of ours; None after an error."""
+def _result_shape(reply: bytes, msgs: list[tuple[int, int, int]]) -> tuple[tuple[object, ...], ...] | None:
+    """
+    What the client decodes rows by, from the replies to a Describe of ours: each column's
+    name, type, size, modifier and format; () for NoData, None if there is neither.  Not the
+    table's oid and column number, nor the oid of a type that is not built in: in native
+    replication every node gives its objects oids of its own.
+    """
     for typ, start, end in msgs:
-        if typ in _DESCRIPTIONS:
-            return reply[start:end]
+        if typ == _NO_DATA:
+            return ()
+        if typ == _ROW_DESCRIPTION:
+            return tuple((f.name, f.type_oid if f.type_oid < _FIRST_NORMAL_OID else None, f.size, f.type_modifier,
+                          f.format) for f in m.parse_row_description(reply[start + 5 : end]))
     return None
 
 

@@ -352,6 +352,36 @@ def data_row(values: Sequence[str | None]) -> bytes:
     return frame(b"D", b"".join(parts))
 
 
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One column of a RowDescription."""
+
+    name: bytes
+    table_oid: int
+    column: int
+    type_oid: int
+    size: int
+    type_modifier: int
+    format: int
+
+
+_FIELD = struct.Struct("!IhIhih")
+
+
+def parse_row_description(body: bytes) -> list[Field]:
+    """A RowDescription ('T') message body (after the length word)."""
+    try:
+        (count,) = _I16.unpack_from(body, 0)
+        pos, fields = 2, []
+        for _ in range(count):
+            end = body.index(b"\0", pos)
+            fields.append(Field(body[pos:end], *_FIELD.unpack_from(body, end + 1)))
+            pos = end + 1 + _FIELD.size
+    except (ValueError, struct.error):
+        raise ProtocolError("invalid RowDescription message") from None
+    return fields
+
+
 def parse_data_row(body: bytes | memoryview) -> list[str | None]:
     """A DataRow's values as text (NULL: None)."""
     (count,) = _I16.unpack_from(body, 0)

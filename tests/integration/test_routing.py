@@ -211,6 +211,32 @@ def test_a_re_parse_on_a_node_ahead_fails_as_postgresql_would(pgpool_factory: An
     asyncio.run(work())
 
 
+def test_native_replication_re_parses_a_statement_whose_table_has_other_oids(pgpool_factory: Any,
+                                                                              pg_native_cluster: Any) -> None:
+    """In native replication each node gives the table an oid of its own, and a RowDescription
+    carries it: a statement re-parsed on another node must not be taken for one whose
+    columns changed."""
+    server = pgpool_factory(pg_native_cluster, mode="native", extra={"backend_weight0": 0})
+    pg_native_cluster[1].psql("CREATE TABLE IF NOT EXISTS oid_spender (v int); DROP TABLE oid_spender", dbname="test")
+
+    async def work() -> None:
+        conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
+        try:
+            await conn.execute("DROP TABLE IF EXISTS other_oids; CREATE TABLE other_oids (id int, t text)")
+            oids = [node.psql("SELECT 'other_oids'::regclass::oid", dbname="test") for node in pg_native_cluster]
+            assert oids[0] != oids[1]
+            assert await conn.fetchrow("SELECT * FROM other_oids WHERE id = $1", 1) is None  # node 1 prepares it
+            async with conn.transaction():
+                await conn.execute("INSERT INTO other_oids VALUES (1, 'a')")
+                row = await conn.fetchrow("SELECT * FROM other_oids WHERE id = $1", 1)  # re-parsed on node 0
+                assert row is not None and tuple(row) == (1, "a")
+            await conn.execute("DROP TABLE other_oids")
+        finally:
+            await conn.close()
+
+    asyncio.run(work())
+
+
 def test_pgbench_prepared_with_load_balancing(pgpool_factory: Any, pg_cluster: Any) -> None:
     server = pgpool_factory(pg_cluster)
     base = ["pgbench", "-h", HOST, "-p", str(server.port), "-U", SERVER_USER]
