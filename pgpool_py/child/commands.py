@@ -11,12 +11,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Container, Sequence
+from typing import TYPE_CHECKING, Any, Callable, MutableMapping, Sequence
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
 from pgpool_py.config import PARAMS, Context, Param, render
 from pgpool_py.health.check import health_check_stats_rows, pg_role, pg_status
-from pgpool_py.errors import PgError
+from pgpool_py.errors import PgError, ProtocolError
 from pgpool_py.protocol import messages as m
 from pgpool_py.routing.classify import addressed_to_pgpool_bytes, is_pool_command, parse_pool_command
 from pgpool_py.shmem.layout import STATEMENT_COUNTERS, BackendStatus, ChildStatus, process_start_text, show_time
@@ -298,6 +298,7 @@ class PoolCommands:
 
 _P, _B, _D, _E = (ord(c) for c in "PBDE")
 _WITHOUT_ROWS = ("PGPOOL SET", "PGPOOL RESET")
+_DEALLOCATED = m.command_complete("DEALLOCATE")
 _DEALLOCATE = re.compile(rb'\s*deallocate\s+(?:prepare\s+)?(?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))\s*;?\s*\Z',
                          re.IGNORECASE)
 
@@ -314,8 +315,8 @@ class PoolStatements:
     """
     pgpool's commands as prepared statements and portals of the session: pgjdbc and asyncpg
     send every statement so, psycopg from a statement's 6th run on.  pgpool-II 4.3 passed
-    their Parse to the backend, which knows no "pool_nodes" parameter.  The relay picks the
-    messages meant for them (``Router._ours``) and sends the replies made here; Sync is its own.
+    their Parse to the backend, which knows no "pool_nodes" parameter.  Both relays hand
+    their batches to ``answer`` and send what it returns.
     """
 
     def __init__(self, commands: PoolCommands) -> None:
@@ -346,13 +347,48 @@ class PoolStatements:
         kind, name = m.target_name(buf, start, end, typ)
         return name in (self.statements if kind == "S" else self.portals) and (kind, name) not in shadowed
 
-    def reply(self, typ: int, body: bytes, session: Session, backend_statements: Container[str] = ()) -> bytes:
-        """The reply to a Parse, Bind, Describe, Execute or Close of ours (``body``: after the
-        length word); PgError where PostgreSQL would fail."""
+    def answer(self, buf: bytes | bytearray, batch: list[tuple[int, int, int]], shadowed: set[tuple[str, str]],
+               is_command: Callable[[bytes], bool], session: Session, backend_statements: MutableMapping[str, Any],
+               backend_portals: MutableMapping[str, Any]) -> tuple[bytes, int]:
+        """
+        The replies to ``batch``'s extended messages (Sync and Flush are the relay's) from the
+        first while they are pgpool's (``ours``); after an error, to none of the rest, as
+        PostgreSQL skips to Sync.  Returns them, and the index of the first message left for
+        the backend (``len(batch)``: none).  A name of ours takes it over from the backend's
+        (``backend_statements`` and ``backend_portals`` of the session).
+        """
+        replies: list[bytes] = []
+        failed = False
+        for at, (typ, start, end) in enumerate(batch):
+            if failed:
+                continue
+            if not self.ours(buf, typ, start, end, shadowed, is_command):
+                return b"".join(replies), at
+            try:
+                replies.append(self._reply(typ, bytes(buf[start:end]), session, backend_statements, backend_portals))
+            except ProtocolError:
+                raise  # a malformed message ends the session, as anywhere else
+            except PgError as exc:
+                replies.append(error_message(exc))
+                failed = True
+        return b"".join(replies), len(batch)
+
+    def ready(self, tx_status: int) -> bytes:
+        """ReadyForQuery for a Sync the relay answers; the implicit transaction's portals end with it."""
+        if tx_status == m.TX_IDLE:
+            self.portals.clear()
+        return m.ready_for_query(tx_status)
+
+    def _reply(self, typ: int, msg: bytes, session: Session, backend_statements: MutableMapping[str, Any],
+               backend_portals: MutableMapping[str, Any]) -> bytes:
+        """The reply to a Parse, Bind, Describe, Execute or Close of ours (``msg``: the whole
+        message); PgError where PostgreSQL would fail."""
+        body = msg[5:]
         if typ == _P:
             name, sql = m.parse_parse(body)
             if name and (name in self.statements or name in backend_statements):
                 raise PgError(f'prepared statement "{name}" already exists', sqlstate="42P05")
+            backend_statements.pop(name, None)  # the unnamed statement is ours now
             self.statements[name] = sql
             return m.PARSE_COMPLETE
         if typ == _B:
@@ -362,6 +398,7 @@ class PoolStatements:
             if bind.parameters:
                 raise PgError(f'bind message supplies {bind.parameters} parameters, but prepared statement '
                               f'"{bind.statement}" requires 0', sqlstate="08P01")
+            backend_portals.pop(bind.portal, None)
             self.portals[bind.portal] = _Portal(self.statements[bind.statement], bind.result_formats)
             return m.BIND_COMPLETE
         if typ == _E:
@@ -369,15 +406,15 @@ class PoolStatements:
             portal = self.portals[name]
             out, portal.sent = self._result(portal, session).rows_from(portal.sent, limit)
             return out
-        kind, name = body[:1], body[1:].split(b"\0", 1)[0].decode(errors="replace")
+        kind, name = m.target_name(msg, 0, len(msg), typ)
         if typ == _D:
-            if kind == b"S":
+            if kind == "S":
                 sql = self.statements[name]
                 return m.NO_PARAMETERS + (m.NO_DATA if _without_rows(sql) else self.commands.run(sql, session).description())
             portal = self.portals[name]
             return m.NO_DATA if _without_rows(portal.sql) else self._result(portal, session).description(portal.formats)
         # Close: as in PostgreSQL, of a statement or portal that does not exist too.
-        (self.statements if kind == b"S" else self.portals).pop(name, None)
+        (self.statements if kind == "S" else self.portals).pop(name, None)
         return m.CLOSE_COMPLETE
 
     def deallocated(self, text: bytes) -> str | None:
@@ -389,6 +426,11 @@ class PoolStatements:
         quoted, bare = found.group(1), found.group(2)
         name = (quoted.replace(b'""', b'"') if quoted is not None else bare.lower()).decode(errors="replace")
         return name if name in self.statements else None
+
+    def free(self, name: str, tx_status: int) -> bytes:
+        """Free a statement ``deallocated`` found: the reply to the Query."""
+        del self.statements[name]
+        return _DEALLOCATED + m.ready_for_query(tx_status)
 
     def _result(self, portal: _Portal, session: Session) -> Result:
         if portal.result is None:

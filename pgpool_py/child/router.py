@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgpool_py import log as pglog
-from pgpool_py.child.commands import PoolStatements, error_message
-from pgpool_py.errors import PgError, ProtocolError, SessionError
+from pgpool_py.child.commands import PoolStatements
+from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.messages import bind_names, target_name
 from pgpool_py.protocol.scanner import ReplyScanner
@@ -90,7 +90,6 @@ _HAS_SERIAL = (
 _DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
 _EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
 _POOL_COMMAND = StatementKind.POOL_COMMAND
-_DEALLOCATED = m.command_complete("DEALLOCATE")
 # The commonest statements by their first keyword.  Where only the primary can get them, this
 # is all the relay needs to know of them (the statistics counter, and that a write makes the
 # transaction a writing one), and it costs less than classifying the text.
@@ -735,8 +734,7 @@ class Router:
                 if self.in_flight is not None:
                     self._end_open_cycle()
                     return False
-                del self.pool.statements[freed]
-                send_c(_DEALLOCATED + m.ready_for_query(self._client_tx_status()))  # type: ignore[operator]
+                send_c(self.pool.free(freed, self._client_tx_status()))  # type: ignore[operator]
                 return True
             target, verdict = self._route_query(text)
             if target is self.to_all:
@@ -840,7 +838,7 @@ class Router:
                 status = self.channels[target.answer].scanner.tx_status
                 self._after_ready(status)
                 self.open_target = None
-                self._to_client(error + m.ready_for_query(status))
+                self.session.send_client(error + m.ready_for_query(status))
                 return -1
             replay = self._replay(scan, target)
         ahead = 0
@@ -912,53 +910,22 @@ class Router:
             cut = self._flush_batch(buf, before, _batch_bytes(buf, before, True) + m.SYNC, sync=True, own_sync=True,
                                     ours=False)
             return batch[first][1] if cut < 0 else cut
-        replies: list[bytes] = []
-        failed = False
-        at = 0
-        while at < last:
-            typ, start, end = batch[at]
-            if not failed:
-                if not self._ours(buf, typ, start, end, shadowed):
-                    break
-                try:
-                    replies.append(self._pool_reply(typ, bytes(buf[start + 5 : end])))
-                except ProtocolError:
-                    raise  # a malformed message ends the session, as anywhere else
-                except PgError as exc:
-                    replies.append(error_message(exc))
-                    failed = True
-            at += 1
+        replies, at = self.pool.answer(buf, batch[:last], shadowed, self._is_pool_command, self.session,
+                                       self.statements, self.portals)
         if at == last and sync and not own_sync:
-            status = self._client_tx_status()
-            replies.append(m.ready_for_query(status))
-            if status == m.TX_IDLE:
-                self.pool.portals.clear()  # the implicit transaction ended
-        self._to_client(b"".join(replies))
+            replies += self.pool.ready(self._client_tx_status())
+        self.session.send_client(replies)
         if at == last:
             return -1
         rest = batch[at:]
         return self._flush_batch(buf, rest, _batch_bytes(buf, rest, True) + (m.SYNC if own_sync else b""),
                                  sync, own_sync)
 
-    def _to_client(self, data: bytes) -> None:
-        try:
-            self.session.sock.sendall(data)
-        except OSError as exc:
-            raise PeerClosed("client") from exc
-
     def _ours(self, buf: bytes | bytearray, typ: int, start: int, end: int, shadowed: set[tuple[str, str]]) -> bool:
         return self.pool.ours(buf, typ, start, end, shadowed, self._is_pool_command)
 
     def _is_pool_command(self, text: bytes) -> bool:
         return self.classifier.classify_bytes(text).kind is _POOL_COMMAND
-
-    def _pool_reply(self, typ: int, body: bytes) -> bytes:
-        reply = self.pool.reply(typ, body, self.session, self.statements)
-        if typ == _P and not body[0]:
-            self.statements.pop("", None)  # the unnamed statement is ours now
-        elif typ == _B:
-            self.portals.pop(body[: body.find(b"\0")].decode(errors="replace"), None)
-        return reply
 
     def _forget_ours(self, scan: BatchScan) -> None:
         """Names the backend's statements and portals took over from ours."""

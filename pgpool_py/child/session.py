@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pgpool_py.child import auth as client_auth
 from pgpool_py.child.backend import BackendConnection, connect_backend
-from pgpool_py.child.commands import PoolStatements, error_message, is_command_text
+from pgpool_py.child.commands import PoolStatements, is_command_text
 from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
 from pgpool_py.child.passwd import PasswordEntry
 from pgpool_py.child.pending import ANSWERED_GSS, ANSWERED_SSL, PendingClient
@@ -457,8 +457,7 @@ class Session:
                                 held = True
                                 break
                             if freed is not None:
-                                del pool.statements[freed]
-                                send_c(m.command_complete("DEALLOCATE") + m.ready_for_query(scanner.tx_status))
+                                send_c(pool.free(freed, scanner.tx_status))
                             else:
                                 sql = m.parse_query(memoryview(cbuf)[mstart + 5 : mend])
                                 send_c(child.commands.execute(sql, scanner.tx_status, self))
@@ -521,31 +520,19 @@ class Session:
                            shadowed: set[tuple[str, str]], tx_status: int) -> int:
         """
         Answer the raw relay's batch (through its Sync or Flush) from its start while its
-        messages are pgpool's; after an error, skip the rest until Sync, as PostgreSQL does.
-        Returns where the messages for the backend begin (after the Sync when there are none).
+        messages are pgpool's.  Returns where the messages for the backend begin (after the
+        Sync or Flush when there are none).
         """
-        replies: list[bytes] = []
-        failed = False
-        for typ, start, end in batch[:-1]:
-            if not failed:
-                if not pool.ours(cbuf, typ, start, end, shadowed, is_command_text):
-                    self._send_client(b"".join(replies))
-                    return start
-                try:
-                    replies.append(pool.reply(typ, bytes(cbuf[start + 5 : end]), self))
-                except ProtocolError:
-                    raise  # a malformed message ends the session, as anywhere else
-                except PgError as exc:
-                    replies.append(error_message(exc))
-                    failed = True
+        replies, at = pool.answer(cbuf, batch[:-1], shadowed, is_command_text, self, {}, {})
+        if at < len(batch) - 1:
+            self.send_client(replies)
+            return batch[at][1]
         if batch[-1][0] == _S:
-            replies.append(m.ready_for_query(tx_status))
-            if tx_status == m.TX_IDLE:
-                pool.portals.clear()  # the implicit transaction ended
-        self._send_client(b"".join(replies))
+            replies += pool.ready(tx_status)
+        self.send_client(replies)
         return batch[-1][2]
 
-    def _send_client(self, data: bytes) -> None:
+    def send_client(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
         except OSError as exc:
