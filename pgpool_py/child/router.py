@@ -364,8 +364,7 @@ class Router:
                 if self.sql_prepared.pop(name, None) is None and name in self.statements:
                     # A statement of the protocol's Parse (psycopg with libpq before 17 and
                     # Ruby's pg free theirs so): where it was prepared, as in pgpool-II.
-                    nodes = tuple(sorted(self.statements.pop(name).nodes)) or (self.primary,)
-                    return Target(nodes, self.primary if self.primary in nodes else nodes[0]), verdict
+                    return self._target_of(self.statements.pop(name).nodes or {self.primary}), verdict
             return Target((node,), node), verdict
         return self._target(verdict.dest, verdict), verdict
 
@@ -454,11 +453,15 @@ class Router:
 
     def _batch_target(self, scan: BatchScan) -> Target:
         """Where a batch goes, an extended cycle left open by Flush aside."""
-        pinned = scan.pinned
-        if pinned is not None:
-            node = min(pinned)
-            return Target(tuple(sorted(pinned)), self.primary if self.primary in pinned else node)
+        if scan.pinned is not None:
+            return self._target_of(scan.pinned)
         return self._target(_DEST_BY_RANK[scan.dest_rank], scan.verdict)
+
+    def _target_of(self, nodes: set[int]) -> Target:
+        """Some nodes (those a portal, a statement or BEGIN reached), answered by the primary
+        if it is one of them, else by the first."""
+        ordered = tuple(sorted(nodes))
+        return Target(ordered, self.primary if self.primary in nodes else ordered[0])
 
     def _replay(self, scan: BatchScan, target: Target) -> Replay:
         """The earlier Parses the batch needs on the target's nodes where they were not sent."""
@@ -783,9 +786,7 @@ class Router:
             self.begun = {self.primary}
             return self.to_node[self.primary]
         if verdict.tx_end and self.deferred_begin is not None:
-            # Where BEGIN went: perhaps only a standby (pgjdbc's BEGIN came with a read).
-            nodes = tuple(sorted(self.begun))
-            return Target(nodes, self.primary if self.primary in nodes else nodes[0])
+            return self._target_of(self.begun)  # perhaps only a standby (pgjdbc's BEGIN came with a read)
         return target
 
     def _send_query(self, target: Target, verdict: Verdict, payload: bytes) -> None:
