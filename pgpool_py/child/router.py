@@ -833,9 +833,7 @@ class Router:
             if error is not None:
                 # As in PostgreSQL the statement fails, and with it the transaction; the rest
                 # of the batch is skipped, and ReadyForQuery ends it.
-                for ch in self.channels.values():
-                    if ch.scanner.tx_status == m.TX_IN_BLOCK:
-                        self._ask(ch.node_id, _FAIL_TRANSACTION)
+                self._fail_elsewhere(None)
                 status = self.channels[target.answer].scanner.tx_status
                 self._after_ready(status)
                 self.open_target = None
@@ -1330,12 +1328,13 @@ class Router:
             except OSError as exc:
                 raise PeerClosed("client") from exc
 
-    def _fail_elsewhere(self, failed: NodeChannel) -> None:
+    def _fail_elsewhere(self, failed: NodeChannel | None) -> None:
         """
         The client's transaction failed on the answering node (a read on the load-balance
-        node, say): fail it too where it is still healthy, so that, as in PostgreSQL, what
-        follows fails and COMMIT rolls back.  Left alone, a write sent on to the primary
-        would commit.  The failure goes out now, before the client's next statement.
+        node, say), or before any node ran the statement (None: _replay_changes_shape): fail
+        it too where it is still healthy, so that, as in PostgreSQL, what follows fails and
+        COMMIT rolls back.  Left alone, a write sent on to the primary would commit.  The
+        failure goes out now, before the client's next statement.
         """
         for ch in self.channels.values():
             if ch is not failed and ch.scanner.tx_status == m.TX_IN_BLOCK:
