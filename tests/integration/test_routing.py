@@ -138,6 +138,17 @@ def test_asyncpg_named_statements_binary_and_executemany(pgpool_factory: Any, pg
     asyncio.run(work())
 
 
+async def _read_on_the_standby(conn: Any, pg_cluster: Any, table: str) -> Any:
+    """A table (id, t) holding (1, 'a'), and a statement reading it prepared and run on the
+    standby (the primary's weight is 0)."""
+    await conn.execute(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int, t text);"
+                       f" INSERT INTO {table} VALUES (1, 'a')")
+    wait_replayed(pg_cluster)
+    stmt = await conn.prepare(f"SELECT * FROM {table} WHERE id = $1")
+    assert tuple(await stmt.fetchrow(1)) == (1, "a")
+    return stmt
+
+
 def test_a_statement_re_parsed_elsewhere_keeps_its_result_shape(pgpool_factory: Any, pg_cluster: Any) -> None:
     """A statement prepared on the standby, bound in a writing transaction, is re-parsed on
     the primary. After an ALTER TABLE in between, PostgreSQL fails it with 0A000 "cached plan
@@ -149,11 +160,7 @@ def test_a_statement_re_parsed_elsewhere_keeps_its_result_shape(pgpool_factory: 
     async def work() -> None:
         conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
         try:
-            await conn.execute("DROP TABLE IF EXISTS shape; CREATE TABLE shape (id int, t text);"
-                               " INSERT INTO shape VALUES (1, 'a')")
-            wait_replayed(pg_cluster)
-            stmt = await conn.prepare("SELECT * FROM shape WHERE id = $1")
-            assert tuple(await stmt.fetchrow(1)) == (1, "a")
+            stmt = await _read_on_the_standby(conn, pg_cluster, "shape")
             await conn.execute("ALTER TABLE shape ADD COLUMN q int")
             wait_replayed(pg_cluster)
             with pytest.raises(asyncpg.InvalidCachedStatementError):
@@ -189,11 +196,7 @@ def test_a_re_parse_on_a_node_ahead_fails_as_postgresql_would(pgpool_factory: An
     async def work() -> None:
         conn = await asyncpg.connect(host=HOST, port=server.port, user=SERVER_USER, database="test")
         try:
-            await conn.execute("DROP TABLE IF EXISTS ahead; CREATE TABLE ahead (id int, t text);"
-                               " INSERT INTO ahead VALUES (1, 'a')")
-            wait_replayed(pg_cluster)
-            stmt = await conn.prepare("SELECT * FROM ahead WHERE id = $1")
-            assert tuple(await stmt.fetchrow(1)) == (1, "a")
+            stmt = await _read_on_the_standby(conn, pg_cluster, "ahead")
             standby.psql("SELECT pg_wal_replay_pause()")
             try:
                 await conn.execute("ALTER TABLE ahead ADD COLUMN q int")
