@@ -57,6 +57,8 @@ RECV_SIZE = 65536
 TERMINATE_DRAIN_SECONDS = 10.0  # how long replies due at Terminate are still relayed
 _Q, _X, _S, _H, _P, _B, _D, _E, _C, _F = (ord(c) for c in "QXSHPBDECF")
 _DATA_ROW = ord("D")
+_TX_IDLE, _TX_FAILED = m.TX_IDLE, m.TX_FAILED
+_IDLE, _IDLE_IN_TRANS, _COMMAND_EXECUTE = ChildStatus.IDLE, ChildStatus.IDLE_IN_TRANS, ChildStatus.COMMAND_EXECUTE
 _COPY_MESSAGES = frozenset(ord(c) for c in "dcf")
 _EXTENDED = frozenset(ord(c) for c in "PBDEC")
 _PARSE_COMPLETE = b"1\x00\x00\x00\x04"
@@ -74,6 +76,9 @@ _PLAN_CHANGED = m.frame(b"E", b"".join(code + text + b"\0" for code, text in (
     (b"S", b"ERROR"), (b"V", b"ERROR"), (b"C", b"0A000"), (b"M", b"cached plan must not change result type"),
     (b"F", b"plancache.c"), (b"R", b"RevalidateCachedQuery"))) + b"\0")
 _ROW_DESCRIPTION, _NO_DATA = ord("T"), ord("n")
+# disable_load_balance_on_write values under which a session's earlier write keeps a
+# transaction's reads on the primary.
+_WRITES_KEEP_READS = frozenset(("always", "trans_transaction"))
 _FIRST_NORMAL_OID = 16384  # PostgreSQL's FirstNormalObjectId: oids below are built in, the same everywhere
 # lo_creat and lo_create, by their oids in pg_proc (fixed for built-in functions).
 _LO_CREAT, _LO_CREATE = struct.pack("!I", 957), struct.pack("!I", 715)
@@ -274,14 +279,14 @@ class Router:
     def _reads_kept_on_primary(self) -> bool:
         """The transaction's state or the session's writes keep reads on the primary
         (a failed or SERIALIZABLE transaction; disable_load_balance_on_write)."""
-        if (self.in_tx and (self.tx_failed or self.tx_serializable)) or self.temp_unknown:
+        if self.temp_unknown:
             return True
         mode = self.disable_load_balance_on_write
-        if mode == "off":
-            return False
-        return ((self.in_tx and self.tx_written)
-                or (mode == "always" and self.session_written)
-                or (mode == "trans_transaction" and self.in_tx and self.session_written))
+        if not self.in_tx:
+            return self.session_written and mode == "always"
+        if self.tx_failed or self.tx_serializable:
+            return True
+        return mode != "off" and (self.tx_written or (self.session_written and mode in _WRITES_KEEP_READS))
 
     def _read_target(self, verdict: Verdict | None) -> int:
         if not self.balancing or self._reads_kept_on_primary():
@@ -483,8 +488,7 @@ class Router:
         for node in target.nodes:
             ch = self.channels[node]
             data = payload
-            parses = [info.parse for info, at in replay if at == node] if replay else []
-            if parses:
+            if replay and (parses := [info.parse for info, at in replay if at == node]):
                 data = b"".join(parses) + payload
                 if node == target.answer:
                     ch.drop_completes += len(parses)
@@ -500,7 +504,10 @@ class Router:
                 if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                              _describe(self.deferred_begin))
-            self._write(node, data)
+            try:
+                ch.sock.sendall(data)  # type: ignore[attr-defined]
+            except OSError:
+                raise self.session._backend_lost(self.slot.conns[node]) from None
             ch.used = True
             if expect_ready:
                 ch.pending += 1
@@ -510,7 +517,10 @@ class Router:
             for node in target.nodes:
                 log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                          _describe(payload))
-        self._add_in_flight(target)
+        if self.in_flight is None:
+            self.in_flight = target
+        else:
+            self._add_in_flight(target)
 
     def _write(self, node: int, data: bytes) -> None:
         try:
@@ -589,6 +599,7 @@ class Router:
         idle_since = time.monotonic()
         send_c = csock.sendall
         recv_c = reader(csock)
+        unpack_length = m.unpack_uint32_from
 
         terminate_by: float | None = None  # Terminate seen: finish what is in flight first
         chunk = b""  # what the client sent while nothing was buffered: routed without a copy
@@ -610,9 +621,9 @@ class Router:
                     del cbuf[:cut]
                 chunk = b""
                 if self.in_flight is not None:
-                    child.set_status(ChildStatus.COMMAND_EXECUTE)
+                    child.set_status(_COMMAND_EXECUTE)
             if terminate_by is None:
-                timeout = session.idle_timeout(self.in_flight is not None, idle_since)
+                timeout = session.idle_timeout(self.in_flight is not None, idle_since) if session.idle_limited else -1
             else:
                 left = terminate_by - time.monotonic()
                 if left <= 0:
@@ -635,7 +646,7 @@ class Router:
                     if not data:
                         raise PeerClosed("client")
                     idle_since = time.monotonic()
-                    if not cbuf and data[0] == _Q and len(data) >= 5 and len(data) == m.message_length(data, 0) \
+                    if not cbuf and data[0] == _Q and len(data) >= 5 and unpack_length(data, 1)[0] + 1 == len(data) \
                             and not held and terminate_by is None:
                         # Most reads are one whole Query: routed from the chunk itself, without
                         # the buffer and its copies.
@@ -643,7 +654,7 @@ class Router:
                             if self.log_frontend:
                                 pglog.log_frontend(self.cfg, data, [(_Q, 0, len(data))])
                             if self.in_flight is not None:
-                                child.set_status(ChildStatus.COMMAND_EXECUTE)
+                                child.set_status(_COMMAND_EXECUTE)
                             continue
                         held = True
                     if cbuf or held or terminate_by is not None:
@@ -725,7 +736,8 @@ class Router:
         else:
             if self.temp_unknown and self.in_flight is None:
                 self._refresh_temp_tables()
-            text = m.query_bytes(msg)
+            end = msg.find(b"\0", 5)  # m.query_bytes, inline: this runs for every Query
+            text = msg[5:end] if end >= 0 else msg[5:]
             if addressed_to_pgpool_bytes(text):
                 if self.in_flight is not None:
                     self._end_open_cycle()
@@ -746,7 +758,7 @@ class Router:
         if cycle is not None and not set(cycle.nodes) <= set(target.nodes):
             self._close_open_cycle()  # a Flush-ended cycle on nodes the Query does not reach
             return False
-        if not self._can_send(target):
+        if self.in_flight is not None and not self._can_send(target):
             return False
         if self.native and verdict is not None and len(target.nodes) > 1:
             rewritten = self._constant_clock(verdict, target, msg)
@@ -756,11 +768,12 @@ class Router:
         if self.insert_lock and verdict is not None and not self._take_insert_lock(verdict, target):
             return False
         self.open_target = None  # the Query's ReadyForQuery ends the cycle, as in PostgreSQL
-        if verdict is None:
-            self._send(target, msg, expect_ready=True)
-        else:
+        if verdict is not None:
             self._note_verdict(verdict, target)
-            self._send_query(target, verdict, msg)
+            if verdict.begin_default_on_standby and len(target.nodes) > 1:
+                self._send_begin(target, msg)
+                return True
+        self._send(target, msg, expect_ready=True)
         return True
 
     def _begin_text(self, scan: BatchScan) -> bytes | None:
@@ -789,13 +802,11 @@ class Router:
             return self._target_of(self.begun)  # perhaps only a standby (pgjdbc's BEGIN came with a read)
         return target
 
-    def _send_query(self, target: Target, verdict: Verdict, payload: bytes) -> None:
-        if verdict.begin_default_on_standby and len(target.nodes) > 1:
-            for node in target.nodes:
-                data = payload if node == self.primary else _PLAIN_BEGIN
-                self._send(Target((node,), target.answer), data, expect_ready=True)
-            return
-        self._send(target, payload, expect_ready=True)
+    def _send_begin(self, target: Target, payload: bytes) -> None:
+        """A BEGIN a standby refuses (READ WRITE, SERIALIZABLE): a plain one there."""
+        for node in target.nodes:
+            data = payload if node == self.primary else _PLAIN_BEGIN
+            self._send(Target((node,), target.answer), data, expect_ready=True)
 
     def _flush_batch(self, buf: bytes | bytearray, batch: list[tuple[int, int, int]], payload: bytes,
                      sync: bool, own_sync: bool = False, ours: bool = True) -> int:
@@ -1286,7 +1297,8 @@ class Router:
                 self._send_unsolicited(send_c)
         if not completed:
             return False
-        ch.pending = max(0, ch.pending - completed)
+        pending = ch.pending - completed
+        ch.pending = pending if pending > 0 else 0
         if ch.scanner.errors:
             self.counter_cells[self.counter_bases[ch.node_id] + _COUNTER_INDEX["error_cnt"]] += ch.scanner.errors
             ch.scanner.errors = 0
@@ -1307,14 +1319,14 @@ class Router:
                     raise PeerClosed("client") from exc
         answer = self.channels[target.answer] if target is not None else ch
         status = answer.scanner.tx_status
-        if status == m.TX_FAILED:
+        if status == _TX_FAILED:
             self._fail_elsewhere(answer)
         self._after_ready(status)
         if self.unsolicited:
             self._send_unsolicited(send_c)
         if self.open_target is None:
             self.in_flight = None
-        self.child.set_status(ChildStatus.IDLE if status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
+        self.child.set_status(_IDLE if status == _TX_IDLE else _IDLE_IN_TRANS)
         return True
 
     def _send_unsolicited(self, send_c: object) -> None:
@@ -1380,9 +1392,10 @@ class Router:
         return buf[:-5]
 
     def _after_ready(self, status: int) -> None:
-        if status == m.TX_IDLE:
+        if status == _TX_IDLE:
             self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
-            self.portals.clear()
+            if self.portals:
+                self.portals.clear()
             self.deferred_begin = None
         else:
             self.in_tx = True

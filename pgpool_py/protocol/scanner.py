@@ -14,6 +14,7 @@ from pgpool_py.protocol import messages as m
 _Z = ord("Z")
 _E = ord("E")
 _COPY_IN = (ord("G"), ord("W"))  # CopyInResponse, CopyBothResponse
+_NOTABLE = frozenset((_Z, _E, *_COPY_IN))  # the types feed() looks at; it only steps over others
 
 
 class ReplyScanner:
@@ -39,27 +40,37 @@ class ReplyScanner:
             pos = 0
         else:
             pos = self.skip
-            self.skip = 0
         found = 0
         unpack = m.unpack_uint32_from
-        while pos < n:
-            # Need the header and, for ReadyForQuery, its status byte.
-            if n - pos < 6 and (n - pos < 5 or data[pos] == _Z):
-                self.carry = data[pos:]
-                return found
+        # Every message header here is whole, with ReadyForQuery's status byte: the loop runs
+        # once per message of a reply, so it does as little as it can for the common types.
+        last_whole = n - 6
+        while pos <= last_whole:
             typ = data[pos]
-            (length,) = unpack(data, pos + 1)
-            if typ == _Z:
-                self.tx_status = data[pos + 5]
-                self.copy_in = False
-                found += 1
-            elif typ == _E:
-                self.errors += 1
-            elif typ in _COPY_IN:
-                self.copy_in = True
-            end = pos + 1 + length
-            if end > n:
-                self.skip = end - n
+            if typ in _NOTABLE:
+                found += self._notable(typ, data, pos)
+            pos += 1 + unpack(data, pos + 1)[0]
+        # Fewer than 6 bytes left: a header may be cut, or a ReadyForQuery's status byte.
+        while pos < n:
+            typ = data[pos]
+            if n - pos < 5 or typ == _Z:
+                self.carry = data[pos:]
+                self.skip = 0
                 return found
-            pos = end
+            if typ in _NOTABLE:
+                self._notable(typ, data, pos)
+            pos += 1 + unpack(data, pos + 1)[0]
+        self.skip = pos - n
         return found
+
+    def _notable(self, typ: int, data: bytes, pos: int) -> int:
+        """Note a message feed() looks at; 1 for a ReadyForQuery, else 0."""
+        if typ == _Z:
+            self.tx_status = data[pos + 5]
+            self.copy_in = False
+            return 1
+        if typ == _E:
+            self.errors += 1
+        else:
+            self.copy_in = True
+        return 0

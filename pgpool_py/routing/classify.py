@@ -608,15 +608,12 @@ def _add_bounded(cache: dict[_K, Verdict], key: _K, verdict: Verdict, limit: int
 def addressed_to_pgpool_bytes(query_body: bytes) -> bool:
     """The Query's text starts like a pgpool command: pgpool-py answers it (perhaps with an
     error) rather than a backend. ``parse_pool_command`` says which command it is."""
-    return _may_start_pool_command(query_body) and \
-        _POOL_PREFIX_BYTES.match(query_body[:POOL_PREFIX_WINDOW]) is not None
-
-
-def _may_start_pool_command(text: bytes) -> bool:
-    """Most texts start with a keyword that is not SHOW or PGPOOL: two bytes tell, without the
-    leading-comment regular expression."""
-    first = text[:1]
-    return text[:2].lower() in _POOL_STARTS or first in _LEADERS or first.isspace()
+    # Most texts start with a keyword that is not SHOW or PGPOOL: two bytes tell, without the
+    # leading-comment regular expression.
+    first = query_body[:1]
+    if query_body[:2].lower() not in _POOL_STARTS and first not in _LEADERS and not first.isspace():
+        return False
+    return _POOL_PREFIX_BYTES.match(query_body[:POOL_PREFIX_WINDOW]) is not None
 
 
 def is_pool_command(sql: str) -> bool:
