@@ -2,7 +2,7 @@
 Side-by-side benchmark: pgbench through pgpool-py, pgpool-II and PgBouncer, against PostgreSQL directly.
 
     python bench/run.py [--rounds 2] [--duration 10] [--reuse DIR] [--quick] [--profile [WORKLOAD]]
-                        [--targets NAMES] [--workloads PART] [--compare REV]
+                        [--targets NAMES] [--workloads PART] [--compare REV] [--instructions]
 
 Builds a primary + streaming standby on 127.0.0.1 (``pgbench -i -s 10`` on the primary),
 starts each pooler in its own session with the same settings (streaming mode, load
@@ -17,7 +17,9 @@ Results go to the terminal and to bench/results/<UTC time>.md.  ``--profile`` in
 samples pgpool-py's processes with py-spy under one workload (``-S`` simple, 8 clients,
 unless named) and prints the source lines and functions where their time goes.
 ``--compare REV`` adds pgpool-py as of a git revision as one more target, to measure a
-change against the code before it in the same interleaved run.
+change against the code before it in the same interleaved run.  ``--instructions`` counts
+instead, under valgrind's callgrind, the instructions pgpool-py's child executes per
+transaction of each workload (one client): a measure that the machine's load does not move.
 
 Every process and directory made here is removed at the end (the cluster stays when it
 lives in a ``--reuse`` directory).  A benchmark, not a test.
@@ -205,7 +207,8 @@ def connect(port: int) -> psycopg.Connection[Any]:
 
 
 def start_server(targets: list[Target], name: str, cmd: list[str], port: int, directory: str,
-                 env: dict[str, str] | None = None, user: str | None = None) -> Target:
+                 env: dict[str, str] | None = None, user: str | None = None,
+                 ready_timeout: float = READY_TIMEOUT) -> Target:
     """Start a pooler in its own session (so the scheduler's autogroups treat all alike) and
     wait until it serves a client; its start time is measured up to that moment."""
     log_path = os.path.join(directory, "server.log")
@@ -215,7 +218,7 @@ def start_server(targets: list[Target], name: str, cmd: list[str], port: int, di
                                 cwd=directory, env=env, user=user, start_new_session=True)
     target = Target(name, port, proc, log_path)
     targets.append(target)  # before waiting, so cleanup finds it
-    deadline = started + READY_TIMEOUT
+    deadline = started + ready_timeout
     while True:
         if proc.poll() is not None:
             raise BenchError(f"{name} exited with status {proc.returncode} at start:\n{log_tail(target)}")
@@ -225,7 +228,7 @@ def start_server(targets: list[Target], name: str, cmd: list[str], port: int, di
             break
         except psycopg.OperationalError as e:
             if time.monotonic() > deadline:
-                raise BenchError(f"{name} not serving after {READY_TIMEOUT:.0f}s ({e}):\n"
+                raise BenchError(f"{name} not serving after {ready_timeout:.0f}s ({e}):\n"
                                  + log_tail(target)) from None
         time.sleep(0.01)
     target.start_seconds = time.monotonic() - started
@@ -241,7 +244,7 @@ def log_tail(target: Target, lines: int = 20) -> str:
         return ""
 
 
-def stop_server(target: Target) -> None:
+def stop_server(target: Target, grace: float = STOP_GRACE) -> None:
     """Fast shutdown, then SIGKILL whatever of its process group is left."""
     proc = target.proc
     if proc is None:
@@ -250,9 +253,9 @@ def stop_server(target: Target) -> None:
         # pgpool: SIGINT is fast shutdown; PgBouncer: SIGINT waits for clients, SIGTERM does not.
         proc.send_signal(signal.SIGTERM if target.name == "PgBouncer" else signal.SIGINT)
         try:
-            proc.wait(STOP_GRACE)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
-            log(f"{target.name} did not stop within {STOP_GRACE:.0f}s; killing it")
+            log(f"{target.name} did not stop within {grace:.0f}s; killing it")
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -341,15 +344,17 @@ def wait_replayed(nodes: list[PgNode], timeout: float = 120) -> None:
 # --- the targets -------------------------------------------------------------------------
 
 def start_pgpool(targets: list[Target], name: str, program: list[str], nodes: list[PgNode], work: str,
-                 env: dict[str, str] | None = None) -> Target:
+                 env: dict[str, str] | None = None, settings: dict[str, str | int | bool] | None = None,
+                 wrapper: list[str] | None = None, ready_timeout: float = READY_TIMEOUT) -> Target:
     directory = make_server_dir(os.path.join(work, name))
     conf, pcp_conf, hba = (os.path.join(directory, f) for f in ("pgpool.conf", "pcp.conf", "pool_hba.conf"))
     port = free_port()
-    write_pgpool_conf(conf, nodes, port=port, pcp_port=free_port(), mode="streaming", extra=POOLER_SETTINGS)
+    write_pgpool_conf(conf, nodes, port=port, pcp_port=free_port(), mode="streaming",
+                      extra={**POOLER_SETTINGS, **(settings or {})})
     write_pcp_conf(pcp_conf)
     write_pool_hba_conf(hba)
-    return start_server(targets, name, program + ["-n", "-f", conf, "-F", pcp_conf, "-a", hba], port, directory,
-                        env=env)
+    return start_server(targets, name, [*(wrapper or []), *program, "-n", "-f", conf, "-F", pcp_conf, "-a", hba],
+                        port, directory, env=env, ready_timeout=ready_timeout)
 
 
 def start_pgbouncer(targets: list[Target], program: str, primary: PgNode, work: str) -> Target:
@@ -633,6 +638,81 @@ def profile(target: Target, workload: Workload, seconds: int, work: str, top: in
     return "\n".join(lines)
 
 
+# --- instructions ------------------------------------------------------------------------
+
+# Transactions of the two measured sessions: their difference, divided by INSTRUCTION_SPAN,
+# leaves out start-up, the session's set-up and shutdown.
+INSTRUCTION_RUNS = (1000, 3000)
+INSTRUCTION_SPAN = INSTRUCTION_RUNS[1] - INSTRUCTION_RUNS[0]
+# One child, reads always on the standby: every transaction takes the same path.
+INSTRUCTION_SETTINGS: dict[str, str | int | bool] = {"num_init_children": 1, "backend_weight0": 0}
+_TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
+
+
+def child_instructions(name: str, env: dict[str, str], nodes: list[PgNode], work: str, args: tuple[str, ...],
+                       transactions: int) -> int:
+    """Instructions (callgrind's Ir) pgpool-py's only child executed from its fork to its end,
+    having served a warm-up session of 300 transactions and one of ``transactions``."""
+    started: list[Target] = []
+    label = f"{name}-{len(os.listdir(work))}"
+    out = os.path.join(work, label + ".callgrind.%p")
+    try:
+        target = start_pgpool(started, label, [sys.executable, "-m", "pgpool_py"], nodes, work, env=env,
+                              settings=INSTRUCTION_SETTINGS, ready_timeout=300,
+                              wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+        with connect(target.port) as conn:
+            children = conn.execute("SHOW POOL_PROCESSES").fetchall()
+        child = int(children[0][0])
+        for count in (300, transactions):
+            run_checked([pgbench_path(), "-n", "-h", HOST, "-p", str(target.port), "-U", SERVER_USER, "-c", "1",
+                         "-t", str(count), *args, DBNAME], timeout=1800)
+    finally:
+        for t in started:
+            stop_server(t, grace=120)  # callgrind writes its files as each process exits
+    path = out.replace("%p", str(child))
+    try:
+        with open(path) as f:
+            found = _TOTALS.search(f.read())
+    except OSError as e:
+        raise BenchError(f"callgrind wrote no {path}: {e}") from None
+    if not found:
+        raise BenchError(f"no totals in {path}")
+    return int(found.group(1))
+
+
+def instructions(args: argparse.Namespace, nodes: list[PgNode], work: str) -> str:
+    """Instructions per transaction of pgpool-py's child under each workload's pgbench
+    arguments with one client (and of pgpool-py@REV with --compare): unlike tps or CPU time,
+    the same from run to run within about 1%, whatever else the machine does."""
+    if shutil.which("valgrind") is None:
+        raise BenchError("--instructions needs valgrind (apt-get install valgrind)")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    versions = {"pgpool-py": env}
+    if args.compare:
+        versions[f"pgpool-py@{args.compare}"] = revision_env(args.compare, work, env)
+    rows = []
+    for w in args.workloads:
+        if any(row[0] == w.args for row in rows):
+            continue  # the same pgbench arguments with other clients: one client here
+        counts = []
+        for name, version_env in versions.items():
+            low, high = (child_instructions(name, version_env, nodes, work, w.args, n) for n in INSTRUCTION_RUNS)
+            counts.append((high - low) / INSTRUCTION_SPAN)
+            log(f"{' '.join(w.args)}, {name}: {fmt_int(counts[-1])} instructions per transaction")
+        rows.append((w.args, counts))
+    names = list(versions)
+    lines = ["| pgbench, 1 client | " + " | ".join(names) + (f" | {names[0]} / {names[1]} |" if args.compare else " |"),
+             "|---|" + "---:|" * (len(names) + (1 if args.compare else 0))]
+    for w_args, counts in rows:
+        ratio = f" {counts[0] / counts[1]:.3f} |" if args.compare else ""
+        lines.append(f"| `{' '.join(w_args)}` | " + " | ".join(fmt_int(c) for c in counts) + " |" + ratio)
+    return ("Instructions per transaction of pgpool-py's child (callgrind's Ir): one child, one client, "
+            "reads on the standby (`backend_weight0 = 0`); the difference between a session of "
+            f"{INSTRUCTION_RUNS[1]} and one of {INSTRUCTION_RUNS[0]} transactions, divided by {INSTRUCTION_SPAN}.\n\n"
+            + "\n".join(lines))
+
+
 # --- main --------------------------------------------------------------------------------
 
 def measure(args: argparse.Namespace, targets: list[Target], work: str) -> str:
@@ -687,6 +767,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const=WORKLOADS[0].label, metavar="WORKLOAD",
                    help="only pgpool-py, sampled with py-spy under a workload (part of its name, "
                         "default: %(const)s): where its time goes")
+    p.add_argument("--instructions", action="store_true",
+                   help="only pgpool-py (and --compare REV), under valgrind's callgrind: instructions per "
+                        "transaction of its child, one client per workload; repeatable to about 1%%")
     p.add_argument("--targets", metavar="NAMES", default=",".join(TARGET_NAMES),
                    help="comma-separated subset of %(default)s (while working on one of them)")
     p.add_argument("--workloads", metavar="PART", action="append",
@@ -734,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
         started, load_at_start = time.monotonic(), load_average()
         cluster_dir = make_server_dir(args.reuse) if args.reuse else os.path.join(work, "cluster")
         nodes = open_cluster(cluster_dir, reuse=bool(args.reuse))
+        if args.instructions:
+            print(instructions(args, nodes, work))
+            return 0
         start_targets(args, nodes, work, targets)
         if args.profile:
             print(profile(targets[1], args.profile, args.duration, work))
