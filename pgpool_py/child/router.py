@@ -600,6 +600,8 @@ class Router:
         send_c = csock.sendall
         recv_c = reader(csock)
         unpack_length = m.unpack_uint32_from
+        by_fd = self.by_fd  # the same dict for the session (_node_lost deletes from it)
+        monotonic = time.monotonic
 
         terminate_by: float | None = None  # Terminate seen: finish what is in flight first
         chunk = b""  # what the client sent while nothing was buffered: routed without a copy
@@ -623,18 +625,26 @@ class Router:
                 if self.in_flight is not None:
                     child.set_status(_COMMAND_EXECUTE)
             if terminate_by is None:
-                timeout = session.idle_timeout(self.in_flight is not None, idle_since) if session.idle_limited else -1
+                if session.idle_limited:
+                    timeout = session.idle_timeout(self.in_flight is not None, idle_since)
+                    events = poller.poll(timeout / 1000 if timeout > 0 else timeout)
+                else:
+                    events = poller.poll()
             else:
                 left = terminate_by - time.monotonic()
                 if left <= 0:
                     return self._terminated()
-                timeout = int(left * 1000) + 1
-            events = poller.poll(timeout / 1000 if timeout > 0 else timeout)
+                events = poller.poll(left + 0.001)
             for fd, _ev in events:
-                chan = self.by_fd.get(fd)
+                chan = by_fd.get(fd)
                 if chan is not None:
-                    data = self._recv(chan)
-                    if data and self._on_backend_data(chan, data, send_c):
+                    try:
+                        data = chan.recv(RECV_SIZE)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        self._node_lost(chan)  # raises, unless the session can go on without the node
+                    elif self._on_backend_data(chan, data, send_c):
                         held = False
                     if data and terminate_by is not None and not self._pending():
                         return self._terminated()
@@ -645,7 +655,7 @@ class Router:
                         data = b""
                     if not data:
                         raise PeerClosed("client")
-                    idle_since = time.monotonic()
+                    idle_since = monotonic()
                     if not cbuf and data[0] == _Q and len(data) >= 5 and unpack_length(data, 1)[0] + 1 == len(data) \
                             and not held and terminate_by is None:
                         # Most reads are one whole Query: routed from the chunk itself, without
@@ -1258,22 +1268,11 @@ class Router:
 
     def _on_backend_data(self, ch: NodeChannel, data: bytes, send_c: object) -> bool:
         """Forward or drop a chunk; True when the batch in flight has completed everywhere."""
+        if ch.swallow or ch.drop_completes or ch.drop_ready or ch.collect is not None:
+            data, completed = self._take_ours(ch, data)
+        else:  # most chunks: nothing of ours to take out
+            completed = ch.scanner.feed(data)
         target = self.in_flight
-        if ch.swallow:
-            data = self._swallow_ours(ch, data)
-            if not data:
-                return False
-        if ch.drop_completes:
-            while ch.drop_completes and (data.startswith(_PARSE_COMPLETE) or data.startswith(_CLOSE_COMPLETE)):
-                data = data[len(_PARSE_COMPLETE):]
-                ch.drop_completes -= 1
-            if data and data[:1] not in (b"1", b"3"):
-                ch.drop_completes = 0  # an error instead: the client must see it
-        if ch.collect is not None:
-            ch.collect += data
-        completed = ch.scanner.feed(data)
-        if ch.drop_ready:
-            data = self._drop_own_ready(ch, data, completed)
         if target is not None and ch.node_id == target.answer and data:
             if self.native and len(target.nodes) > 1 and self.open_target is None and not ch.scanner.copy_in:
                 # Native replication: the client hears of a write only once every node has
@@ -1305,11 +1304,11 @@ class Router:
         for other in self.channels.values():
             if other.pending:
                 return False
-        if self.insert_locked is not None:
-            self._release_insert_lock()
-        elif self.unlocks_due:
-            self._send_unlocks()
         if self.native:
+            if self.insert_locked is not None:
+                self._release_insert_lock()
+            elif self.unlocks_due:
+                self._send_unlocks()
             self._compare_results(target)
             if self.reply_held:
                 held, self.reply_held = bytes(self.reply_held), bytearray()
@@ -1328,6 +1327,26 @@ class Router:
             self.in_flight = None
         self.child.set_status(_IDLE if status == _TX_IDLE else _IDLE_IN_TRANS)
         return True
+
+    def _take_ours(self, ch: NodeChannel, data: bytes) -> tuple[bytes, int]:
+        """The chunk without the replies to messages of ours (``NodeChannel`` says which are
+        due), and the ReadyForQuery messages it completes."""
+        if ch.swallow:
+            data = self._swallow_ours(ch, data)
+            if not data:
+                return data, 0
+        if ch.drop_completes:
+            while ch.drop_completes and (data.startswith(_PARSE_COMPLETE) or data.startswith(_CLOSE_COMPLETE)):
+                data = data[len(_PARSE_COMPLETE):]
+                ch.drop_completes -= 1
+            if data and data[:1] not in (b"1", b"3"):
+                ch.drop_completes = 0  # an error instead: the client must see it
+        if ch.collect is not None:
+            ch.collect += data
+        completed = ch.scanner.feed(data)
+        if ch.drop_ready:
+            data = self._drop_own_ready(ch, data, completed)
+        return data, completed
 
     def _send_unsolicited(self, send_c: object) -> None:
         """The whole messages the primary sent unasked while another node answered."""
