@@ -289,7 +289,8 @@ class Router:
         return mode != "off" and (self.tx_written or (self.session_written and mode in _WRITES_KEEP_READS))
 
     def _read_target(self, verdict: Verdict | None) -> int:
-        if not self.balancing or self._reads_kept_on_primary():
+        # primary_only: a SERIALIZABLE session default among its reasons, which nothing else here sees.
+        if self.primary_only or not self.balancing or self._reads_kept_on_primary():
             return self.primary
         if self.statement_level_load_balance:
             return self.child.choose_load_balance_node(self.slot, self.session)

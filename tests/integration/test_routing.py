@@ -1022,6 +1022,9 @@ def test_a_serializable_session_default_keeps_reads_on_the_primary(pgpool_factor
         assert conn.execute(isolation).fetchone() == ("read committed", "on")  # the standby
         conn.execute(setting)
         assert conn.execute(isolation).fetchone() == ("serializable", "off")
+        # Reads that are not "SELECT ..." in a simple Query, too: prepared, or a WITH.
+        assert conn.execute(isolation, prepare=True).fetchone() == ("serializable", "off")
+        assert conn.execute(f"WITH s AS ({isolation}) SELECT * FROM s").fetchone() == ("serializable", "off")
         with conn.transaction():
             assert conn.execute(isolation).fetchone() == ("serializable", "off")
         conn.execute("RESET ALL")
