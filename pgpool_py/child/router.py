@@ -306,8 +306,6 @@ class Router:
     def _note_verdict(self, verdict: Verdict, target: Target) -> None:
         """Predict the transaction state a batch leaves (ReadyForQuery corrects it)."""
         if verdict.changes_session:
-            if verdict.kind is StatementKind.DDL and self.native:
-                self.child.table_clocks.clear()  # a column default may change (routing.timestamp)
             if verdict.tx_start:
                 self.in_tx, self.tx_written, self.tx_failed = True, False, False
                 self.tx_serializable = verdict.serializable
@@ -319,29 +317,36 @@ class Router:
                     self.deferred_begin = _PLAIN_BEGIN
                     self.begun = set(target.nodes)
             # A write, alone or in a string with BEGIN or COMMIT ("BEGIN; INSERT ...").
-            if verdict.is_write and verdict.dest is Dest.PRIMARY:
+            if verdict.marks_write:
                 if self.in_tx:
                     self.tx_written = True
                 self.session_written = True
             if verdict.tx_end:
                 self.in_tx = self.tx_written = self.tx_failed = self.tx_serializable = False
-            if verdict.serializable and self.in_tx:  # SET TRANSACTION ISOLATION LEVEL SERIALIZABLE
-                self.tx_serializable = True
-            if verdict.session_serializable is not None and verdict.session_serializable != self.session_serializable:
-                self.session_serializable = verdict.session_serializable
-                self._balancing_changed()
-            if verdict.opaque and self.catalog_temp and not self.primary_only:
-                self.temp_unknown = True
-            if verdict.created_temp_tables:
-                self.temp_tables.update(verdict.created_temp_tables)
-            for name in verdict.dropped_tables:
-                self.temp_tables.discard(name)
+            if verdict.other_effects:
+                self._note_other_effects(verdict)
         field = verdict.stats_field  # SHOW POOL_NODES / POOL_BACKEND_STATS
         if field is not None:
             index = _COUNTER_INDEX[field]
             cells, bases = self.counter_cells, self.counter_bases
             for node in target.nodes:
                 cells[bases[node] + index] += 1
+
+    def _note_other_effects(self, verdict: Verdict) -> None:
+        """What a statement changes besides the transaction's start, end and writes."""
+        if verdict.kind is StatementKind.DDL and self.native:
+            self.child.table_clocks.clear()  # a column default may change (routing.timestamp)
+        if verdict.serializable and self.in_tx:  # SET TRANSACTION ISOLATION LEVEL SERIALIZABLE
+            self.tx_serializable = True
+        if verdict.session_serializable is not None and verdict.session_serializable != self.session_serializable:
+            self.session_serializable = verdict.session_serializable
+            self._balancing_changed()
+        if verdict.opaque and self.catalog_temp and not self.primary_only:
+            self.temp_unknown = True
+        if verdict.created_temp_tables:
+            self.temp_tables.update(verdict.created_temp_tables)
+        for name in verdict.dropped_tables:
+            self.temp_tables.discard(name)
 
     def _route_query(self, text: bytes) -> tuple[Target, Verdict]:
         """Where a simple Query goes; ``text`` is its SQL as the client sent it."""

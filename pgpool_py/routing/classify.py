@@ -214,14 +214,20 @@ class Verdict:
     # Derived once here rather than per query by the relay: whether the statement changes the
     # session's transaction state or its set of temporary tables, and the counter it bumps.
     changes_session: bool = field(init=False, repr=False, compare=False)
+    marks_write: bool = field(init=False, repr=False, compare=False)  # a write the primary runs
+    # Changes beyond BEGIN, COMMIT and a write: temporary tables, isolation, opaque code, DDL.
+    other_effects: bool = field(init=False, repr=False, compare=False)
     stats_field: str | None = field(init=False, repr=False, compare=False)
     dest_rank: int = field(init=False, repr=False, compare=False)  # DEST_RANK[dest]
     sql_prepared: bool = field(init=False, repr=False, compare=False)  # PREPARE, EXECUTE or DEALLOCATE
 
     def __post_init__(self) -> None:
-        changes = (self.tx_start or self.tx_end or bool(self.created_temp_tables) or bool(self.dropped_tables)
-                   or (self.is_write and self.dest is Dest.PRIMARY) or self.session_serializable is not None)
-        object.__setattr__(self, "changes_session", changes)
+        marks_write = self.is_write and self.dest is Dest.PRIMARY
+        other = (bool(self.created_temp_tables) or bool(self.dropped_tables) or self.session_serializable is not None
+                 or self.serializable or self.opaque or self.kind is StatementKind.DDL)
+        object.__setattr__(self, "changes_session", self.tx_start or self.tx_end or marks_write or other)
+        object.__setattr__(self, "marks_write", marks_write)
+        object.__setattr__(self, "other_effects", other)
         counter = self.kind.stats_counter
         object.__setattr__(self, "stats_field", None if counter is None else counter + "_cnt")
         # Enum members hash in Python code: dictionary and set lookups by them cost per query.
