@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -649,20 +650,18 @@ INSTRUCTION_SETTINGS: dict[str, str | int | bool] = {"num_init_children": 1, "ba
 _TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
 
 
-def child_instructions(name: str, env: dict[str, str], nodes: list[PgNode], work: str, args: tuple[str, ...],
-                       transactions: int) -> int:
-    """Instructions (callgrind's Ir) pgpool-py's only child executed from its fork to its end,
+def child_instructions(name: str, program: list[str], env: dict[str, str] | None, nodes: list[PgNode], work: str,
+                       args: tuple[str, ...], transactions: int) -> int:
+    """Instructions (callgrind's Ir) a pgpool's only child executed from its fork to its end,
     having served a warm-up session of 300 transactions and one of ``transactions``."""
     started: list[Target] = []
     label = f"{name}-{len(os.listdir(work))}"
     out = os.path.join(work, label + ".callgrind.%p")
     try:
-        target = start_pgpool(started, label, [sys.executable, "-m", "pgpool_py"], nodes, work, env=env,
+        target = start_pgpool(started, label, program, nodes, work, env=env,
                               settings=INSTRUCTION_SETTINGS, ready_timeout=300,
                               wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
-        with connect(target.port) as conn:
-            children = conn.execute("SHOW POOL_PROCESSES").fetchall()
-        child = int(children[0][0])
+        child = serving_process(target.port)
         for count in (300, transactions):
             run_checked([pgbench_path(), "-n", "-h", HOST, "-p", str(target.port), "-U", SERVER_USER, "-c", "1",
                          "-t", str(count), *args, DBNAME], timeout=1800)
@@ -680,34 +679,54 @@ def child_instructions(name: str, env: dict[str, str], nodes: list[PgNode], work
     return int(found.group(1))
 
 
+def serving_process(port: int) -> int:
+    """The pid of the process that serves a client of ``port`` (the pooler's child: under
+    valgrind no process title tells it)."""
+    with connect(port) as conn:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            client_port = sock.getsockname()[1]
+        sockets = run_checked(["ss", "-Htnp", "state", "established", f"( dport = :{client_port} )"])
+    found = re.search(r"pid=(\d+)", sockets)
+    if not found:
+        raise BenchError(f"no process serves the client at port {client_port}: {sockets!r}")
+    return int(found.group(1))
+
+
 def instructions(args: argparse.Namespace, nodes: list[PgNode], work: str) -> str:
     """Instructions per transaction of pgpool-py's child under each workload's pgbench
-    arguments with one client (and of pgpool-py@REV with --compare): unlike tps or CPU time,
-    the same from run to run within about 1%, whatever else the machine does."""
+    arguments with one client (and of pgpool-py@REV with --compare, and of pgpool-II's when
+    it is a target): unlike tps or CPU time, the same from run to run within about 1%,
+    whatever else the machine does."""
     if shutil.which("valgrind") is None:
         raise BenchError("--instructions needs valgrind (apt-get install valgrind)")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    versions = {"pgpool-py": env}
+    python = [sys.executable, "-m", "pgpool_py"]
+    versions: dict[str, tuple[list[str], dict[str, str] | None]] = {"pgpool-py": (python, env)}
     if args.compare:
-        versions[f"pgpool-py@{args.compare}"] = revision_env(args.compare, work, env)
+        versions[f"pgpool-py@{args.compare}"] = (python, revision_env(args.compare, work, env))
+    pgpool_ii = "pgpool-II" in args.targets and find_program(PGPOOL_II, "pgpool2")
+    if pgpool_ii:
+        versions["pgpool-II"] = ([pgpool_ii], None)
     rows = []
     for w in args.workloads:
         if any(row[0] == w.args for row in rows):
             continue  # the same pgbench arguments with other clients: one client here
         counts = []
-        for name, version_env in versions.items():
-            low, high = (child_instructions(name, version_env, nodes, work, w.args, n) for n in INSTRUCTION_RUNS)
+        for name, (program, version_env) in versions.items():
+            low, high = (child_instructions(name, program, version_env, nodes, work, w.args, n)
+                         for n in INSTRUCTION_RUNS)
             counts.append((high - low) / INSTRUCTION_SPAN)
             log(f"{' '.join(w.args)}, {name}: {fmt_int(counts[-1])} instructions per transaction")
         rows.append((w.args, counts))
     names = list(versions)
-    lines = ["| pgbench, 1 client | " + " | ".join(names) + (f" | {names[0]} / {names[1]} |" if args.compare else " |"),
-             "|---|" + "---:|" * (len(names) + (1 if args.compare else 0))]
+    ratio_wanted = len(names) > 1  # the first against the second (the revision, or else pgpool-II)
+    lines = ["| pgbench, 1 client | " + " | ".join(names) + (f" | {names[0]} / {names[1]} |" if ratio_wanted else " |"),
+             "|---|" + "---:|" * (len(names) + ratio_wanted)]
     for w_args, counts in rows:
-        ratio = f" {counts[0] / counts[1]:.3f} |" if args.compare else ""
+        ratio = f" {counts[0] / counts[1]:.3f} |" if ratio_wanted else ""
         lines.append(f"| `{' '.join(w_args)}` | " + " | ".join(fmt_int(c) for c in counts) + " |" + ratio)
-    return ("Instructions per transaction of pgpool-py's child (callgrind's Ir): one child, one client, "
+    return ("Instructions per transaction of the pooler's child (callgrind's Ir): one child, one client, "
             "reads on the standby (`backend_weight0 = 0`); the difference between a session of "
             f"{INSTRUCTION_RUNS[1]} and one of {INSTRUCTION_RUNS[0]} transactions, divided by {INSTRUCTION_SPAN}.\n\n"
             + "\n".join(lines))
@@ -768,8 +787,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="only pgpool-py, sampled with py-spy under a workload (part of its name, "
                         "default: %(const)s): where its time goes")
     p.add_argument("--instructions", action="store_true",
-                   help="only pgpool-py (and --compare REV), under valgrind's callgrind: instructions per "
-                        "transaction of its child, one client per workload; repeatable to about 1%%")
+                   help="pgpool-py (--compare REV, pgpool-II if a target) under valgrind's callgrind: "
+                        "instructions per transaction of its child, one client per workload; repeatable to ~1%%")
     p.add_argument("--targets", metavar="NAMES", default=",".join(TARGET_NAMES),
                    help="comma-separated subset of %(default)s (while working on one of them)")
     p.add_argument("--workloads", metavar="PART", action="append",
