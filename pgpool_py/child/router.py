@@ -213,6 +213,10 @@ class Router:
         # reaches the client when that answer is complete, not in the middle of it.
         self.unsolicited = bytearray()
         self.open_target: Target | None = None  # extended batch sent up to a Flush, not yet Synced
+        # _pool_batch sent the messages before pgpool's own with a Sync of ours; if they fail,
+        # the client's cycle is skipped up to its Sync (skip_to_sync), as PostgreSQL does.
+        self.prefix_pending = False
+        self.skip_to_sync = False
         # A BEGIN goes to the primary at once and to another node only when the transaction
         # first sends it something (pgpool-II sends it to every node): most transactions
         # that write never read from a standby.  begun: the nodes that have it.
@@ -829,6 +833,14 @@ class Router:
         """Send an extended batch (ending in Sync or Flush, or ``own_sync``: a Sync of ours
         whose ReadyForQuery the client does not see).  Returns -1 when it is done, else where
         in ``buf`` to read again once the replies in flight are in."""
+        if self.skip_to_sync:
+            # What came before pgpool's own messages failed (_pool_batch): the rest of the
+            # client's cycle is skipped, and its Sync answered.
+            if sync:
+                self.skip_to_sync = False
+                if not own_sync:
+                    self.session.send_client(m.ready_for_query(self._client_tx_status()))
+            return -1
         if self.temp_unknown and self.in_flight is None:
             self._refresh_temp_tables()
         scan = self._scan_batch(buf, batch)
@@ -933,6 +945,7 @@ class Router:
                                      sync, own_sync, ours=False)
         if first:
             before = batch[:first]
+            self.prefix_pending = True
             cut = self._flush_batch(buf, before, _batch_bytes(buf, before, True) + m.SYNC, sync=True, own_sync=True,
                                     ours=False)
             return batch[first][1] if cut < 0 else cut
@@ -1307,6 +1320,8 @@ class Router:
         if ch.scanner.errors:
             self.counter_cells[self.counter_bases[ch.node_id] + _COUNTER_INDEX["error_cnt"]] += ch.scanner.errors
             ch.scanner.errors = 0
+            if self.prefix_pending:
+                self.skip_to_sync = True
         for other in self.channels.values():
             if other.pending:
                 return False
@@ -1331,6 +1346,7 @@ class Router:
             self._send_unsolicited(send_c)
         if self.open_target is None:
             self.in_flight = None
+        self.prefix_pending = False
         self.child.set_status(_IDLE if status == _TX_IDLE else _IDLE_IN_TRANS)
         return True
 

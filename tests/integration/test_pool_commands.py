@@ -243,6 +243,20 @@ def test_pool_commands_share_a_batch_with_other_statements(server: Any) -> None:
         sock.sendall(run(b"SHOW POOL_VERSION")[:-23] + one_parameter + m.frame(b"E", b"\0\0\0\0\0") + m.SYNC)
         reply = read_until(sock)
         assert _reply_types(reply) == "1EZ" and b"C08P01\0" in reply and b"supplies 1 parameters" in reply
+        # An error of the backend's skips pgpool's commands after it too, up to Sync; with a
+        # Flush instead, until the next Sync.
+        sock.sendall(run(b"SELECT 1 / 0") + run(b"SHOW POOL_VERSION") + run(b"SELECT 44") + m.SYNC)
+        reply = read_until(sock)
+        assert _reply_types(reply) == "1EZ" and b"C22012\0" in reply, reply
+        assert reply.endswith(m.ready_for_query(m.TX_FAILED))
+        sock.sendall(m.query("ROLLBACK"))
+        read_until(sock)
+        sock.sendall(run(b"SELECT 1 / 0") + run(b"SHOW POOL_VERSION") + m.frame(b"H"))
+        sock.sendall(run(b"SHOW POOL_VERSION") + m.SYNC + run(b"SELECT 45") + m.SYNC)
+        reply = read_until(sock, count=2)
+        assert _reply_types(reply) == "1EZ" + "12DCZ" and b"45" in reply, reply
+        sock.sendall(m.query("BEGIN"))
+        read_until(sock)
         # Pipelined behind a slow statement: answered after it, not before.
         sock.sendall(run(b"SELECT pg_sleep(0.3)") + m.SYNC + run(b"SHOW POOL_VERSION") + m.SYNC
                      + m.query("COMMIT"))
