@@ -79,6 +79,7 @@ _ROW_DESCRIPTION, _NO_DATA = ord("T"), ord("n")
 # disable_load_balance_on_write values under which a session's earlier write keeps a
 # transaction's reads on the primary.
 _WRITES_KEEP_READS = frozenset(("always", "trans_transaction"))
+_PARSES_KEPT = 256  # Router.parses: a session's distinct Parse messages remembered, at most
 _FIRST_NORMAL_OID = 16384  # PostgreSQL's FirstNormalObjectId: oids below are built in, the same everywhere
 # lo_creat and lo_create, by their oids in pg_proc (fixed for built-in functions).
 _LO_CREAT, _LO_CREATE = struct.pack("!I", 957), struct.pack("!I", 715)
@@ -191,6 +192,10 @@ class Router:
         self.by_fd = {ch.fd: ch for ch in self.channels.values()}
         self._nodes_changed()
         self.statements: dict[str, Prepared] = {}
+        # The session's Parse messages, whole, with their statement's name and verdict: most
+        # drivers parse the same few again and again (the unnamed statement above all).  Only
+        # while the session has no temporary table, which could change a verdict.
+        self.parses: dict[bytes, tuple[str, Verdict]] = {}
         self.portals: dict[str, set[int]] = {}
         self.pool = PoolStatements(self.child.commands)  # pgpool's commands as prepared statements
         self.sql_prepared: dict[str, int] = {}  # SQL-level PREPARE name -> node
@@ -350,7 +355,7 @@ class Router:
         if verdict.created_temp_tables:
             self.temp_tables.update(verdict.created_temp_tables)
         for name in verdict.dropped_tables:
-            self.temp_tables.discard(name)
+            self.temp_tables.discard(name.removeprefix("pg_temp."))  # DROP TABLE pg_temp.t drops t
 
     def _route_query(self, text: bytes) -> tuple[Target, Verdict]:
         """Where a simple Query goes; ``text`` is its SQL as the client sent it."""
@@ -488,9 +493,17 @@ class Router:
 
     def _prepared(self, parse: bytes) -> tuple[str, Prepared]:
         """The statement a Parse message prepares, by name, not yet on any node."""
+        known = self.parses.get(parse) if not self.temp_tables else None
+        if known is not None:
+            return known[0], Prepared(parse, known[1], set())
         raw_name, text = m.parse_parse_bytes(parse)
         name = raw_name.decode(errors="replace") if raw_name else ""
-        return name, Prepared(parse, self.classifier.classify_bytes(text), set())
+        verdict = self.classifier.classify_bytes(text)
+        if not verdict.uses_temp_table:
+            if len(self.parses) >= _PARSES_KEPT:
+                self.parses.clear()
+            self.parses[parse] = (name, verdict)
+        return name, Prepared(parse, verdict, set())
 
     # ------------------------------------------------------------------ sending
 

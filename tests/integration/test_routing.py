@@ -1072,6 +1072,23 @@ def test_temporary_tables_made_where_they_cannot_be_seen_keep_reads_on_the_prima
         assert cursor.execute("SELECT current_setting('transaction_read_only')").fetchone() == ("on",)
 
 
+def test_a_parse_seen_before_follows_a_temporary_table_made_since(pgpool_factory: Any, pg_cluster: Any) -> None:
+    # The router remembers the verdicts of the Parse messages a session repeats; a temporary
+    # table that shadows a table of the same name must still send them to the primary.
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight0": 0})
+    server.psql("DROP TABLE IF EXISTS shadowed; CREATE TABLE shadowed AS SELECT 1 AS v")
+    wait_replayed(pg_cluster)
+    rows = "SELECT v, pg_is_in_recovery() FROM shadowed ORDER BY v"
+    with server.connect(autocommit=True) as conn:
+        for _ in range(2):
+            assert conn.execute(rows).fetchall() == [(1, True)]  # the extended protocol: Parse each time
+        conn.execute("CREATE TEMP TABLE shadowed AS SELECT 2 AS v UNION ALL SELECT 3")
+        for _ in range(2):
+            assert conn.execute(rows).fetchall() == [(2, False), (3, False)]
+        conn.execute("DROP TABLE pg_temp.shadowed")
+        assert conn.execute(rows).fetchall() == [(1, True)]
+
+
 def test_native_replication_begin_sent_with_a_read_reaches_every_node(pgpool_factory: Any,
                                                                        pg_native_cluster: Any) -> None:
     # Native replication has no BEGIN for later: one sent with a read must reach every node,
