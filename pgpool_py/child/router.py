@@ -527,7 +527,7 @@ class Router:
                 if self.log_per_node_statement:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                              _describe(self.deferred_begin))
-            try:
+            try:  # _write, inline: this runs for every statement
                 ch.sock.sendall(data)  # type: ignore[attr-defined]
             except OSError:
                 raise self.session._backend_lost(self.slot.conns[node]) from None
@@ -661,7 +661,7 @@ class Router:
             for fd, _ev in events:
                 chan = by_fd.get(fd)
                 if chan is not None:
-                    try:
+                    try:  # _recv, inline: this runs for every reply
                         data = chan.recv(RECV_SIZE)
                     except OSError:
                         data = b""
@@ -1325,7 +1325,7 @@ class Router:
             # node answers, held until its answer is complete.
             self.unsolicited += data
             if target is None:
-                self._send_unsolicited(send_c)
+                self._send_unsolicited()
         if not completed:
             return False
         pending = ch.pending - completed
@@ -1346,17 +1346,14 @@ class Router:
             self._compare_results(target)
             if self.reply_held:
                 held, self.reply_held = bytes(self.reply_held), bytearray()
-                try:
-                    send_c(held)  # type: ignore[operator]
-                except OSError as exc:
-                    raise PeerClosed("client") from exc
+                self.session.send_client(held)
         answer = self.channels[target.answer] if target is not None else ch
         status = answer.scanner.tx_status
         if status == _TX_FAILED:
             self._fail_elsewhere(answer)
         self._after_ready(status)
         if self.unsolicited:
-            self._send_unsolicited(send_c)
+            self._send_unsolicited()
         if self.open_target is None:
             self.in_flight = None
         self.prefix_pending = False
@@ -1383,16 +1380,13 @@ class Router:
             data = self._drop_own_ready(ch, data, completed)
         return data, completed
 
-    def _send_unsolicited(self, send_c: object) -> None:
+    def _send_unsolicited(self) -> None:
         """The whole messages the primary sent unasked while another node answered."""
         _msgs, whole = m.split_messages(self.unsolicited)
         if whole:
             data = bytes(self.unsolicited[:whole])
             del self.unsolicited[:whole]
-            try:
-                send_c(data)  # type: ignore[operator]
-            except OSError as exc:
-                raise PeerClosed("client") from exc
+            self.session.send_client(data)
 
     def _fail_elsewhere(self, failed: NodeChannel | None) -> None:
         """
