@@ -432,8 +432,8 @@ class BackendAuth:
                     self._scram.set_server_first(data.decode())
                     return password_message(self._scram.get_client_final().encode())
                 self._scram.set_server_final(data.decode())
-            except (ScramException, UnicodeDecodeError) as exc:
-                raise AuthError("SCRAM authentication with backend node failed", detail=str(exc)) from exc
+            except (ScramException, UnicodeDecodeError) as failed:
+                raise AuthError("SCRAM authentication with backend node failed", detail=str(failed)) from failed
             self._scram_done = True
             return None
         method = _UNSUPPORTED_BACKEND_METHODS.get(code, f"code {code}")

@@ -25,6 +25,7 @@ import logging
 import random
 import re
 import select
+import socket
 import struct
 import time
 import zlib
@@ -126,7 +127,7 @@ class Prepared:
 class NodeChannel:
     node_id: int
     fd: int
-    sock: object
+    sock: socket.socket  # a TLS connection's SSLSocket too
     recv: Callable[[int], bytes]  # tls.reader(sock): drains what TLS decrypted already
     scanner: ReplyScanner
     pending: int = 0  # ReadyForQuery still due from this node
@@ -528,7 +529,7 @@ class Router:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                              _describe(self.deferred_begin))
             try:  # _write, inline: this runs for every statement
-                ch.sock.sendall(data)  # type: ignore[attr-defined]
+                ch.sock.sendall(data)
             except OSError:
                 raise self.session._backend_lost(self.slot.conns[node]) from None
             ch.used = True
@@ -547,7 +548,7 @@ class Router:
 
     def _write(self, node: int, data: bytes) -> None:
         try:
-            self.channels[node].sock.sendall(data)  # type: ignore[attr-defined]
+            self.channels[node].sock.sendall(data)
         except OSError:
             raise self.session._backend_lost(self.slot.conns[node]) from None
 

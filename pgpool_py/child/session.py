@@ -109,14 +109,14 @@ class Session:
                 pass
             self._drop_slot()
             raise
-        except PeerClosed as exc:
+        except PeerClosed as closed:
             self._notices_off()
-            log.debug("session ended: %s", exc.message)
+            log.debug("session ended: %s", closed.message)
             self._drop_slot()
-        except PgError as exc:
+        except PgError as error:  # not the name above: mypyc gives a name one type per function
             # The client gets the error itself, not the log line about it as a notice first.
             self._notices_off()
-            self._report(exc)
+            self._report(error)
             self._drop_slot()
         finally:
             self._notices_off()
