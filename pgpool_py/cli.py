@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import configargparse
 
-from pgpool_py import __version__, log as pglog, pidfile
+from pgpool_py import __version__, log as pglog, pidfile, relay_build
 from pgpool_py.config import load_config
 from pgpool_py.errors import ConfigError, ServerHalt
 
@@ -66,7 +66,7 @@ def build_parser() -> configargparse.ArgumentParser:
     p.add_argument("-m", "--mode", choices=sorted(STOP_SIGNALS), default="smart", help="shutdown mode for stop")
     p.add_argument("--syslog-socket", default=pglog.DEFAULT_SYSLOG_ADDRESS, metavar="PATH",
                    help="Unix socket of the syslog daemon (default: %(default)s)")
-    p.add_argument("-v", "--version", action="version", version=f"pgpool-py {__version__}")
+    p.add_argument("-v", "--version", action="version", version=f"pgpool-py {__version__} ({relay_build()})")
     p.add_argument("command", nargs="?", choices=("stop", "reload", "status"),
                    help="act on a running server through the pid file")
     return p

@@ -15,10 +15,10 @@ def test_an_installed_package_carries_the_sample_scripts(tmp_path: Path) -> None
     # installed with pip, without a source tree, it must still find them.
     source = tmp_path / "source"  # a copy, so the build leaves nothing in the working tree
     source.mkdir()
-    for name in ("setup.py", "setup.cfg", "MANIFEST.in", "README.md"):
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md"):
         shutil.copy(REPO / name, source / name)
     for name in ("pgpool_py", "pcp", "etc"):
-        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(source)], check=True, timeout=300)
@@ -26,6 +26,10 @@ def test_an_installed_package_carries_the_sample_scripts(tmp_path: Path) -> None
     found = subprocess.run([sys.executable, "-c", "from pgpool_py import cluster; print(cluster.etc_dir())"],
                            cwd=tmp_path, env={"PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=60)
     assert found.returncode == 0, found.stderr
+    # The relay's hot modules are compiled (setup.py's COMPILED, with mypyc).
+    compiled = subprocess.run([sys.executable, "-c", "from pgpool_py.child import router; print(router.__file__)"],
+                              cwd=tmp_path, env={"PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=60)
+    assert compiled.stdout.strip().endswith(".so"), compiled
     etc = Path(found.stdout.strip())
     assert etc == site / "pgpool_py" / "etc"
     for sample in (REPO / "etc").rglob("*"):
