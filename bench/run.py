@@ -388,11 +388,20 @@ def revision_env(rev: str, work: str, env: dict[str, str]) -> dict[str, str]:
     """An environment whose ``python -m pgpool_py`` runs the package as of git revision ``rev``."""
     tree = os.path.join(work, "pgpool-py-at-revision")
     os.makedirs(tree)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "pgpool_py"],
-                             capture_output=True, check=False)
-    if archive.returncode != 0:
-        raise BenchError(f"--compare {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", rev],
+                            capture_output=True, text=True, check=False)
+    if listed.returncode != 0:
+        raise BenchError(f"--compare {rev}: {listed.stderr.strip()}")
+    # The package, and what setup.py needs to compile its hot modules as they were then.
+    paths = [p for p in listed.stdout.split() if p in ("pgpool_py", "setup.py", "setup.cfg", "pyproject.toml", "README.md")]
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, *paths],
+                             capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+    if "mypycify" in Path(tree, "setup.py").read_text():
+        built = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree,
+                               capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise BenchError(f"--compare {rev}: compiling failed: {built.stderr.strip()[-2000:]}")
     env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))}
     found = subprocess.run([sys.executable, "-c", "import pgpool_py; print(pgpool_py.__file__)"], env=env,
                            cwd=tree, capture_output=True, text=True, check=False).stdout.strip()
@@ -534,6 +543,10 @@ def environment() -> str:
 
     commit = out(["git", "rev-parse", "--short", "HEAD"]) or "?"
     dirty = " + uncommitted changes" if out(["git", "status", "--porcelain", "--untracked-files=no"]) else ""
+    # As the bench runs it (the tree on PYTHONPATH): compiled by `./dev build`, or plain Python.
+    build = out([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+                 "from pgpool_py import relay_build; print(relay_build())"])
+    dirty += f" ({build or 'relay not found'})"
     versions = [out([pgbench_path(), "--version"])]
     for program in (PGPOOL_II, PGBOUNCER):
         if os.path.exists(program):
