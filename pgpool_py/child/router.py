@@ -108,6 +108,9 @@ _BY_KEYWORD = {
 }
 _SELECT = _BY_KEYWORD[b"SELECT"]
 _COUNTER_INDEX = {name: i for i, name in enumerate(STATEMENT_COUNTERS)}
+# Router._nodes_changed: (child index, the session's nodes, primary) -> (to_node, to_all,
+# counter bases), shared by the child's sessions and never changed.
+_SESSION_NODES: dict[tuple[int, tuple[int, ...], int], tuple[dict[int, Target], Target, dict[int, int]]] = {}
 
 
 @dataclass(slots=True)
@@ -260,13 +263,19 @@ class Router:
 
     def _nodes_changed(self) -> None:
         """Targets and statement counters for the session's nodes, made once rather than per query."""
-        self.everyone = tuple(sorted(self.channels))  # every node of this session
-        self.lazy_begin = not self.native and len(self.everyone) > 1
-        self.to_node = {node: Target((node,), node) for node in self.everyone}
-        self.to_all = Target(self.everyone, self.primary)
+        self.everyone = everyone = tuple(sorted(self.channels))  # every node of this session
+        self.lazy_begin = not self.native and len(everyone) > 1
         shm, index = self.child.shm, self.child.index
         self.counter_cells = shm.counter_cells
-        self.counter_bases = {node: shm.counter_base(index, node) for node in self.everyone}
+        # Most sessions of a child have the same nodes: what they need is made for the first
+        # and shared (nothing changes it), a tenth of a new connection's set-up.
+        key = (index, everyone, self.primary)
+        made = _SESSION_NODES.get(key)
+        if made is None:
+            to_node = {node: Target((node,), node) for node in everyone}
+            bases = {node: shm.counter_base(index, node) for node in everyone}
+            made = _SESSION_NODES[key] = (to_node, Target(everyone, self.primary), bases)
+        self.to_node, self.to_all, self.counter_bases = made
 
     # ------------------------------------------------------------------ routing decisions
 
