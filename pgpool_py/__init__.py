@@ -19,6 +19,11 @@ PGPOOL_COMPAT_VERSION = "4.3.5"
 # source tree where a module changed after it was compiled: old code must not run unnoticed.
 
 
+def _compiled(path: str) -> bool:
+    """The file is an extension module (what mypyc built), not Python source."""
+    return path.endswith(tuple(EXTENSION_SUFFIXES))
+
+
 class _SourceFirst:
     """A meta path finder: pgpool_py's modules from their .py files, compiled or not."""
 
@@ -27,7 +32,7 @@ class _SourceFirst:
         if not name.startswith(__name__ + "."):
             return None
         spec = PathFinder.find_spec(name, path, target)
-        if spec is None or not spec.origin or not spec.origin.endswith(tuple(EXTENSION_SUFFIXES)):
+        if spec is None or not spec.origin or not _compiled(spec.origin):
             return spec
         source = os.path.join(os.path.dirname(spec.origin), name.rpartition(".")[2] + ".py")
         return importlib.util.spec_from_file_location(name, source) if os.path.exists(source) else spec
@@ -40,10 +45,9 @@ def _stale_compiled_module() -> str | None:
         return None  # installed: built together
     for directory, _dirs, files in os.walk(package):
         for name in files:
-            suffix = next((s for s in EXTENSION_SUFFIXES if name.endswith(s)), None)
-            if suffix is None:
+            if not _compiled(name):
                 continue
-            source = os.path.join(directory, name[: -len(suffix)] + ".py")
+            source = os.path.join(directory, name.partition(".")[0] + ".py")
             if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(os.path.join(directory, name)):
                 return source
     return None
@@ -60,5 +64,5 @@ elif (_stale := _stale_compiled_module()) is not None:
 def relay_build() -> str:
     """Whether the relay runs compiled (``pgpool-py --version``, the benchmark's report)."""
     spec = importlib.util.find_spec(__name__ + ".child.router")
-    compiled = spec is not None and spec.origin is not None and spec.origin.endswith(tuple(EXTENSION_SUFFIXES))
+    compiled = spec is not None and spec.origin is not None and _compiled(spec.origin)
     return "relay compiled with mypyc" if compiled else "relay in plain Python"
