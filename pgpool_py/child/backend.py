@@ -67,17 +67,13 @@ class BackendConnection:
     def is_broken(self) -> bool:
         """A pooled connection that is readable while idle has been closed or sent a FATAL."""
         sock = self.stream.sock
-        if isinstance(sock, ssl.SSLSocket):
-            # No MSG_PEEK through TLS: buffered or readable data means the same as above.
-            return bool(sock.pending()) or bool(select.select([sock], [], [], 0)[0])
-        try:
-            self.stream.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        # EOF, or unsolicited bytes (e.g. a FATAL before the backend exited): not reusable.
-        return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True  # decrypted bytes TLS holds already
+        # EOF, an error, or unsolicited bytes (e.g. a FATAL before the backend exited): not
+        # reusable.  A poll, not recv(MSG_PEEK): that raises on the usual answer, "nothing".
+        poller = select.poll()
+        poller.register(self.stream.fd, select.POLLIN)
+        return bool(poller.poll(0))
 
 
 # pgpool-II: an empty backend_hostname means PostgreSQL's Unix socket in /tmp.
