@@ -7,12 +7,12 @@ SHOW POOL_POOLS, PCP and cancel routing read.
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from dataclasses import dataclass, field
 
 from pgpool_py.child.backend import BackendConnection
-from pgpool_py.shmem.layout import SharedState
+from pgpool_py.shmem.layout import ConnectionInfo, SharedState
 
 # pgpool-II never pools these databases.
 NEVER_POOLED_DATABASES = frozenset({"template0", "template1", "postgres", "regression"})
@@ -51,6 +51,15 @@ class ConnectionPool:
         self.shm = shm
         self.child_index = child_index
         self.slots = [PoolSlot(i) for i in range(max_pool)]
+        self._infos: dict[tuple[int, int], ConnectionInfo] = {}
+
+    def _info(self, slot: PoolSlot, node_id: int) -> ConnectionInfo:
+        """A connection's block in shared memory; looked up once (each ctypes index makes an object)."""
+        key = (slot.index, node_id)
+        info = self._infos.get(key)
+        if info is None:
+            info = self._infos[key] = self.shm.conn(self.child_index, slot.index, node_id)
+        return info
 
     def find(self, user: str, database: str, major: int, startup_key: bytes) -> PoolSlot | None:
         for slot in self.slots:
@@ -75,7 +84,7 @@ class ConnectionPool:
         """Publish a freshly connected slot to shared memory."""
         now = time.time()
         for node_id, conn in slot.conns.items():
-            info = self.shm.conn(self.child_index, slot.index, node_id)
+            info = self._info(slot, node_id)
             info.backend_id = node_id
             info.database = slot.database.encode()[:63]
             info.user = slot.user.encode()[:63]
@@ -90,10 +99,10 @@ class ConnectionPool:
     def mark_connected(self, slot: PoolSlot, reused: bool) -> None:
         now = time.time()
         slot.closetime = 0.0
-        slot.cancel_key = secrets.randbits(32)
+        slot.cancel_key = int.from_bytes(os.urandom(4), "big")  # not secrets.randbits: interpreted
         self.shm.procs[self.child_index].current_pool = slot.index
         for node_id in slot.conns:
-            info = self.shm.conn(self.child_index, slot.index, node_id)
+            info = self._info(slot, node_id)
             if reused:
                 info.counter += 1
             info.client_connection_time = now
@@ -105,14 +114,14 @@ class ConnectionPool:
         slot.closetime = now
         self.shm.procs[self.child_index].current_pool = -1
         for node_id in slot.conns:
-            info = self.shm.conn(self.child_index, slot.index, node_id)
+            info = self._info(slot, node_id)
             info.client_disconnection_time = now
             info.connected = False
 
     def discard(self, slot: PoolSlot, terminate: bool = True) -> None:
         for node_id, conn in slot.conns.items():
             conn.close(terminate)
-            info = self.shm.conn(self.child_index, slot.index, node_id)
+            info = self._info(slot, node_id)
             info.in_use = False
             info.connected = False
             info.pid = 0
@@ -126,7 +135,7 @@ class ConnectionPool:
         conn = slot.conns.pop(node_id, None)
         if conn is not None:
             conn.close(terminate=False)
-        info = self.shm.conn(self.child_index, slot.index, node_id)
+        info = self._info(slot, node_id)
         info.in_use = info.connected = False
         info.pid = 0
 

@@ -126,24 +126,28 @@ class Prepared:
     clock_known: bool = False
 
 
-@dataclass
 class NodeChannel:
-    node_id: int
-    fd: int
-    sock: socket.socket  # a TLS connection's SSLSocket too
-    recv: Callable[[int], bytes]  # tls.reader(sock): drains what TLS decrypted already
-    scanner: ReplyScanner
-    pending: int = 0  # ReadyForQuery still due from this node
-    # ParseCompletes and CloseCompletes of our Parses and Closes sent ahead of a batch, to swallow.
-    drop_completes: int = 0
-    drop_ready: int = 0  # ReadyForQuery of our own Syncs to swallow
-    tail: bytes = b""  # held back while a ReadyForQuery of ours may be at the end
-    # Replies to queries of ours to drop, through their ReadyForQuery, in order: what each
-    # does, for the log should it fail ("" where it fails on purpose: _fail_elsewhere).
-    swallow: deque[str] = field(default_factory=deque)
-    swallowed: bytes = b""  # the start of those replies, while incomplete
-    used: bool = False  # the session sent this node something (it needs the reset queries)
-    collect: bytearray | None = None  # native replication: the batch's replies, to compare
+    """A session's connection to one node, as the relay loop sees it.  A plain class, not a
+    dataclass: compiled, a dataclass with a default factory keeps the interpreted __init__
+    the dataclass module writes, and two are made for every session."""
+
+    def __init__(self, node_id: int, sock: socket.socket, scanner: ReplyScanner) -> None:
+        self.node_id = node_id
+        self.fd = sock.fileno()
+        self.sock = sock  # a TLS connection's SSLSocket too
+        self.recv: Callable[[int], bytes] = reader(sock)  # drains what TLS decrypted already
+        self.scanner = scanner
+        self.pending = 0  # ReadyForQuery still due from this node
+        # ParseCompletes and CloseCompletes of our Parses and Closes sent ahead of a batch, to swallow.
+        self.drop_completes = 0
+        self.drop_ready = 0  # ReadyForQuery of our own Syncs to swallow
+        self.tail = b""  # held back while a ReadyForQuery of ours may be at the end
+        # Replies to queries of ours to drop, through their ReadyForQuery, in order: what each
+        # does, for the log should it fail ("" where it fails on purpose: _fail_elsewhere).
+        self.swallow: deque[str] = deque()
+        self.swallowed = b""  # the start of those replies, while incomplete
+        self.used = False  # the session sent this node something (it needs the reset queries)
+        self.collect: bytearray | None = None  # native replication: the batch's replies, to compare
 
 
 # Earlier Parses to send again, each to a node where the statement is not prepared yet.
@@ -190,7 +194,7 @@ class Router:
         self.primary = primary if primary in slot.conns else slot.main_node
         self.lb_node = slot.load_balance_node
         self.channels = {
-            node: NodeChannel(node, conn.sock.fileno(), conn.sock, reader(conn.sock), ReplyScanner(conn.tx_status))
+            node: NodeChannel(node, conn.stream.sock, ReplyScanner(conn.tx_status))
             for node, conn in slot.conns.items()
         }
         self.by_fd = {ch.fd: ch for ch in self.channels.values()}

@@ -78,6 +78,7 @@ class Config:
     path: str | None
     config_dir: str
     backends: tuple[BackendConfig, ...]
+    clustering_mode: str  # backend_clustering_mode
     _slots: dict[str, dict[int, Value]]  # per-node values of their own (unset slots fall back)
     _sources: dict[str, str]  # "name" / "nameN" -> where it was set
     _overrides: dict[str, str]  # kept for reload
@@ -103,6 +104,9 @@ class Config:
         attrs["config_dir"] = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
         attrs["backends"] = self._make_backends()
         attrs["_health"] = tuple(self._make_health_check(b.node_id) for b in self.backends)
+        # backend_clustering_mode, already resolved from the pgpool-II 4.1 spellings if those
+        # were used; an attribute, not a property, as every session reads it.
+        attrs["clustering_mode"] = attrs["backend_clustering_mode"]
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when the instance dict has no such key.
@@ -126,12 +130,6 @@ class Config:
         copy.__dict__.update(self.__dict__)
         copy.__dict__.update(values)
         return copy
-
-    @property
-    def clustering_mode(self) -> str:
-        """backend_clustering_mode, already resolved from the pgpool-II 4.1 spellings if those were used."""
-        mode: str = self.__dict__["backend_clustering_mode"]
-        return mode
 
     def get(self, name: str, index: int | None = None) -> Value:
         """The value of ``name``, or of slot ``index`` of a per-node family."""
