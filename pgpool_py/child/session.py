@@ -378,7 +378,12 @@ class Session:
         if self.cfg.clustering_mode != "raw":
             self.router = Router(self, slot)
             self._notices_on()
-            self.router.run()
+            try:
+                self.router.run()
+            finally:
+                # The router and the session refer to each other: left so, each session's
+                # objects would wait for the cyclic collector (a tenth of a connection's cost).
+                self.router = None
         else:
             self._relay_raw(slot)
 
