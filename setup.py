@@ -22,6 +22,8 @@ COMPILED = [
     "pgpool_py/child/pool.py",
     "pgpool_py/protocol/stream.py",
     "pgpool_py/tls.py",
+    "pgpool_py/child/backend.py",
+    "pgpool_py/signals.py",
 ]
 
 

@@ -123,6 +123,7 @@ class Child:
         self.listen_fds = [s.fileno() for s in self.listeners]
         self._listener_by_fd = {s.fileno(): s for s in self.listeners}
         self._unix_fds = {s.fileno() for s in self.listeners if s.family == socket.AF_UNIX}
+        self._family_by_fd = {s.fileno(): int(s.family) for s in self.listeners}
         self.main_pid = main_pid
         self.hba_rules, self.pool_passwd, self.tls_context, self.backend_tls = auth_files
         self.pool = ConnectionPool(shm, index, cfg.max_pool)
@@ -483,10 +484,14 @@ class Child:
         if listener is None:
             return None
         try:
-            sock, addr = listener.accept()
+            # The C accept under socket.accept(), whose wrapper turns the listener's family
+            # and type into enums for every client (two interpreted Enum calls, the most of
+            # the accept's cost).  On Linux the new socket is blocking: accept4 does not pass
+            # on the listener's O_NONBLOCK, and with no default timeout the object keeps it so.
+            fd_accepted, addr = listener._accept()  # type: ignore[attr-defined]
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None  # another child won the race
-        sock.setblocking(True)
+        sock = socket.socket(self._family_by_fd[fd], socket.SOCK_STREAM, 0, fd_accepted)
         timeout = self.cfg.authentication_timeout
         deadline = time.time() + timeout if timeout > 0 else math.inf
         if fd in self._unix_fds:

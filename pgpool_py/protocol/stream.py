@@ -75,9 +75,18 @@ class Stream:
         return m.parse_startup_payload(payload)
 
     def read_message(self, deadline: float | None, what: str = "reading a message") -> tuple[int, bytes]:
-        """One whole message: (type byte, body without the length word)."""
-        header = self.read_exact(5, deadline, what)
-        return header[0], self.read_exact(m.message_length(header, 0) - 5, deadline, what)
+        """One whole message: (type byte, body without the length word).  Sliced from the
+        buffer once: a reply of several messages usually arrives in one read."""
+        buf = self.buf
+        while len(buf) < 5:
+            self._fill(deadline, what)
+        size = m.message_length(buf, 0)
+        while len(buf) < size:
+            self._fill(deadline, what)
+        typ = buf[0]
+        body = bytes(buf[5:size])
+        del buf[:size]
+        return typ, body
 
     def read_password(self, deadline: float | None) -> bytes:
         """
