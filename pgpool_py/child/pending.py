@@ -18,7 +18,6 @@ import math
 import socket
 import struct
 import time
-from dataclasses import dataclass
 
 from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD, SSL_REQUEST_CODE
 
@@ -32,15 +31,18 @@ ANSWERED_SSL = 1
 ANSWERED_GSS = 2
 
 
-@dataclass
 class PendingClient:
-    sock: socket.socket
-    host: str  # "" for a Unix-socket client
-    port: str
-    conn_type: str  # "local" (Unix socket) or "host"
-    deadline: float  # time.time() by which the startup must be done (authentication_timeout)
-    data: bytes = b""  # what arrived so far
-    answered: int = 0  # ANSWERED_SSL, ANSWERED_GSS: declined here, before the startup packet
+    # A plain class, not a dataclass: compiled, that keeps the interpreted __init__ the
+    # dataclass module writes (child/router.py says more), and one is made per connection.
+    def __init__(self, sock: socket.socket, host: str, port: str, conn_type: str, deadline: float,
+                 data: bytes = b"", answered: int = 0) -> None:
+        self.sock = sock
+        self.host = host  # "" for a Unix-socket client
+        self.port = port
+        self.conn_type = conn_type  # "local" (Unix socket) or "host"
+        self.deadline = deadline  # time.time() by which the startup must be done (authentication_timeout)
+        self.data = data  # what arrived so far
+        self.answered = answered  # ANSWERED_SSL, ANSWERED_GSS: declined here, before the startup packet
 
     def read(self) -> bool | None:
         """Take what has arrived, without waiting.  True once the first packet is complete

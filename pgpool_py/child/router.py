@@ -31,7 +31,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pgpool_py import log as pglog
@@ -113,23 +113,26 @@ _COUNTER_INDEX = {name: i for i, name in enumerate(STATEMENT_COUNTERS)}
 _SESSION_NODES: dict[tuple[int, tuple[int, ...], int], tuple[dict[int, Target], Target, dict[int, int]]] = {}
 
 
-@dataclass(slots=True)
+# Classes made for every statement, batch or session are plain classes with their own
+# __init__, not dataclasses: compiled by mypyc, a dataclass keeps the interpreted __init__ the
+# dataclass module writes, a few thousand instructions per object.
+
+
 class Prepared:
     """A named (or the unnamed) prepared statement of this session."""
 
-    parse: bytes  # the client's Parse message, replayed on another node when needed
-    verdict: Verdict
-    nodes: set[int]
-    # Native replication: the text with timestamp.MARKER where it reads the clock; None if
-    # it does not, unset until a Bind of it needs to know (_clock_batch).
-    clock_template: str | None = None
-    clock_known: bool = False
+    def __init__(self, parse: bytes, verdict: Verdict, nodes: set[int]) -> None:
+        self.parse = parse  # the client's Parse message, replayed on another node when needed
+        self.verdict = verdict
+        self.nodes = nodes
+        # Native replication: the text with timestamp.MARKER where it reads the clock; None if
+        # it does not, unset until a Bind of it needs to know (_clock_batch).
+        self.clock_template: str | None = None
+        self.clock_known = False
 
 
 class NodeChannel:
-    """A session's connection to one node, as the relay loop sees it.  A plain class, not a
-    dataclass: compiled, a dataclass with a default factory keeps the interpreted __init__
-    the dataclass module writes, and two are made for every session."""
+    """A session's connection to one node, as the relay loop sees it."""
 
     def __init__(self, node_id: int, sock: socket.socket, scanner: ReplyScanner) -> None:
         self.node_id = node_id
@@ -154,26 +157,26 @@ class NodeChannel:
 Replay = list[tuple[Prepared, int]]
 
 
-@dataclass(slots=True)
 class BatchScan:
     """What one pass over an extended batch found (``Router._scan_batch``)."""
 
-    dest_rank: int = 0  # where the batch may go: the most demanding of its statements
-    verdict: Verdict | None = None  # the verdict that demands it
-    # Parse (the Prepared) and Close of a statement (None), by name, in the batch's order.
-    statements: list[tuple[str, Prepared | None]] = field(default_factory=list)
-    portals: list[tuple[str, bool]] = field(default_factory=list)  # Bind (True), Close (False)
-    needed: list[str] = field(default_factory=list)  # statements prepared by earlier batches
-    pinned: set[int] | None = None  # the nodes of an earlier portal this batch executes
-    binds: int = 0
-    bound: list[Verdict] = field(default_factory=list)  # the verdicts of the statements bound, in order
-    bound_statement: str = ""  # the last Bind's statement
-    # A BEGIN bound with other statements (pgjdbc's first batch of a transaction): it goes
-    # where they go, and the other nodes get it later (Router.deferred_begin).
-    begin: Prepared | None = None
-    executes: bool = False  # False: the batch only prepares, binds or describes
-    ours: bool = False  # a message is for a statement or portal of pgpool's own (PoolStatements)
-    closes: list[tuple[Prepared, bytes]] = field(default_factory=list)  # earlier statements, their Close
+    def __init__(self) -> None:
+        self.dest_rank = 0  # where the batch may go: the most demanding of its statements
+        self.verdict: Verdict | None = None  # the verdict that demands it
+        # Parse (the Prepared) and Close of a statement (None), by name, in the batch's order.
+        self.statements: list[tuple[str, Prepared | None]] = []
+        self.portals: list[tuple[str, bool]] = []  # Bind (True), Close (False)
+        self.needed: list[str] = []  # statements prepared by earlier batches
+        self.pinned: set[int] | None = None  # the nodes of an earlier portal this batch executes
+        self.binds = 0
+        self.bound: list[Verdict] = []  # the verdicts of the statements bound, in order
+        self.bound_statement = ""  # the last Bind's statement
+        # A BEGIN bound with other statements (pgjdbc's first batch of a transaction): it goes
+        # where they go, and the other nodes get it later (Router.deferred_begin).
+        self.begin: Prepared | None = None
+        self.executes = False  # False: the batch only prepares, binds or describes
+        self.ours = False  # a message is for a statement or portal of pgpool's own (PoolStatements)
+        self.closes: list[tuple[Prepared, bytes]] = []  # earlier statements, their Close
 
 
 @dataclass(frozen=True, slots=True)

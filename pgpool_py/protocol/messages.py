@@ -51,14 +51,16 @@ TX_FAILED = ord("E")
 # ---------------------------------------------------------------- startup phase
 
 
-@dataclass(frozen=True)
 class StartupMessage:
-    major: int
-    minor: int
-    params: dict[str, str]
-    # Options the client asked for that we do not know (``_pq_.*``): answered with
-    # NegotiateProtocolVersion instead of refusing the connection.
-    unsupported_options: tuple[str, ...] = ()
+    # A plain class, not a dataclass: compiled, that keeps the interpreted __init__ the
+    # dataclass module writes (child/router.py says more), and one is made per connection.
+    def __init__(self, major: int, minor: int, params: dict[str, str], unsupported_options: tuple[str, ...] = ()) -> None:
+        self.major = major
+        self.minor = minor
+        self.params = params
+        # Options the client asked for that we do not know (``_pq_.*``): answered with
+        # NegotiateProtocolVersion instead of refusing the connection.
+        self.unsupported_options = unsupported_options
 
     @property
     def user(self) -> str:
