@@ -307,6 +307,10 @@ class SharedState:
         self.counter_cells = memoryview(self._mem)[off : off + sizes[5]].cast("Q")
         self._int_cells = memoryview(self._mem).cast("i")
         self._base = ctypes.addressof(ctypes.c_char.from_buffer(self._mem))
+        # Each node's status and the node count as integer cells: every new session asks which
+        # nodes are valid, and indexing ctypes arrays makes an object per node.
+        self._status_at = [self.int_cell(self.backends[n], "status")[1] for n in range(MAX_BACKENDS)]
+        self._num_backends_at = self.int_cell(self.req, "num_backends")[1]
         self.size = total
         self.req.main_node_id = -1
         self.req.primary_node_id = -1
@@ -446,10 +450,12 @@ class SharedState:
 
     def node_valid(self, node: int) -> bool:
         """pgpool-II's VALID_BACKEND: the node is up or waiting."""
-        return 0 <= node < self.req.num_backends and self.backends[node].status in VALID_STATUSES
+        cells = self._int_cells
+        return 0 <= node < cells[self._num_backends_at] and cells[self._status_at[node]] in VALID_STATUSES
 
     def valid_nodes(self) -> list[int]:
-        return [n for n in range(self.req.num_backends) if self.backends[n].status in VALID_STATUSES]
+        cells, status_at = self._int_cells, self._status_at
+        return [n for n in range(cells[self._num_backends_at]) if cells[status_at[n]] in VALID_STATUSES]
 
     def set_backend_status(self, node: int, status: BackendStatus) -> None:
         """Main only."""
