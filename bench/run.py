@@ -392,8 +392,10 @@ def revision_env(rev: str, work: str, env: dict[str, str]) -> dict[str, str]:
                             capture_output=True, text=True, check=False)
     if listed.returncode != 0:
         raise BenchError(f"--compare {rev}: {listed.stderr.strip()}")
-    # The package, and what setup.py needs to compile its hot modules as they were then.
-    paths = [p for p in listed.stdout.split() if p in ("pgpool_py", "setup.py", "setup.cfg", "pyproject.toml", "README.md")]
+    # The package, and what setup.py needs to compile its hot modules as they were then (mypy
+    # follows pgpool_py's imports into pcp, which an editable install does not show it).
+    paths = [p for p in listed.stdout.split()
+             if p in ("pgpool_py", "pcp", "setup.py", "setup.cfg", "pyproject.toml", "README.md")]
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, *paths],
                              capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
