@@ -639,7 +639,6 @@ class Router:
         idle_since = time.monotonic()
         send_c = csock.sendall
         recv_c = reader(csock)
-        unpack_length = m.unpack_uint32_from
         by_fd = self.by_fd  # the same dict for the session (_node_lost deletes from it)
         monotonic = time.monotonic
 
@@ -696,7 +695,8 @@ class Router:
                     if not data:
                         raise PeerClosed("client")
                     idle_since = monotonic()
-                    if not cbuf and data[0] == _Q and len(data) >= 5 and unpack_length(data, 1)[0] + 1 == len(data) \
+                    if not cbuf and data[0] == _Q and len(data) >= 5 \
+                            and ((data[1] << 24) | (data[2] << 16) | (data[3] << 8) | data[4]) + 1 == len(data) \
                             and not held and terminate_by is None:
                         # Most reads are one whole Query: routed from the chunk itself, without
                         # the buffer and its copies.

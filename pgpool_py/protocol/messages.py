@@ -27,7 +27,6 @@ _HDR = struct.Struct("!cI")
 _TWO_I32 = struct.Struct("!ii")
 pack_int32 = _I32.pack
 unpack_int32_from = _I32.unpack_from
-unpack_uint32_from = _U32.unpack_from
 
 PROTOCOL_3_0 = 3 << 16
 PROTOCOL_3_2 = (3 << 16) | 2

@@ -9,8 +9,6 @@ a CopyInResponse did (the client sends nothing more until it has it).
 
 from __future__ import annotations
 
-from pgpool_py.protocol import messages as m
-
 _Z = ord("Z")
 _E = ord("E")
 _COPY_IN = (ord("G"), ord("W"))  # CopyInResponse, CopyBothResponse
@@ -41,15 +39,16 @@ class ReplyScanner:
         else:
             pos = self.skip
         found = 0
-        unpack = m.unpack_uint32_from
         # Every message header here is whole, with ReadyForQuery's status byte: the loop runs
         # once per message of a reply, so it does as little as it can for the common types.
+        # The length is put together from its bytes: compiled, that is a few machine
+        # instructions, where struct's unpack_from is a call that makes a tuple.
         last_whole = n - 6
         while pos <= last_whole:
             typ = data[pos]
             if typ in _NOTABLE:
                 found += self._notable(typ, data, pos)
-            pos += 1 + unpack(data, pos + 1)[0]
+            pos += 1 + ((data[pos + 1] << 24) | (data[pos + 2] << 16) | (data[pos + 3] << 8) | data[pos + 4])
         # Fewer than 6 bytes left: a header may be cut, or a ReadyForQuery's status byte.
         while pos < n:
             typ = data[pos]
@@ -59,7 +58,7 @@ class ReplyScanner:
                 return found
             if typ in _NOTABLE:
                 self._notable(typ, data, pos)
-            pos += 1 + unpack(data, pos + 1)[0]
+            pos += 1 + ((data[pos + 1] << 24) | (data[pos + 2] << 16) | (data[pos + 3] << 8) | data[pos + 4])
         self.skip = pos - n
         return found
 
