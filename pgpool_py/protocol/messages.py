@@ -169,17 +169,14 @@ def split_messages(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[l
     Returns ``([(type, start, end), ...], next_pos)`` where ``buf[start:end]`` is the whole
     message including its type byte and ``next_pos`` is where the first incomplete one begins.
     """
+    if isinstance(buf, bytes):
+        return _split_bytes(buf, pos)
     out: list[tuple[int, int, int]] = []
     n = len(buf)
     unpack = _U32.unpack_from
     while n - pos >= 5:
         (length,) = unpack(buf, pos + 1)
-        if length < 4 or length > MAX_MESSAGE_LENGTH:
-            raise ProtocolError(
-                "invalid message length",
-                detail=f"message type 0x{buf[pos]:02x} has length {length}",
-            )
-        end = pos + 1 + length
+        end = pos + 1 + _checked_length(buf[pos], length)
         if end > n:
             break
         out.append((buf[pos], pos, end))
@@ -187,12 +184,33 @@ def split_messages(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[l
     return out, pos
 
 
+def _split_bytes(buf: bytes, pos: int) -> tuple[list[tuple[int, int, int]], int]:
+    """split_messages of bytes, the usual case (a client's chunk, routed as it came):
+    compiled, indexing bytes and putting the length together from them is native code,
+    where unpack_from is a call that makes a tuple, once per message."""
+    out: list[tuple[int, int, int]] = []
+    n = len(buf)
+    while n - pos >= 5:
+        length = (buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4]
+        end = pos + 1 + _checked_length(buf[pos], length)
+        if end > n:
+            break
+        out.append((buf[pos], pos, end))
+        pos = end
+    return out, pos
+
+
+def _checked_length(typ: int, length: int) -> int:
+    """A message's length word, refused outside 4..MAX_MESSAGE_LENGTH."""
+    if length < 4 or length > MAX_MESSAGE_LENGTH:
+        raise ProtocolError("invalid message length", detail=f"message type 0x{typ:02x} has length {length}")
+    return length
+
+
 def message_length(buf: bytes | bytearray | memoryview, pos: int) -> int:
     """Total size (type byte included) of the message starting at ``pos``; needs 5 bytes."""
     (length,) = _U32.unpack_from(buf, pos + 1)
-    if length < 4 or length > MAX_MESSAGE_LENGTH:
-        raise ProtocolError("invalid message length", detail=f"message type 0x{buf[pos]:02x} has length {length}")
-    return 1 + length
+    return 1 + _checked_length(buf[pos], length)
 
 
 def frame(kind: bytes, body: bytes = b"") -> bytes:
