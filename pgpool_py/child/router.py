@@ -31,7 +31,6 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pgpool_py import log as pglog
@@ -179,10 +178,22 @@ class BatchScan:
         self.closes: list[tuple[Prepared, bytes]] = []  # earlier statements, their Close
 
 
-@dataclass(frozen=True, slots=True)
 class Target:
-    nodes: tuple[int, ...]
-    answer: int  # the node whose replies the client sees
+    """Where messages go, and the node whose replies the client sees.  Never changed once
+    made; equal by value.  A plain class (see above), as one may be made per statement."""
+
+    def __init__(self, nodes: tuple[int, ...], answer: int) -> None:
+        self.nodes = nodes
+        self.answer = answer
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Target) and self.nodes == other.nodes and self.answer == other.answer
+
+    def __hash__(self) -> int:
+        return hash((self.nodes, self.answer))
+
+    def __repr__(self) -> str:
+        return f"Target(nodes={self.nodes!r}, answer={self.answer})"
 
 
 class Router:
@@ -497,6 +508,13 @@ class Router:
     def _target_of(self, nodes: set[int]) -> Target:
         """Some nodes (those a portal, a statement or BEGIN reached), answered by the primary
         if it is one of them, else by the first."""
+        if len(nodes) == 1:
+            # The session's target for that node (the end of most transactions: BEGIN went to
+            # the primary alone), not a new one. Never to_all: callers tell it by identity.
+            for node in nodes:
+                shared = self.to_node.get(node)
+                if shared is not None:
+                    return shared
         ordered = tuple(sorted(nodes))
         return Target(ordered, self.primary if self.primary in nodes else ordered[0])
 
