@@ -122,7 +122,6 @@ class Child:
         self.listeners = list(listeners)
         self.listen_fds = [s.fileno() for s in self.listeners]
         self._listener_by_fd = {s.fileno(): s for s in self.listeners}
-        self._unix_fds = {s.fileno() for s in self.listeners if s.family == socket.AF_UNIX}
         self._family_by_fd = {s.fileno(): int(s.family) for s in self.listeners}
         self.main_pid = main_pid
         self.hba_rules, self.pool_passwd, self.tls_context, self.backend_tls = auth_files
@@ -491,10 +490,11 @@ class Child:
             fd_accepted, addr = listener._accept()  # type: ignore[attr-defined]
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None  # another child won the race
-        sock = socket.socket(self._family_by_fd[fd], socket.SOCK_STREAM, 0, fd_accepted)
+        family = self._family_by_fd[fd]
+        sock = socket.socket(family, socket.SOCK_STREAM, 0, fd_accepted)
         timeout = self.cfg.authentication_timeout
         deadline = time.time() + timeout if timeout > 0 else math.inf
-        if fd in self._unix_fds:
+        if family == socket.AF_UNIX:
             return PendingClient(sock, "", "", "local", deadline)
         # TCP_NODELAY and SO_KEEPALIVE come from the listen socket (listen.open_listeners).
         return PendingClient(sock, str(addr[0]), str(addr[1]), "host", deadline)

@@ -713,8 +713,7 @@ class Router:
                     if not data:
                         raise PeerClosed("client")
                     idle_since = monotonic()
-                    if not cbuf and data[0] == _Q and len(data) >= 5 \
-                            and ((data[1] << 24) | (data[2] << 16) | (data[3] << 8) | data[4]) + 1 == len(data) \
+                    if not cbuf and data[0] == _Q and len(data) >= 5 and m.uint32_at(data, 1) + 1 == len(data) \
                             and not held and terminate_by is None:
                         # Most reads are one whole Query: routed from the chunk itself, without
                         # the buffer and its copies.

@@ -184,15 +184,20 @@ def split_messages(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[l
     return out, pos
 
 
+def uint32_at(buf: bytes, pos: int) -> int:
+    """The big-endian unsigned 32-bit integer at ``buf[pos:pos + 4]`` (a message's length).
+    Compiled, four byte reads and shifts are native code, where struct's unpack_from is a
+    call that makes a tuple: this runs once per message of every reply and batch."""
+    return (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+
+
 def _split_bytes(buf: bytes, pos: int) -> tuple[list[tuple[int, int, int]], int]:
-    """split_messages of bytes, the usual case (a client's chunk, routed as it came):
-    compiled, indexing bytes and putting the length together from them is native code,
-    where unpack_from is a call that makes a tuple, once per message."""
+    """split_messages of bytes, the usual case (a client's chunk, routed as it came), with
+    native indexing and uint32_at."""
     out: list[tuple[int, int, int]] = []
     n = len(buf)
     while n - pos >= 5:
-        length = (buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4]
-        end = pos + 1 + _checked_length(buf[pos], length)
+        end = pos + 1 + _checked_length(buf[pos], uint32_at(buf, pos + 1))
         if end > n:
             break
         out.append((buf[pos], pos, end))

@@ -9,6 +9,8 @@ a CopyInResponse did (the client sends nothing more until it has it).
 
 from __future__ import annotations
 
+from pgpool_py.protocol.messages import uint32_at
+
 _Z = ord("Z")
 _E = ord("E")
 _COPY_IN = (ord("G"), ord("W"))  # CopyInResponse, CopyBothResponse
@@ -41,14 +43,12 @@ class ReplyScanner:
         found = 0
         # Every message header here is whole, with ReadyForQuery's status byte: the loop runs
         # once per message of a reply, so it does as little as it can for the common types.
-        # The length is put together from its bytes: compiled, that is a few machine
-        # instructions, where struct's unpack_from is a call that makes a tuple.
         last_whole = n - 6
         while pos <= last_whole:
             typ = data[pos]
             if typ in _NOTABLE:
                 found += self._notable(typ, data, pos)
-            pos += 1 + ((data[pos + 1] << 24) | (data[pos + 2] << 16) | (data[pos + 3] << 8) | data[pos + 4])
+            pos += 1 + uint32_at(data, pos + 1)
         # Fewer than 6 bytes left: a header may be cut, or a ReadyForQuery's status byte.
         while pos < n:
             typ = data[pos]
@@ -58,7 +58,7 @@ class ReplyScanner:
                 return found
             if typ in _NOTABLE:
                 self._notable(typ, data, pos)
-            pos += 1 + ((data[pos + 1] << 24) | (data[pos + 2] << 16) | (data[pos + 3] << 8) | data[pos + 4])
+            pos += 1 + uint32_at(data, pos + 1)
         self.skip = pos - n
         return found
 

@@ -113,6 +113,7 @@ class LockId(enum.IntEnum):
 
 _CONN_COUNTER_LOCK = int(LockId.CONN_COUNTER)
 
+
 def show_time(epoch: float) -> str:
     """A time kept in shared memory as SHOW and PCP print it (pgpool-II's %F %T); '' for never."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else ""
