@@ -80,10 +80,9 @@ _POOL_PREFIX_BYTES = re.compile(_POOL_PREFIX.pattern.encode(), re.IGNORECASE | r
 # How much of a Query body the bytes test looks at: enough for leading comments, never the
 # whole of a multi-megabyte query.
 POOL_PREFIX_WINDOW = 1024
-# What the first two bytes of a pgpool command, or the first of blanks or a comment before
-# one, may be.
-_POOL_STARTS = frozenset({b"pg", b"sh"})
-_LEADERS = frozenset({b"/", b"-"})
+# What may come first in a pgpool command's text: blanks (bytes.isspace's, and the
+# regular expression's \s) or a comment before it.
+_SPACE_OR_COMMENT = (0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, ord("/"), ord("-"))
 _PGPOOL_COMMAND = re.compile(_LEAD + r"pgpool\s+(show|set|reset)\b", re.IGNORECASE | re.DOTALL)
 _NO_LOAD_BALANCE = re.compile(r"\A\s*/\*\s*NO LOAD BALANCE\s*\*/", re.IGNORECASE)
 
@@ -614,11 +613,21 @@ def _add_bounded(cache: dict[_K, Verdict], key: _K, verdict: Verdict, limit: int
 def addressed_to_pgpool_bytes(query_body: bytes) -> bool:
     """The Query's text starts like a pgpool command: pgpool-py answers it (perhaps with an
     error) rather than a backend. ``parse_pool_command`` says which command it is."""
-    # Most texts start with a keyword that is not SHOW or PGPOOL: two bytes tell, without the
-    # leading-comment regular expression.
-    first = query_body[:1]
-    if query_body[:2].lower() not in _POOL_STARTS and first not in _LEADERS and not first.isspace():
+    # Most texts start with a keyword that is not SHOW or PGPOOL: two bytes tell, compared as
+    # integers (native in the compiled module), without the regular expression.
+    if not query_body:
         return False
+    first = query_body[0]
+    if first not in _SPACE_OR_COMMENT:
+        lower = first | 0x20  # an ASCII letter in lower case (only P, p, S, s give p or s)
+        if lower == 0x70:  # p: "pgpool"
+            second = 0x67
+        elif lower == 0x73:  # s: "show"
+            second = 0x68
+        else:
+            return False
+        if len(query_body) < 2 or query_body[1] | 0x20 != second:
+            return False
     return _POOL_PREFIX_BYTES.match(query_body[:POOL_PREFIX_WINDOW]) is not None
 
 

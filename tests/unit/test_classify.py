@@ -593,6 +593,18 @@ def test_pool_command_helper_agrees_with_classify(sql: str) -> None:
     assert is_pool_command(sql) == (verdict.kind is K.POOL_COMMAND)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(
+    ["SHOW ", "show", "Sh", "sH", "PGPOOL ", "pg", "PG", "pool_nodes", " ", "\t", "\x0b", "\x0c", "\r", "\n",
+     "/*", "*/", "--", "-", "/", "p", "s", "S", "P", "x", "SELECT 1", "\x00", "\xa0", "\x85", "\x1c"]
+)).map(lambda parts: "".join(parts).encode()))
+def test_pool_prefix_bytes_fast_path_agrees_with_the_pattern(text: bytes) -> None:
+    # The first bytes are compared as integers before the regular expression runs: they
+    # must never turn away a text the expression matches.
+    expected = classify_module._POOL_PREFIX_BYTES.match(text) is not None
+    assert classify_module.addressed_to_pgpool_bytes(text) == expected
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_classify_never_raises(sql: str) -> None:
