@@ -19,6 +19,7 @@ from collections import deque
 from typing import Iterable
 
 Sig = signal.Signals
+_POLL_SETS_KEPT = 64
 
 
 class SignalQueue:
@@ -30,6 +31,10 @@ class SignalQueue:
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
         self.wakeup_fd = self._rsock.fileno()
+        # A poll set per tuple of fds waited on, made once: a connection's reads wait on the
+        # same few.  A poll set is only an array of fd numbers (no kernel state, unlike epoll),
+        # so one whose fd was closed and reused is as right as a new one.
+        self._pollers: dict[tuple[int, ...], select.poll] = {}
         signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
         for sig in handled:
             signal.signal(sig, self._record)
@@ -71,10 +76,15 @@ class SignalQueue:
         """
         if self.pending:
             return []
-        poller = select.poll()
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        poller.register(self.wakeup_fd, select.POLLIN)
+        key = tuple(fds)
+        poller = self._pollers.get(key)
+        if poller is None:
+            if len(self._pollers) >= _POLL_SETS_KEPT:
+                self._pollers.clear()
+            poller = self._pollers[key] = select.poll()
+            for fd in key:
+                poller.register(fd, select.POLLIN)
+            poller.register(self.wakeup_fd, select.POLLIN)
         ms = None if timeout is None else max(0, int(timeout * 1000))
         events = poller.poll(ms)
         ready = []

@@ -11,7 +11,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from pgpool_py.errors import PgError, SessionError
 from pgpool_py.protocol import messages as m
@@ -64,16 +64,19 @@ class BackendConnection:
             pass
         self.stream.sock.close()
 
-    def is_broken(self) -> bool:
-        """A pooled connection that is readable while idle has been closed or sent a FATAL."""
-        sock = self.stream.sock
+
+def any_broken(conns: Iterable[BackendConnection]) -> bool:
+    """Whether one of a pooled slot's connections is readable while idle: closed, or it sent
+    a FATAL.  One poll for all of them."""
+    poller = select.poll()
+    for conn in conns:
+        sock = conn.stream.sock
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True  # decrypted bytes TLS holds already
-        # EOF, an error, or unsolicited bytes (e.g. a FATAL before the backend exited): not
-        # reusable.  A poll, not recv(MSG_PEEK): that raises on the usual answer, "nothing".
-        poller = select.poll()
-        poller.register(self.stream.fd, select.POLLIN)
-        return bool(poller.poll(0))
+        poller.register(conn.stream.fd, select.POLLIN)
+    # EOF, an error, or unsolicited bytes (e.g. a FATAL before the backend exited): not
+    # reusable.  A poll, not recv(MSG_PEEK): that raises on the usual answer, "nothing".
+    return bool(poller.poll(0))
 
 
 # pgpool-II: an empty backend_hostname means PostgreSQL's Unix socket in /tmp.

@@ -52,6 +52,7 @@ class ConnectionPool:
         self.child_index = child_index
         self.slots = [PoolSlot(i) for i in range(max_pool)]
         self._infos: dict[tuple[int, int], ConnectionInfo] = {}
+        self._proc = shm.procs[child_index]  # this child's block, looked up once like _infos
 
     def _info(self, slot: PoolSlot, node_id: int) -> ConnectionInfo:
         """A connection's block in shared memory; looked up once (each ctypes index makes an object)."""
@@ -100,7 +101,7 @@ class ConnectionPool:
         now = time.time()
         slot.closetime = 0.0
         slot.cancel_key = int.from_bytes(os.urandom(4), "big")  # not secrets.randbits: interpreted
-        self.shm.procs[self.child_index].current_pool = slot.index
+        self._proc.current_pool = slot.index
         for node_id in slot.conns:
             info = self._info(slot, node_id)
             if reused:
@@ -112,7 +113,7 @@ class ConnectionPool:
     def mark_released(self, slot: PoolSlot) -> None:
         now = time.time()
         slot.closetime = now
-        self.shm.procs[self.child_index].current_pool = -1
+        self._proc.current_pool = -1
         for node_id in slot.conns:
             info = self._info(slot, node_id)
             info.client_disconnection_time = now
@@ -127,8 +128,8 @@ class ConnectionPool:
             info.pid = 0
         slot.conns = {}
         slot.closetime = 0.0
-        if self.shm.procs[self.child_index].current_pool == slot.index:
-            self.shm.procs[self.child_index].current_pool = -1
+        if self._proc.current_pool == slot.index:
+            self._proc.current_pool = -1
 
     def forget_node(self, slot: PoolSlot, node_id: int) -> None:
         """Drop one node's (dead) connection from a slot; the rest of the slot lives on."""

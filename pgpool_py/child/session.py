@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pgpool_py.child import auth as client_auth
-from pgpool_py.child.backend import BackendConnection, connect_backend
+from pgpool_py.child.backend import BackendConnection, any_broken, connect_backend
 from pgpool_py.child.commands import PoolStatements, is_command_text
 from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
 from pgpool_py.child.passwd import PasswordEntry
@@ -209,7 +209,7 @@ class Session:
         pooled = child.pool.find(user, database, startup.major, startup_key) if self.cfg.connection_cache else None
         if pooled is not None and (
             set(pooled.conns) != set(nodes)
-            or any(c.is_broken() for c in pooled.conns.values())
+            or any_broken(pooled.conns.values())
             or not self._can_reauthenticate(pooled, method, entry)
         ):
             log.debug("cached connection cannot serve this session; connecting afresh")

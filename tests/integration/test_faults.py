@@ -273,6 +273,25 @@ def _startup_answer(port: int, timeout: float) -> bytes:
         return sock.recv(1)
 
 
+def test_pooled_connection_closed_while_idle_is_replaced(pgpool_factory: Any, pg_cluster: list[PgNode]) -> None:
+    # One child, so the second client finds the first one's pooled connections; reads on the
+    # standby, whose connection (not the first of the slot's) is the one that dies.
+    server = pgpool_factory(pg_cluster, extra={"num_init_children": 1, "backend_weight0": 0,
+                                                "failover_on_backend_error": False})
+    standby = pg_cluster[1]
+    with server.connect(autocommit=True) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert standby.psql(f"SELECT pg_terminate_backend({pid})") == "t"
+    deadline = time.monotonic() + FAULT_TIMEOUT
+    while standby.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") != "0":
+        assert time.monotonic() < deadline, "the terminated backend did not exit"
+        time.sleep(0.1)
+    with server.connect(autocommit=True) as conn:
+        # Served by a new connection to the standby, not the dead one (which would fail here).
+        new_pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    assert new_pid != pid
+
+
 def test_holder_of_a_shared_memory_lock_killed(pgpool_factory: Any, pg_cluster: Any) -> None:
     server = pgpool_factory(pg_cluster, extra={"backend_clustering_mode": "raw", "num_init_children": 2})
     child = next(p for p in _group_members(server.pid) if p != server.pid)
