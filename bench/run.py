@@ -8,8 +8,9 @@ Builds a primary + streaming standby on 127.0.0.1 (``pgbench -i -s 10`` on the p
 starts each pooler in its own session with the same settings (streaming mode, load
 balancing, 32 children, max_pool 4; PgBouncer in session mode in front of the primary),
 then runs every workload through every target in turn (A B C D A B C D ...) and reports
-the median of the rounds: tps, average latency and the ratio to direct, and the CPU time
-of all the pooler's processes per transaction.  Also measured: time from start to the
+the median of the rounds: tps, average latency and the ratio to direct, the CPU time of
+all the pooler's processes per transaction, and the whole machine's busy CPU time per
+transaction (pgbench and PostgreSQL too: on a saturated machine tps follows it).  Also measured: time from start to the
 first client served, connection set-up rate (one client, connect + SELECT 1 + disconnect),
 and PSS of main + all children, idle and after the run.
 
@@ -137,6 +138,10 @@ class RunResult:
     latency_ms: float
     # The pooler's CPU time (all its processes) per transaction in µs, (user, system); None for direct.
     cpu_us: tuple[float, float] | None = None
+    # Every CPU's busy time per transaction in µs (pgbench, PostgreSQL, the pooler, the kernel's
+    # interrupts), and the share of CPU time left idle: what the tps of a saturated machine follows.
+    machine_us: float = 0.0
+    idle: float = 0.0
 
 
 @dataclass
@@ -150,7 +155,9 @@ class Cell:
         cpu = [r.cpu_us for r in self.runs if r.cpu_us]
         cpu_median = (statistics.median(u for u, _ in cpu), statistics.median(s for _, s in cpu)) if cpu else None
         return RunResult(statistics.median(r.tps for r in self.runs),
-                         statistics.median(r.latency_ms for r in self.runs), cpu_median)
+                         statistics.median(r.latency_ms for r in self.runs), cpu_median,
+                         statistics.median(r.machine_us for r in self.runs),
+                         statistics.median(r.idle for r in self.runs))
 
 
 def log(msg: str) -> None:
@@ -185,6 +192,14 @@ def cpu_seconds(pgid: int) -> tuple[float, float]:
         system += int(fields[12]) + int(fields[14])
     tick = os.sysconf("SC_CLK_TCK")
     return user / tick, system / tick
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Clock ticks of all CPUs since boot: (busy, total), from /proc/stat's first line."""
+    with open("/proc/stat") as f:
+        # user nice system idle iowait irq softirq steal (guest time is already in user)
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
 
 
 def pss_kb(pgid: int) -> tuple[int, int]:
@@ -456,16 +471,20 @@ def pgbench(target: Target, args: list[str], clients: int, seconds: int, threads
     cmd = [pgbench_path(), "-n", "-h", HOST, "-p", str(target.port), "-U", SERVER_USER, "-c", str(clients),
            "-j", str(min(threads, clients)), "-T", str(seconds), *args, DBNAME]
     before = cpu_seconds(target.proc.pid) if target.proc else None
+    machine_before = machine_ticks()
     # Its own session too: the scheduler weighs pgbench like each server.
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=seconds + 120,
                           stdin=subprocess.DEVNULL, start_new_session=True)
+    machine_after = machine_ticks()
     after = cpu_seconds(target.proc.pid) if target.proc else None
     tps, latency, count = (r.search(done.stdout) for r in (_TPS, _LATENCY, _TRANSACTIONS))
     if done.returncode != 0 or not tps or not latency or not count or not int(count.group(1)):
         raise BenchError(f"pgbench exit {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}")
-    result = RunResult(float(tps.group(1)), float(latency.group(1)))
+    per_tx = 1e6 / int(count.group(1))
+    busy, total = (a - b for a, b in zip(machine_after, machine_before))
+    result = RunResult(float(tps.group(1)), float(latency.group(1)),
+                       machine_us=busy / os.sysconf("SC_CLK_TCK") * per_tx, idle=1 - busy / max(total, 1))
     if before and after:
-        per_tx = 1e6 / int(count.group(1))
         result.cpu_us = ((after[0] - before[0]) * per_tx, (after[1] - before[1]) * per_tx)
     return result
 
@@ -517,6 +536,19 @@ def cpu_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> str:
         for n in names:
             m = cells[label, n].median()
             row.append(f"{m.cpu_us[0]:.0f} + {m.cpu_us[1]:.0f}" if m and m.cpu_us else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def machine_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> str:
+    names = [t.name for t in targets]
+    lines = ["| whole machine: busy CPU µs per transaction (idle share) | " + " | ".join(names) + " |",
+             "|---" + "|---:" * len(names) + "|"]
+    for label in dict.fromkeys(label for label, _ in cells):
+        row = [label]
+        for n in names:
+            m = cells[label, n].median()
+            row.append(f"{m.machine_us:.0f} ({m.idle:.0%})" if m else "—")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -723,7 +755,7 @@ def instructions(args: argparse.Namespace, nodes: list[PgNode], work: str) -> st
     pgpool_ii = "pgpool-II" in args.targets and find_program(PGPOOL_II, "pgpool2")
     if pgpool_ii:
         versions["pgpool-II"] = ([pgpool_ii], None)
-    rows = []
+    rows: list[tuple[tuple[str, ...], list[float]]] = []
     for w in args.workloads:
         if any(row[0] == w.args for row in rows):
             continue  # the same pgbench arguments with other clients: one client here
@@ -787,6 +819,7 @@ def measure(args: argparse.Namespace, targets: list[Target], work: str) -> str:
     return "\n\n".join(filter(None, [
         results_table(targets, cells),
         cpu_table(targets, cells),
+        machine_table(targets, cells),
         servers_table(targets),
         "Errors:\n" + "\n".join(" ".join(e.split()) for e in errors) if errors else "",
     ]))
