@@ -891,13 +891,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             print(profile(targets[1], args.profile, args.duration, work))
             return 0
+        # What the servers loaded, said now: a tree edited during the run must not change it,
+        # and a relay running from source is better known before ten minutes of it.
+        setting = environment()
+        log(setting)
         body = measure(args, targets, work)
         stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
         report = (f"# pgpool-py benchmark, {stamp}\n\n`{command}` — {args.rounds} round(s) of {args.duration:g} s "
                   f"runs, median; `pgbench -j 2`, scale {SCALE}; poolers: streaming mode, load balancing, "
                   f"{NUM_INIT_CHILDREN} children, max_pool {MAX_POOL}; PgBouncer in session mode. "
                   f"Each cell: tps, average latency (ratio to direct).\n\n"
-                  f"{environment()}; load average {load_at_start} at the start, {load_average()} at the end; "
+                  f"{setting}; load average {load_at_start} at the start, {load_average()} at the end; "
                   f"whole run {time.monotonic() - started:.0f} s.\n\n{body}\n")
         results = REPO / "bench" / "results"
         results.mkdir(exist_ok=True)
