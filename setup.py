@@ -24,6 +24,10 @@ COMPILED = [
     "pgpool_py/tls.py",
     "pgpool_py/child/backend.py",
     "pgpool_py/signals.py",
+    # called by the ones above on every connection (a call into a plain module runs bytecode)
+    "pgpool_py/proctitle.py",
+    "pgpool_py/shmem/layout.py",
+    "pgpool_py/child/commands.py",
 ]
 
 

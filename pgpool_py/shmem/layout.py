@@ -13,6 +13,7 @@ only copy memory.
 
 from __future__ import annotations
 
+import _ctypes  # noqa: F401  (compiled: mypyc refers to ctypes.Structure as _ctypes.Structure)
 import contextlib
 import ctypes
 import enum
