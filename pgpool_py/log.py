@@ -76,7 +76,9 @@ CURRENT_LOGFILES = "current_logfiles"
 
 
 class SessionContext:
-    """What %a %u %d %r %h print in a child while it serves a client."""
+    """What %a %u %d %r %h print in a child while it serves a client.  The names are kept as
+    the client sent them (set once per session, by compiled code) and made printable when a
+    line is written."""
 
     application_name = ""
     user = ""
@@ -178,13 +180,14 @@ class PgFormatter(logging.Formatter):
             elif esc == "p":
                 value = str(record.process)
             elif esc == "a":
-                value = session.application_name or process.app_name(process.current_kind, process.current_slot)
+                value = (printable(session.application_name, ascii_only=True)
+                         or process.app_name(process.current_kind, process.current_slot))
             elif esc == "P":
                 value = _PROCESS_NAMES.get(process.current_kind, "")
             elif esc == "u":
-                value = _session_name(session.user)
+                value = _session_name(printable(session.user))
             elif esc == "d":
-                value = _session_name(session.database)
+                value = _session_name(printable(session.database))
             elif esc == "r":
                 value = f"{session.host}({session.port})" if session.port else session.host
             elif esc == "h":
@@ -677,7 +680,7 @@ def log_disconnection(cfg: Config, started: float, user: str, database: str, hos
     seconds, ms = divmod(rest, 1000)
     _log_session.info(
         "frontend disconnection: session time: %d:%02d:%02d.%03d user=%s database=%s host=%s%s",
-        hours, minutes, seconds, ms, user, database, host, f" port={port}" if port else "",
+        hours, minutes, seconds, ms, printable(user), printable(database), host, f" port={port}" if port else "",
     )
 
 

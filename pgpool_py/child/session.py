@@ -23,7 +23,7 @@ from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
 from pgpool_py.child.router import Router
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
 from pgpool_py import log as pglog
-from pgpool_py.log import printable, session as log_session
+from pgpool_py.log import session as log_session
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.routing.classify import POOL_PREFIX_WINDOW, addressed_to_pgpool_bytes
@@ -91,9 +91,9 @@ class Session:
                 return
             if self.too_many_clients:
                 raise SessionError("Sorry, too many clients already", sqlstate="53300", severity="FATAL")
-            log_session.user, log_session.database = printable(startup.user), printable(startup.database)
+            log_session.user, log_session.database = startup.user, startup.database
             log_session.client = True
-            log_session.application_name = printable(startup.application_name, ascii_only=True)
+            log_session.application_name = startup.application_name
             self.child.set_title(f"{startup.user} {startup.database} {self._host_label()} idle")
             slot = self._open(startup)
             self.slot = slot

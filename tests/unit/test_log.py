@@ -86,6 +86,19 @@ def test_user_and_database_before_and_during_a_session() -> None:
     assert fmt.format(record()) == "[No Connection]@[No Connection]: LOG:  hello world"
 
 
+def test_names_from_the_client_are_made_printable_when_written(tmp_path: Path) -> None:
+    # A newline in a name would forge a log line; escapes would colour a terminal.
+    pglog.session.client = True
+    pglog.session.user, pglog.session.database = "al\nice", "sh\x1bop"
+    pglog.session.application_name = "app\nLOG:  FORGED\u00e9"
+    assert pglog.PgFormatter("%u@%d %a: ").format(record()) == "al?ice@sh?op app?LOG:  FORGED?: LOG:  hello world"
+    pglog.configure(collector_cfg(tmp_path, log_disconnections="on"), debug=False)
+    pglog.log_disconnection(collector_cfg(tmp_path, log_disconnections="on"), time.time(), "al\nice", "sh\rop",
+                            "127.0.0.1", "")
+    (line,) = Path(str(pglog.current_log_file())).read_text().splitlines()
+    assert line.endswith("user=al?ice database=sh?op host=127.0.0.1")
+
+
 def test_prefix_padding() -> None:
     fmt = pglog.PgFormatter("[%-6a|%6a|%3l|%5%]")
     assert fmt.format(record()).startswith("[main  |  main|")
