@@ -190,10 +190,10 @@ class Main:
 
     def _pending_stop(self) -> signal.Signals | None:
         """A shutdown request that arrived during start-up (the loop has not run yet)."""
+        self.sigq.drain()
         return next((signal.Signals(s) for s in self.sigq.pending if s in STOP_MODES), None)
 
     def _raise_if_stopping(self) -> None:
-        self.sigq.drain()
         if self._pending_stop() is not None:
             raise SearchStopped()
 

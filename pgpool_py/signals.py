@@ -1,12 +1,14 @@
 """
 Signal handling through a wakeup fd.
 
-A handler only records the signal number; the C-level handler also writes a byte to a
-non-blocking socketpair (``signal.set_wakeup_fd``), so every wait that watches that socket
-ends at once when a signal arrives.  PEP 475 would otherwise resume an interrupted
-``select()``/``poll()`` until its timeout (the "fixed polling tick" anti-pattern).
-All real work — logging, ``waitpid``, locks, forks — happens in the loop that drains
-``pending``.
+CPython's C-level handler writes each signal's number, one byte, to a non-blocking
+socketpair (``signal.set_wakeup_fd``): every wait that watches that socket ends at once when
+a signal arrives (PEP 475 would otherwise resume an interrupted ``select()``/``poll()`` until
+its timeout), and ``drain`` turns the bytes into ``pending``.  The bytes are the record, not
+the Python-level handler: that one runs only when the interpreter next checks for signals,
+which compiled code (mypyc) may not do before it blocks again, so a signal it recorded could
+wait behind a wait that had already consumed its byte.  All real work (logging, ``waitpid``,
+locks, forks) happens in the loop that pops ``pending``.
 """
 
 from __future__ import annotations
@@ -37,24 +39,24 @@ class SignalQueue:
         self._pollers: dict[tuple[int, ...], select.poll] = {}
         signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
         for sig in handled:
-            signal.signal(sig, self._record)
-
-    def _record(self, signum: int, frame: object) -> None:
-        """Record only; the loop does the work (gunicorn #2564, pgpool 5872bf0ee)."""
-        self.pending.append(signum)
+            signal.signal(sig, _written_to_the_doorbell)
 
     def drain(self) -> None:
-        """Empty the doorbell socket after a wakeup."""
+        """Move the signal numbers the doorbell holds to ``pending``."""
         try:
-            while self._rsock.recv(4096):
-                pass
+            while True:
+                numbers = self._rsock.recv(4096)
+                if not numbers:
+                    return
+                self.pending.extend(numbers)
         except (BlockingIOError, InterruptedError):
             pass
 
     def pop_all(self) -> list[int]:
         if not self.pending:
             # The doorbell is drained by the wait that sees it ring, not here: an empty
-            # recv() raises, and this runs on every turn of a child's loop.
+            # recv() raises, and this runs on every turn of a child's loop.  A signal whose
+            # byte is still unread makes the caller's next wait return at once.
             return []
         self.drain()
         out: list[int] = []
@@ -98,6 +100,12 @@ class SignalQueue:
     def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once on a signal (the seed's ``pause()`` with a bound)."""
         self.wait((), seconds)
+
+
+def _written_to_the_doorbell(signum: int, frame: object) -> None:
+    """The Python-level handler: nothing left to do (the C-level one wrote ``signum`` to the
+    doorbell).  Installed so that the signal is caught at all: neither terminates the process
+    nor is discarded, as SIG_DFL or SIG_IGN would."""
 
 
 def reset_to_default(sigs: Iterable[Sig]) -> None:
