@@ -45,7 +45,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
 # Run from a clone without installing: the cluster builder and pgpool-py come from this tree.
@@ -527,30 +527,27 @@ def results_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> 
     return "\n".join(lines)
 
 
-def cpu_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> str:
-    names = [t.name for t in targets if t.proc]
-    lines = ["| pooler CPU per transaction, µs user + system | " + " | ".join(names) + " |",
-             "|---" + "|---:" * len(names) + "|"]
+def workload_table(title: str, names: list[str], cells: dict[tuple[str, str], Cell],
+                   show: Callable[[RunResult], str]) -> str:
+    """A row per workload measured, a column per target in ``names``: ``show`` of the cell's median."""
+    lines = [f"| {title} | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|"]
     for label in dict.fromkeys(label for label, _ in cells):
         row = [label]
         for n in names:
             m = cells[label, n].median()
-            row.append(f"{m.cpu_us[0]:.0f} + {m.cpu_us[1]:.0f}" if m and m.cpu_us else "—")
+            row.append(show(m) if m else "—")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def cpu_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> str:
+    return workload_table("pooler CPU per transaction, µs user + system", [t.name for t in targets if t.proc], cells,
+                          lambda m: f"{m.cpu_us[0]:.0f} + {m.cpu_us[1]:.0f}" if m.cpu_us else "—")
 
 
 def machine_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> str:
-    names = [t.name for t in targets]
-    lines = ["| whole machine: busy CPU µs per transaction (idle share) | " + " | ".join(names) + " |",
-             "|---" + "|---:" * len(names) + "|"]
-    for label in dict.fromkeys(label for label, _ in cells):
-        row = [label]
-        for n in names:
-            m = cells[label, n].median()
-            row.append(f"{m.machine_us:.0f} ({m.idle:.0%})" if m else "—")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    return workload_table("whole machine: busy CPU µs per transaction (idle share)", [t.name for t in targets], cells,
+                          lambda m: f"{m.machine_us:.0f} ({m.idle:.0%})")
 
 
 def servers_table(targets: list[Target]) -> str:
