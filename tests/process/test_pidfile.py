@@ -15,10 +15,23 @@ from pgpool_py import pidfile
 from pgpool_py.errors import ServerHalt
 
 
+# Popen returns once the exec has closed its close-on-exec pipe, a moment before the kernel
+# sets the new program's command line and name (/proc/PID/cmdline, comm): a test that reads
+# them waits for the program to run.
+EXEC_BOUND = 5.0
+
+
+def _pgpool_named_holder() -> subprocess.Popen[bytes]:
+    """A process whose command line names pgpool, as every pgpool-py process's does; running."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)",
+                               "pgpool"], stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline() == b"ready\n"
+    return holder
+
+
 def test_a_live_pgpool_holder_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pgpool.pid"
-    # A process whose command line names pgpool, as every pgpool-py process's does.
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "pgpool"]) as holder:
+    with _pgpool_named_holder() as holder:
         try:
             path.write_text(f"{holder.pid}\n")
             assert pidfile.running_pid(str(path)) == holder.pid
@@ -33,7 +46,7 @@ def test_a_live_pgpool_holder_is_refused(tmp_path: Path) -> None:
 def test_pgpool_ii_pid_files_are_read_as_atoi_reads_them(tmp_path: Path, contents: bytes) -> None:
     """pgpool-II writes "15383\\0": a file it holds is never taken for stale and removed."""
     path = tmp_path / "pgpool.pid"
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "pgpool"]) as holder:
+    with _pgpool_named_holder() as holder:
         try:
             path.write_bytes(contents % holder.pid)
             assert pidfile.read_pid(str(path)) == holder.pid
@@ -61,6 +74,10 @@ def test_a_live_process_of_another_program_keeps_its_file(tmp_path: Path) -> Non
     path = tmp_path / "pgpool.pid"
     with subprocess.Popen(["sleep", "30"]) as other:
         try:
+            deadline = time.monotonic() + EXEC_BOUND
+            while Path(f"/proc/{other.pid}/comm").read_text().strip() != "sleep":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             path.write_text(f"{other.pid}\n")
             assert pidfile.running_pid(str(path)) is None
             with pytest.raises(ServerHalt, match=rf'is another pgpool\({other.pid}\) is running\? \(process '
