@@ -18,10 +18,10 @@ import select
 import signal
 import socket
 from collections import deque
-from typing import Iterable
+from typing import Final, Iterable
 
 Sig = signal.Signals
-_POLL_SETS_KEPT = 64
+_POLL_SETS_KEPT: Final = 64
 
 
 class SignalQueue:

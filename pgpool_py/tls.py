@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgpool_py.errors import ConfigError, ProtocolError
 from pgpool_py.protocol.stream import Stream
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # pgpool-II 4.3 has no ssl_min_protocol_version; PostgreSQL's default minimum applies.
-MIN_PROTOCOL = ssl.TLSVersion.TLSv1_2
-PASSPHRASE_COMMAND_TIMEOUT = 30.0
+MIN_PROTOCOL: Final = ssl.TLSVersion.TLSv1_2
+PASSPHRASE_COMMAND_TIMEOUT: Final = 30.0
 
 
 def _passphrase(command: str) -> Callable[[], str]:
@@ -143,12 +143,12 @@ def libpq_params(cfg: Config) -> dict[str, str]:
 # libpq's error when verify-ca meets a backend that answers the SSLRequest with N.  The relay
 # goes on in clear text then (only a certificate it gets is checked): side connections retry
 # without TLS on this error alone, never on a failed verification.
-TLS_NOT_SUPPORTED = "server does not support SSL"
+TLS_NOT_SUPPORTED: Final = "server does not support SSL"
 
-CA_BUNDLE_FILE = "pgpool_ca_bundle.pem"
+CA_BUNDLE_FILE: Final = "pgpool_ca_bundle.pem"
 # What OpenSSL reads from a CA directory: certificates under their subject hash (c_rehash).
-_HASHED_CERT_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
+_HASHED_CERT_NAME: Final = re.compile(r"[0-9a-f]{8}\.[0-9]+")
+_PEM_CERT: Final = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
 
 
 def _write_ca_bundle(path: str, cafile: str | None, capath: str) -> None:

@@ -26,7 +26,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from typing import Protocol
+from typing import Final, Protocol
 
 from scramp import ScramClient, ScramException  # type: ignore[import-untyped]
 
@@ -46,9 +46,9 @@ from pgpool_py.protocol.messages import (
     unpack_int32_from,
 )
 
-SCRAM_SHA_256 = "SCRAM-SHA-256"
-_PASSWORD_MESSAGE = ord("p")
-_SCRAM_NONCE_BYTES = 18  # as PostgreSQL
+SCRAM_SHA_256: Final = "SCRAM-SHA-256"
+_PASSWORD_MESSAGE: Final = ord("p")
+_SCRAM_NONCE_BYTES: Final = 18  # as PostgreSQL
 
 
 class AuthFailed(AuthError):
@@ -365,7 +365,7 @@ def make_frontend_auth(
 
 # ---------------------------------------------------------------- pgpool → backend
 
-_UNSUPPORTED_BACKEND_METHODS = {
+_UNSUPPORTED_BACKEND_METHODS: Final = {
     2: "Kerberos V5",
     6: "SCM credentials",
     7: "GSSAPI",

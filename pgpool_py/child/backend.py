@@ -11,7 +11,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Final, Iterable
 
 from pgpool_py.errors import PgError, SessionError
 from pgpool_py.protocol import messages as m
@@ -80,7 +80,7 @@ def any_broken(conns: Iterable[BackendConnection]) -> bool:
 
 
 # pgpool-II: an empty backend_hostname means PostgreSQL's Unix socket in /tmp.
-DEFAULT_BACKEND_SOCKET_DIR = "/tmp"
+DEFAULT_BACKEND_SOCKET_DIR: Final = "/tmp"
 
 
 def open_socket(hostname: str, port: int, timeout: float) -> socket.socket:

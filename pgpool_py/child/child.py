@@ -18,7 +18,7 @@ import socket
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
 from pgpool_py import log as pglog
 from pgpool_py import proctitle, tls
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 # (pool_hba.conf rules, pool_passwd entries, TLS context for clients or None)
 AuthFiles = tuple[list[Any], dict[str, Any], Any, Any]
 
-CHILD_SIGNALS = (
+CHILD_SIGNALS: Final = (
     signal.SIGTERM,
     signal.SIGINT,
     signal.SIGQUIT,
@@ -58,10 +58,10 @@ CHILD_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGUSR2,
 )
-MAX_PENDING = 256  # clients one child keeps while their first packet arrives; more are closed
-SWITCHING_POLL = 1.0  # seconds between checks while main runs a failover
-SWITCHING_MAX_WAIT = 30.0  # pgpool-II gives up (and exits) after 30 s
-VOLATILITY_QUERY_TIMEOUT = 10.0
+MAX_PENDING: Final = 256  # clients one child keeps while their first packet arrives; more are closed
+SWITCHING_POLL: Final = 1.0  # seconds between checks while main runs a failover
+SWITCHING_MAX_WAIT: Final = 30.0  # pgpool-II gives up (and exits) after 30 s
+VOLATILITY_QUERY_TIMEOUT: Final = 10.0
 
 
 def _literal(text: str) -> str:

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, MutableMapping, Sequence
 
 from pgpool_py import PGPOOL_COMPAT_VERSION, __version__
 from pgpool_py.config import PARAMS, Context, Param, render
@@ -29,32 +29,32 @@ Rows = list[list[str | None]]
 
 log = logging.getLogger(__name__)
 
-POOL_NODES_COLUMNS = [
+POOL_NODES_COLUMNS: Final = [
     "node_id", "hostname", "port", "status", "pg_status", "lb_weight", "role", "pg_role",
     "select_cnt", "load_balance_node", "replication_delay", "replication_state",
     "replication_sync_state", "last_status_change",
 ]
-POOL_PROCESSES_COLUMNS = [
+POOL_PROCESSES_COLUMNS: Final = [
     "pool_pid", "start_time", "client_connection_count", "database", "username",
     "backend_connection_time", "pool_counter", "status",
 ]
-POOL_POOLS_COLUMNS = [
+POOL_POOLS_COLUMNS: Final = [
     "pool_pid", "start_time", "client_connection_count", "pool_id", "backend_id", "database",
     "username", "backend_connection_time", "client_connection_time", "client_disconnection_time",
     "client_idle_duration", "majorversion", "minorversion", "pool_counter", "pool_backendpid",
     "pool_connected", "status",
 ]
 
-POOL_HEALTH_CHECK_STATS_COLUMNS = [
+POOL_HEALTH_CHECK_STATS_COLUMNS: Final = [
     "node_id", "hostname", "port", "status", "role", "last_status_change", "total_count",
     "success_count", "fail_count", "skip_count", "retry_count", "average_retry_count",
     "max_retry_count", "max_duration", "min_duration", "average_duration", "last_health_check",
     "last_successful_health_check", "last_skip_health_check", "last_failed_health_check",
 ]
-POOL_BACKEND_STATS_COLUMNS = ["node_id", "hostname", "port", "status", "role", *STATEMENT_COUNTERS]
+POOL_BACKEND_STATS_COLUMNS: Final = ["node_id", "hostname", "port", "status", "role", *STATEMENT_COUNTERS]
 
 # A SHOW POOL_<name> that parse_pool_command does not know: named in the error.
-_SHOW = re.compile(r"^\s*show\s+(pool_\w+)\s*;?\s*$", re.I)
+_SHOW: Final = re.compile(r"^\s*show\s+(pool_\w+)\s*;?\s*$", re.I)
 
 
 
@@ -296,10 +296,13 @@ class PoolCommands:
 
 # ---------------------------------------------------------------- the extended protocol
 
-_P, _B, _D, _E = (ord(c) for c in "PBDE")
-_WITHOUT_ROWS = ("PGPOOL SET", "PGPOOL RESET")
-_DEALLOCATED = m.command_complete("DEALLOCATE")
-_DEALLOCATE = re.compile(rb'\s*deallocate\s+(?:prepare\s+)?(?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))\s*;?\s*\Z',
+_P: Final = ord("P")
+_B: Final = ord("B")
+_D: Final = ord("D")
+_E: Final = ord("E")
+_WITHOUT_ROWS: Final = ("PGPOOL SET", "PGPOOL RESET")
+_DEALLOCATED: Final = m.command_complete("DEALLOCATE")
+_DEALLOCATE: Final = re.compile(rb'\s*deallocate\s+(?:prepare\s+)?(?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))\s*;?\s*\Z',
                          re.IGNORECASE)
 
 

@@ -18,17 +18,18 @@ import math
 import socket
 import struct
 import time
+from typing import Final
 
 from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD, SSL_REQUEST_CODE
 
-_HEADER = struct.Struct("!dBB")  # deadline (wall clock; inf: none), 1 for a Unix-socket client, answered
-_MAX_MESSAGE = _HEADER.size + 600 + MAX_STARTUP_PAYLOAD + 4  # host and port, the packet so far
-_LENGTH = struct.Struct("!I")
-_REQUEST = struct.Struct("!II")  # an SSL or GSSAPI request: length 8, code
+_HEADER: Final = struct.Struct("!dBB")  # deadline (wall clock; inf: none), 1 for a Unix-socket client, answered
+_MAX_MESSAGE: Final = _HEADER.size + 600 + MAX_STARTUP_PAYLOAD + 4  # host and port, the packet so far
+_LENGTH: Final = struct.Struct("!I")
+_REQUEST: Final = struct.Struct("!II")  # an SSL or GSSAPI request: length 8, code
 
 # PendingClient.answered: the encryption requests already declined with "N".
-ANSWERED_SSL = 1
-ANSWERED_GSS = 2
+ANSWERED_SSL: Final = 1
+ANSWERED_GSS: Final = 2
 
 
 class PendingClient:

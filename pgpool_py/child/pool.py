@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 from pgpool_py.child.backend import BackendConnection
 from pgpool_py.shmem.layout import ConnectionInfo, SharedState
 
 # pgpool-II never pools these databases.
-NEVER_POOLED_DATABASES = frozenset({"template0", "template1", "postgres", "regression"})
+NEVER_POOLED_DATABASES: Final = frozenset({"template0", "template1", "postgres", "regression"})
 
 
 @dataclass

@@ -31,7 +31,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgpool_py import log as pglog
 from pgpool_py.child.commands import PoolStatements
@@ -53,63 +53,78 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECV_SIZE = 65536
-TERMINATE_DRAIN_SECONDS = 10.0  # how long replies due at Terminate are still relayed
-_Q, _X, _S, _H, _P, _B, _D, _E, _C, _F = (ord(c) for c in "QXSHPBDECF")
-_DATA_ROW = ord("D")
-_TX_IDLE, _TX_FAILED = m.TX_IDLE, m.TX_FAILED
-_IDLE, _IDLE_IN_TRANS, _COMMAND_EXECUTE = ChildStatus.IDLE, ChildStatus.IDLE_IN_TRANS, ChildStatus.COMMAND_EXECUTE
-_COPY_MESSAGES = frozenset(ord(c) for c in "dcf")
-_EXTENDED = frozenset(ord(c) for c in "PBDEC")
-_PARSE_COMPLETE = b"1\x00\x00\x00\x04"
-_CLOSE_COMPLETE = b"3\x00\x00\x00\x04"
+RECV_SIZE: Final = 65536
+TERMINATE_DRAIN_SECONDS: Final = 10.0  # how long replies due at Terminate are still relayed
+_Q: Final = ord("Q")
+_X: Final = ord("X")
+_S: Final = ord("S")
+_H: Final = ord("H")
+_P: Final = ord("P")
+_B: Final = ord("B")
+_D: Final = ord("D")
+_E: Final = ord("E")
+_C: Final = ord("C")
+_F: Final = ord("F")
+_DATA_ROW: Final = ord("D")
+_TX_IDLE: Final = m.TX_IDLE
+_TX_FAILED: Final = m.TX_FAILED
+_IDLE: Final = ChildStatus.IDLE
+_IDLE_IN_TRANS: Final = ChildStatus.IDLE_IN_TRANS
+_COMMAND_EXECUTE: Final = ChildStatus.COMMAND_EXECUTE
+_COPY_MESSAGES: Final = frozenset(ord(c) for c in "dcf")
+_EXTENDED: Final = frozenset(ord(c) for c in "PBDEC")
+_PARSE_COMPLETE: Final = b"1\x00\x00\x00\x04"
+_CLOSE_COMPLETE: Final = b"3\x00\x00\x00\x04"
 # Native replication: the copies of clock-reading statements a batch binds (_clock_batch).
-_CLOCK_STATEMENT = "pgpool_py_clock_{}"
+_CLOCK_STATEMENT: Final = "pgpool_py_clock_{}"
 # What a standby gets for a BEGIN it would refuse (READ WRITE, SERIALIZABLE).
-_PLAIN_BEGIN = m.query("BEGIN")
+_PLAIN_BEGIN: Final = m.query("BEGIN")
 # Puts a node's transaction in the failed state; PostgreSQL's log says why.
-_FAIL_TRANSACTION = m.query(
+_FAIL_TRANSACTION: Final = m.query(
     "DO $pgpool$BEGIN RAISE EXCEPTION 'pgpool-py: the transaction failed on another node'; END$pgpool$")
 # PostgreSQL's error for a prepared statement whose result columns changed: pgjdbc and asyncpg
 # know it by its routine, and prepare the statement again (_replay_changes_shape).
-_PLAN_CHANGED = m.frame(b"E", b"".join(code + text + b"\0" for code, text in (
+_PLAN_CHANGED: Final = m.frame(b"E", b"".join(code + text + b"\0" for code, text in (
     (b"S", b"ERROR"), (b"V", b"ERROR"), (b"C", b"0A000"), (b"M", b"cached plan must not change result type"),
     (b"F", b"plancache.c"), (b"R", b"RevalidateCachedQuery"))) + b"\0")
-_ROW_DESCRIPTION, _NO_DATA = ord("T"), ord("n")
+_ROW_DESCRIPTION: Final = ord("T")
+_NO_DATA: Final = ord("n")
 # disable_load_balance_on_write values under which a session's earlier write keeps a
 # transaction's reads on the primary.
-_WRITES_KEEP_READS = frozenset(("always", "trans_transaction"))
-_PARSES_KEPT = 256  # Router.parses: a session's distinct Parse messages remembered, at most
-_FIRST_NORMAL_OID = 16384  # PostgreSQL's FirstNormalObjectId: oids below are built in, the same everywhere
+_WRITES_KEEP_READS: Final = frozenset(("always", "trans_transaction"))
+_PARSES_KEPT: Final = 256  # Router.parses: a session's distinct Parse messages remembered, at most
+_FIRST_NORMAL_OID: Final = 16384  # PostgreSQL's FirstNormalObjectId: oids below are built in, the same everywhere
 # lo_creat and lo_create, by their oids in pg_proc (fixed for built-in functions).
-_LO_CREAT, _LO_CREATE = struct.pack("!I", 957), struct.pack("!I", 715)
-_NEXT_LARGE_OBJECT = "SELECT coalesce(max(oid)::int8, 0) + 1 FROM pg_catalog.pg_largeobject_metadata"
+_LO_CREAT: Final = struct.pack("!I", 957)
+_LO_CREATE: Final = struct.pack("!I", 715)
+_NEXT_LARGE_OBJECT: Final = "SELECT coalesce(max(oid)::int8, 0) + 1 FROM pg_catalog.pg_largeobject_metadata"
 # insert_lock: an advisory lock per table, the first key saying it is ours ('pgpy').
-_INSERT_LOCK_CLASS = 0x70677079
+_INSERT_LOCK_CLASS: Final = 0x70677079
 # Whether a table takes ids from a sequence (serial or identity): what insert_lock protects.
-_HAS_SERIAL = (
+_HAS_SERIAL: Final = (
     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d"
     " ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = pg_catalog.to_regclass({})"
     " AND a.attnum > 0 AND NOT a.attisdropped"
     " AND (a.attidentity <> '' OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'))"
 )
-_DEST_BY_RANK = {rank: dest for dest, rank in DEST_RANK.items()}
-_EITHER_RANK, _PRIMARY_RANK = DEST_RANK[Dest.EITHER], DEST_RANK[Dest.PRIMARY]
-_POOL_COMMAND = StatementKind.POOL_COMMAND
+_DEST_BY_RANK: Final = {rank: dest for dest, rank in DEST_RANK.items()}
+_EITHER_RANK: Final = DEST_RANK[Dest.EITHER]
+_PRIMARY_RANK: Final = DEST_RANK[Dest.PRIMARY]
+_POOL_COMMAND: Final = StatementKind.POOL_COMMAND
 # The commonest statements by their first keyword.  Where only the primary can get them, this
 # is all the relay needs to know of them (the statistics counter, and that a write makes the
 # transaction a writing one), and it costs less than classifying the text.
-_BY_KEYWORD = {
+_BY_KEYWORD: Final = {
     b"SELECT": Verdict(StatementKind.SELECT, Dest.PRIMARY, is_read=True, is_write=False),
     b"INSERT": Verdict(StatementKind.INSERT, Dest.PRIMARY),
     b"UPDATE": Verdict(StatementKind.UPDATE, Dest.PRIMARY),
     b"DELETE": Verdict(StatementKind.DELETE, Dest.PRIMARY),
 }
-_SELECT = _BY_KEYWORD[b"SELECT"]
-_COUNTER_INDEX = {name: i for i, name in enumerate(STATEMENT_COUNTERS)}
+_SELECT: Final = _BY_KEYWORD[b"SELECT"]
+_COUNTER_INDEX: Final = {name: i for i, name in enumerate(STATEMENT_COUNTERS)}
 # Router._nodes_changed: (child index, the session's nodes, primary) -> (to_node, to_all,
 # counter bases), shared by the child's sessions and never changed.
-_SESSION_NODES: dict[tuple[int, tuple[int, ...], int], tuple[dict[int, Target], Target, dict[int, int]]] = {}
+_SESSION_NODES: Final[dict[tuple[int, tuple[int, ...], int], tuple[dict[int, Target], Target, dict[int, int]]]] = {}
 
 
 # Classes made for every statement, batch or session are plain classes with their own
@@ -1590,7 +1605,7 @@ def _without_counts(outcome: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(tag if tag.startswith("ERROR ") else _COUNTS.sub("", tag) for tag in outcome)
 
 
-_COUNTS = re.compile(r"( \d+)+$")  # "INSERT 0 5", "UPDATE 2": the tuples a command affected
+_COUNTS: Final = re.compile(r"( \d+)+$")  # "INSERT 0 5", "UPDATE 2": the tuples a command affected
 
 
 def _outcome(data: bytes) -> tuple[str, ...]:
@@ -1634,7 +1649,7 @@ def weighted_choice(weights: dict[int, float], rng: random.Random) -> int:
     return max(weights)
 
 
-_PREF_ITEM = re.compile(r"^\s*(?P<pattern>.+?)\s*:\s*(?P<node>primary|standby|\d+)\s*(?:\(\s*(?P<weight>[0-9.]+)\s*\))?\s*$")
+_PREF_ITEM: Final = re.compile(r"^\s*(?P<pattern>.+?)\s*:\s*(?P<node>primary|standby|\d+)\s*(?:\(\s*(?P<weight>[0-9.]+)\s*\))?\s*$")
 
 
 def parse_redirect_list(items: tuple[str, ...]) -> list[tuple[re.Pattern[str], str, float]]:

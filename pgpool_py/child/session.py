@@ -11,7 +11,7 @@ import select
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgpool_py.child import auth as client_auth
 from pgpool_py.child.backend import BackendConnection, any_broken, connect_backend
@@ -37,11 +37,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_Q, _X, _S, _Z, _E = ord("Q"), ord("X"), ord("S"), ord("Z"), ord("E")
-_EXTENDED = frozenset(b"PBDEC")
-_BATCH_ENDS = (_S, ord("H"))  # Sync, Flush
-RESET_QUERY_TIMEOUT = 10.0  # pgpool-II gives each reset query 10 s
-RECV_SIZE = 65536
+_Q: Final = ord("Q")
+_X: Final = ord("X")
+_S: Final = ord("S")
+_Z: Final = ord("Z")
+_E: Final = ord("E")
+_EXTENDED: Final = frozenset(b"PBDEC")
+_BATCH_ENDS: Final = (_S, ord("H"))  # Sync, Flush
+RESET_QUERY_TIMEOUT: Final = 10.0  # pgpool-II gives each reset query 10 s
+RECV_SIZE: Final = 65536
 
 
 class FastExit(BaseException):

@@ -15,36 +15,36 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Final, Iterable, Sequence
 
 from pgpool_py.errors import ProtocolError
 
 # Precompiled packers (psycopg's _struct.py habit): the relay calls these per message.
-_I32 = struct.Struct("!i")
-_U32 = struct.Struct("!I")
-_I16 = struct.Struct("!h")
-_HDR = struct.Struct("!cI")
-_TWO_I32 = struct.Struct("!ii")
+_I32: Final = struct.Struct("!i")
+_U32: Final = struct.Struct("!I")
+_I16: Final = struct.Struct("!h")
+_HDR: Final = struct.Struct("!cI")
+_TWO_I32: Final = struct.Struct("!ii")
 pack_int32 = _I32.pack
 unpack_int32_from = _I32.unpack_from
 
-PROTOCOL_3_0 = 3 << 16
-PROTOCOL_3_2 = (3 << 16) | 2
-LATEST_MINOR = 0  # we speak 3.0 and offer it back through NegotiateProtocolVersion
-CANCEL_REQUEST_CODE = (1234 << 16) | 5678
-SSL_REQUEST_CODE = (1234 << 16) | 5679
-GSSENC_REQUEST_CODE = (1234 << 16) | 5680
+PROTOCOL_3_0: Final = 3 << 16
+PROTOCOL_3_2: Final = (3 << 16) | 2
+LATEST_MINOR: Final = 0  # we speak 3.0 and offer it back through NegotiateProtocolVersion
+CANCEL_REQUEST_CODE: Final = (1234 << 16) | 5678
+SSL_REQUEST_CODE: Final = (1234 << 16) | 5679
+GSSENC_REQUEST_CODE: Final = (1234 << 16) | 5680
 
 # pgpool-II accepts startup payloads of 4..10000 bytes; PostgreSQL's own limit is 10000 too.
-MAX_STARTUP_PAYLOAD = 10000
+MAX_STARTUP_PAYLOAD: Final = 10000
 # A regular message may be large (COPY data, big bind parameters) but a length field beyond
 # PostgreSQL's MaxAllocSize (1 GB - 1) can only be garbage or an attack.
-MAX_MESSAGE_LENGTH = 0x3FFFFFFF
+MAX_MESSAGE_LENGTH: Final = 0x3FFFFFFF
 
 # Transaction status bytes in ReadyForQuery.
-TX_IDLE = ord("I")
-TX_IN_BLOCK = ord("T")
-TX_FAILED = ord("E")
+TX_IDLE: Final = ord("I")
+TX_IN_BLOCK: Final = ord("T")
+TX_FAILED: Final = ord("E")
 
 
 # ---------------------------------------------------------------- startup phase
@@ -257,26 +257,26 @@ def sasl_initial_response(mechanism: str, data: bytes) -> bytes:
     return frame(b"p", _cstr(mechanism) + _I32.pack(len(data)) + data)
 
 
-TERMINATE = frame(b"X")
-SYNC = frame(b"S")
-FLUSH = frame(b"H")
+TERMINATE: Final = frame(b"X")
+SYNC: Final = frame(b"S")
+FLUSH: Final = frame(b"H")
 
 
 # ---------------------------------------------------------------- backend messages (we send to clients)
 
-AUTH_OK = 0
-AUTH_CLEARTEXT = 3
-AUTH_MD5 = 5
-AUTH_SASL = 10
-AUTH_SASL_CONTINUE = 11
-AUTH_SASL_FINAL = 12
+AUTH_OK: Final = 0
+AUTH_CLEARTEXT: Final = 3
+AUTH_MD5: Final = 5
+AUTH_SASL: Final = 10
+AUTH_SASL_CONTINUE: Final = 11
+AUTH_SASL_FINAL: Final = 12
 
 
 def authentication(code: int, data: bytes = b"") -> bytes:
     return frame(b"R", _I32.pack(code) + data)
 
 
-AUTHENTICATION_OK = authentication(AUTH_OK)
+AUTHENTICATION_OK: Final = authentication(AUTH_OK)
 
 
 def authentication_sasl(mechanisms: Sequence[str]) -> bytes:
@@ -389,7 +389,7 @@ class Field:
     format: int
 
 
-_FIELD = struct.Struct("!IhIhih")
+_FIELD: Final = struct.Struct("!IhIhih")
 
 
 def parse_row_description(body: bytes) -> list[Field]:
@@ -426,13 +426,13 @@ def command_complete(tag: str) -> bytes:
     return frame(b"C", _cstr(tag))
 
 
-EMPTY_QUERY_RESPONSE = frame(b"I")
-PARSE_COMPLETE = frame(b"1")
-BIND_COMPLETE = frame(b"2")
-CLOSE_COMPLETE = frame(b"3")
-NO_DATA = frame(b"n")
-PORTAL_SUSPENDED = frame(b"s")
-NO_PARAMETERS = frame(b"t", _I16.pack(0))  # ParameterDescription of a statement without any
+EMPTY_QUERY_RESPONSE: Final = frame(b"I")
+PARSE_COMPLETE: Final = frame(b"1")
+BIND_COMPLETE: Final = frame(b"2")
+CLOSE_COMPLETE: Final = frame(b"3")
+NO_DATA: Final = frame(b"n")
+PORTAL_SUSPENDED: Final = frame(b"s")
+NO_PARAMETERS: Final = frame(b"t", _I16.pack(0))  # ParameterDescription of a statement without any
 
 
 # ---------------------------------------------------------------- parsing backend replies
@@ -482,8 +482,9 @@ def parse_parse_bytes(raw: bytes, start: int = 5) -> tuple[bytes, bytes]:
     return raw[start:e1], raw[e1 + 1 : e2]
 
 
-_EXECUTE, _DESCRIBE = ord("E"), ord("D")
-_TARGET_KINDS = (ord("S"), ord("P"))  # Describe/Close of a statement or a portal
+_EXECUTE: Final = ord("E")
+_DESCRIBE: Final = ord("D")
+_TARGET_KINDS: Final = (ord("S"), ord("P"))  # Describe/Close of a statement or a portal
 
 
 def _name_at(buf: bytes | bytearray, start: int, end: int, what: str) -> tuple[str, int]:

@@ -9,12 +9,14 @@ a CopyInResponse did (the client sends nothing more until it has it).
 
 from __future__ import annotations
 
+from typing import Final
+
 from pgpool_py.protocol.messages import uint32_at
 
-_Z = ord("Z")
-_E = ord("E")
-_COPY_IN = (ord("G"), ord("W"))  # CopyInResponse, CopyBothResponse
-_NOTABLE = frozenset((_Z, _E, *_COPY_IN))  # the types feed() looks at; it only steps over others
+_Z: Final = ord("Z")
+_E: Final = ord("E")
+_COPY_IN: Final = (ord("G"), ord("W"))  # CopyInResponse, CopyBothResponse
+_NOTABLE: Final = frozenset((_Z, _E, *_COPY_IN))  # the types feed() looks at; it only steps over others
 
 
 class ReplyScanner:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Callable
+from typing import Callable, Final
 
 from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 
-MAX_PASSWORD_MESSAGE = 65536  # a password or SASL response; longer is garbage or an attack
+MAX_PASSWORD_MESSAGE: Final = 65536  # a password or SASL response; longer is garbage or an attack
 
 # wait(fds, timeout) -> readable fds; returns [] on a signal or timeout (SignalQueue.wait).
 Waiter = Callable[[list[int], float | None], list[int]]

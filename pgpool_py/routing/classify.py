@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pglast import parser as _pg_parser
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 _Node = dict[str, Any]
 
 # pgpool's own SHOW commands (pool_proto_modules.c SimpleQuery); any other SHOW goes to a backend.
-POOL_SHOW_NAMES = frozenset({
+POOL_SHOW_NAMES: Final = frozenset({
     "pool_status", "pool_nodes", "pool_processes", "pool_pools", "pool_version",
     "pool_cache", "pool_health_check_stats", "pool_backend_stats",
 })
@@ -60,35 +60,35 @@ POOL_SHOW_NAMES = frozenset({
 PoolCommand = tuple[str, ...]
 
 # storage/lock.h: LOCK at or above this mode conflicts with a standby's recovery.
-_ROW_EXCLUSIVE_LOCK = 3
+_ROW_EXCLUSIVE_LOCK: Final = 3
 
 # Always writes: a standby can only answer "cannot execute nextval() in a read-only transaction".
 # txid_current() and pg_current_xact_id() are STABLE, but assign a transaction id: "cannot
 # execute pg_current_xact_id() during recovery".
-_ALWAYS_WRITING_FUNCTIONS = frozenset({"nextval", "setval", "txid_current", "pg_current_xact_id"})
+_ALWAYS_WRITING_FUNCTIONS: Final = frozenset({"nextval", "setval", "txid_current", "pg_current_xact_id"})
 
-_FALSE_WORDS = frozenset({"off", "false", "f", "no", "n", "0"})
-_TRUE_WORDS = frozenset({"on", "true", "t", "yes", "y", "1"})
+_FALSE_WORDS: Final = frozenset({"off", "false", "f", "no", "n", "0"})
+_TRUE_WORDS: Final = frozenset({"on", "true", "t", "yes", "y", "1"})
 
 # Leading white space and comments, then the start of a pgpool command. Cheap enough to run
 # on every simple query; a match is confirmed by the parser.
 # (\s, not \s+: a repeated \s+ backtracks exponentially on a long run of blanks.)
-_LEAD = r"\A(?:\s|/\*.*?\*/|--[^\n]*(?:\n|\Z))*"
-_POOL_PREFIX = re.compile(_LEAD + r"(?:pgpool\s|show\s+pool_)", re.IGNORECASE | re.DOTALL)
+_LEAD: Final = r"\A(?:\s|/\*.*?\*/|--[^\n]*(?:\n|\Z))*"
+_POOL_PREFIX: Final = re.compile(_LEAD + r"(?:pgpool\s|show\s+pool_)", re.IGNORECASE | re.DOTALL)
 # The same test on the raw bytes of a Query body, for the raw-mode relay.
-_POOL_PREFIX_BYTES = re.compile(_POOL_PREFIX.pattern.encode(), re.IGNORECASE | re.DOTALL)
+_POOL_PREFIX_BYTES: Final = re.compile(_POOL_PREFIX.pattern.encode(), re.IGNORECASE | re.DOTALL)
 # How much of a Query body the bytes test looks at: enough for leading comments, never the
 # whole of a multi-megabyte query.
-POOL_PREFIX_WINDOW = 1024
+POOL_PREFIX_WINDOW: Final = 1024
 # What may come first in a pgpool command's text: blanks (bytes.isspace's, and the
 # regular expression's \s) or a comment before it.
-_SPACE_OR_COMMENT = (0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, ord("/"), ord("-"))
-_PGPOOL_COMMAND = re.compile(_LEAD + r"pgpool\s+(show|set|reset)\b", re.IGNORECASE | re.DOTALL)
-_NO_LOAD_BALANCE = re.compile(r"\A\s*/\*\s*NO LOAD BALANCE\s*\*/", re.IGNORECASE)
+_SPACE_OR_COMMENT: Final = (0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, ord("/"), ord("-"))
+_PGPOOL_COMMAND: Final = re.compile(_LEAD + r"pgpool\s+(show|set|reset)\b", re.IGNORECASE | re.DOTALL)
+_NO_LOAD_BALANCE: Final = re.compile(r"\A\s*/\*\s*NO LOAD BALANCE\s*\*/", re.IGNORECASE)
 
 # Texts we cannot classify: syntax errors, lone surrogates (bytes that were not UTF-8, decoded
 # with surrogateescape), and expressions nested deeper than the json module's recursion limit.
-_UNPARSABLE = (_pg_parser.ParseError, UnicodeEncodeError, RecursionError)
+_UNPARSABLE: Final = (_pg_parser.ParseError, UnicodeEncodeError, RecursionError)
 
 
 class Dest(enum.Enum):
@@ -107,7 +107,7 @@ class Dest(enum.Enum):
 
 
 # How demanding a destination is: a batch of several statements goes where its most demanding one must.
-DEST_RANK = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
+DEST_RANK: Final = {Dest.EITHER: 0, Dest.BOTH: 1, Dest.PRIMARY: 2}
 
 
 class StatementKind(enum.Enum):
@@ -151,7 +151,7 @@ class StatementKind(enum.Enum):
         return _STATS_COUNTER.get(self, "ddl")
 
 
-_STATS_COUNTER: dict[StatementKind, str | None] = {
+_STATS_COUNTER: Final[dict[StatementKind, str | None]] = {
     StatementKind.POOL_COMMAND: None,
     StatementKind.EMPTY: "select",      # pgpool runs a dummy SELECT tree for it
     StatementKind.SELECT: "select",
@@ -169,7 +169,7 @@ _STATS_COUNTER: dict[StatementKind, str | None] = {
 }
 
 
-_SQL_PREPARED_KINDS = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
+_SQL_PREPARED_KINDS: Final = frozenset({StatementKind.PREPARE, StatementKind.EXECUTE, StatementKind.DEALLOCATE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +258,7 @@ TempTables = Callable[[], AbstractSet[str]]
 
 # Statements whose verdict cannot depend on a literal, so that texts differing only in
 # literals (pgbench's "... WHERE aid = 12345") share one verdict through their normalized form.
-_SHAPE_SAFE_KINDS = frozenset({
+_SHAPE_SAFE_KINDS: Final = frozenset({
     StatementKind.EMPTY, StatementKind.SELECT, StatementKind.INSERT, StatementKind.UPDATE,
     StatementKind.DELETE, StatementKind.MERGE,
 })
@@ -548,7 +548,7 @@ _MASKED_TOKEN = re.compile(
     r"""|(?<=-)-|(?<=/)\*"""                                       # a comment
     r"""|(?<=["$\\&]))"""                                          # a quoted name, $, \\, U&''
 )
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 def _touches_name(c: str) -> bool:
@@ -594,8 +594,8 @@ def literal_key(sql: str) -> str | None:
 
 
 _K = TypeVar("_K", str, bytes)
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_DIGIT = re.compile("[0-9]")
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT: Final = re.compile("[0-9]")
 
 
 def _shareable(verdict: Verdict) -> bool:
@@ -730,7 +730,7 @@ class _Scan:
                 self.terminate_backend_pid = pid.get("ival", 0)
 
 
-_KIND_BY_TAG = {
+_KIND_BY_TAG: Final = {
     "InsertStmt": StatementKind.INSERT,
     "UpdateStmt": StatementKind.UPDATE,
     "DeleteStmt": StatementKind.DELETE,
@@ -748,7 +748,7 @@ _KIND_BY_TAG = {
     "DoStmt": StatementKind.OTHER,
 }
 
-_TX_KIND = {
+_TX_KIND: Final = {
     "TRANS_STMT_BEGIN": StatementKind.TX_BEGIN,
     "TRANS_STMT_START": StatementKind.TX_BEGIN,
     "TRANS_STMT_COMMIT": StatementKind.TX_COMMIT,
@@ -853,7 +853,7 @@ def _temp_names(relation: _Node) -> tuple[str, ...]:
 
 
 # The field holding the created relation, per statement.
-_CREATED_RELATION = {"CreateStmt": "relation", "ViewStmt": "view", "CreateSeqStmt": "sequence"}
+_CREATED_RELATION: Final = {"CreateStmt": "relation", "ViewStmt": "view", "CreateSeqStmt": "sequence"}
 
 
 def _created_temp_tables(tag: str, body: _Node) -> tuple[str, ...]:

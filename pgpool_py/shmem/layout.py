@@ -22,11 +22,11 @@ import mmap
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Final, Iterator
 
-MAX_BACKENDS = 128
-REQUEST_QUEUE_SIZE = 10
-MAX_NODE_IDS = 8  # node ids carried per request (pgpool: 128; one request names few nodes)
+MAX_BACKENDS: Final = 128
+REQUEST_QUEUE_SIZE: Final = 10
+MAX_NODE_IDS: Final = 8  # node ids carried per request (pgpool: 128; one request names few nodes)
 
 
 class BackendStatus(enum.IntEnum):
@@ -40,7 +40,7 @@ class BackendStatus(enum.IntEnum):
         return ("unused", "waiting", "up", "down")[self]
 
 
-VALID_STATUSES = frozenset({BackendStatus.UP, BackendStatus.CONNECT_WAIT})
+VALID_STATUSES: Final = frozenset({BackendStatus.UP, BackendStatus.CONNECT_WAIT})
 
 
 class ServerStatus(enum.IntEnum):
@@ -112,7 +112,7 @@ class LockId(enum.IntEnum):
     FOLLOW_PRIMARY = 6
 
 
-_CONN_COUNTER_LOCK = int(LockId.CONN_COUNTER)
+_CONN_COUNTER_LOCK: Final = int(LockId.CONN_COUNTER)
 
 
 def show_time(epoch: float) -> str:
@@ -157,7 +157,7 @@ class BackendInfo(ctypes.Structure):
 
 # SHOW POOL_NODES (select_cnt) and SHOW POOL_BACKEND_STATS: statements routed to a node, by
 # kind, and the errors it sent.
-STATEMENT_COUNTERS = ("select_cnt", "insert_cnt", "update_cnt", "delete_cnt", "ddl_cnt", "other_cnt",
+STATEMENT_COUNTERS: Final = ("select_cnt", "insert_cnt", "update_cnt", "delete_cnt", "ddl_cnt", "other_cnt",
                       "panic_cnt", "fatal_cnt", "error_cnt")
 
 
