@@ -15,6 +15,7 @@ is followed by a wait on the descriptor goes through ``reader`` (relay loops) or
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import logging
 import os
@@ -175,10 +176,12 @@ def _write_ca_bundle(path: str, cafile: str | None, capath: str) -> None:
 
 
 def handshake(
-    ctx: ssl.SSLContext, sock: socket.socket, deadline: float | None, *, server_side: bool, who: str
+    ctx: ssl.SSLContext, sock: _socket.socket, deadline: float | None, *, server_side: bool, who: str
 ) -> ssl.SSLSocket:
     """Wrap ``sock`` and complete the handshake by ``deadline``; the result is a blocking socket."""
-    tls = ctx.wrap_socket(sock, server_side=server_side, do_handshake_on_connect=False)
+    # ssl wraps socket.socket; a child accepts clients as the C type under it (child._accept).
+    plain = sock if isinstance(sock, socket.socket) else socket.socket(sock.family, sock.type, sock.proto, sock.detach())
+    tls = ctx.wrap_socket(plain, server_side=server_side, do_handshake_on_connect=False)
     try:
         tls.settimeout(None if deadline is None else max(deadline - time.monotonic(), 0.001))
         tls.do_handshake()
@@ -199,7 +202,7 @@ def client_common_name(sock: ssl.SSLSocket) -> str | None:
     return None
 
 
-def reader(sock: socket.socket) -> Callable[[int], bytes]:
+def reader(sock: _socket.socket) -> Callable[[int], bytes]:
     """``sock.recv``; for TLS, a recv that also takes the bytes OpenSSL has decrypted already."""
     if not isinstance(sock, ssl.SSLSocket):
         return sock.recv

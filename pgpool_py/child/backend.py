@@ -5,6 +5,7 @@ ParameterStatus/BackendKeyData/ReadyForQuery that follow.
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
 import socket
@@ -53,7 +54,7 @@ class BackendConnection:
         return self._param_messages
 
     @property
-    def sock(self) -> socket.socket:
+    def sock(self) -> _socket.socket:
         return self.stream.sock
 
     def close(self, terminate: bool = True) -> None:

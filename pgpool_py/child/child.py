@@ -9,6 +9,7 @@ SIGUSR1 close idle pooled connections; SIGUSR2 wake up (end a pause()).
 
 from __future__ import annotations
 
+import _socket
 import logging
 import math
 import os
@@ -491,7 +492,9 @@ class Child:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None  # another child won the race
         family = self._family_by_fd[fd]
-        sock = socket.socket(family, socket.SOCK_STREAM, 0, fd_accepted)
+        # The C socket type: socket.socket's __init__ and close() are bytecode, three calls
+        # per client; the session needs nothing the subclass adds (ssl wraps either).
+        sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd_accepted)
         timeout = self.cfg.authentication_timeout
         deadline = time.time() + timeout if timeout > 0 else math.inf
         if family == socket.AF_UNIX:

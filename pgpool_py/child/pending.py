@@ -14,6 +14,7 @@ socket travelling as SCM_RIGHTS.
 
 from __future__ import annotations
 
+import _socket
 import math
 import socket
 import struct
@@ -35,7 +36,7 @@ ANSWERED_GSS: Final = 2
 class PendingClient:
     # A plain class, not a dataclass: compiled, that keeps the interpreted __init__ the
     # dataclass module writes (child/router.py says more), and one is made per connection.
-    def __init__(self, sock: socket.socket, host: str, port: str, conn_type: str, deadline: float,
+    def __init__(self, sock: _socket.socket, host: str, port: str, conn_type: str, deadline: float,
                  data: bytes = b"", answered: int = 0) -> None:
         self.sock = sock
         self.host = host  # "" for a Unix-socket client
@@ -128,7 +129,7 @@ class Handoff:
             return None
         if not fds:
             return None
-        sock = socket.socket(fileno=fds[0])
+        sock = _socket.socket(fileno=fds[0])
         sock.setblocking(True)  # as the session expects, whatever the sender left
         if flags & socket.MSG_TRUNC or len(message) < _HEADER.size:
             sock.close()

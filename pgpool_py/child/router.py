@@ -21,11 +21,11 @@ Parse is sent there first and its ParseComplete swallowed — pgpool-II's "re-pa
 
 from __future__ import annotations
 
+import _socket
 import logging
 import random
 import re
 import select
-import socket
 import struct
 import time
 import zlib
@@ -148,7 +148,7 @@ class Prepared:
 class NodeChannel:
     """A session's connection to one node, as the relay loop sees it."""
 
-    def __init__(self, node_id: int, sock: socket.socket, scanner: ReplyScanner) -> None:
+    def __init__(self, node_id: int, sock: _socket.socket, scanner: ReplyScanner) -> None:
         self.node_id = node_id
         self.fd = sock.fileno()
         self.sock = sock  # a TLS connection's SSLSocket too

@@ -6,7 +6,7 @@ its own batched I/O.
 
 from __future__ import annotations
 
-import socket
+import _socket
 import time
 from typing import Callable, Final
 
@@ -35,7 +35,7 @@ class Timeout(SessionError):
 class Stream:
     """A socket plus a read buffer, for message-at-a-time reading."""
 
-    def __init__(self, sock: socket.socket, who: str, wait: Waiter, on_interrupt: Callable[[], None]) -> None:
+    def __init__(self, sock: _socket.socket, who: str, wait: Waiter, on_interrupt: Callable[[], None]) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.who = who
