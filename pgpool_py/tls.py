@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_SSLSocket: Final = ssl.SSLSocket
+
 # pgpool-II 4.3 has no ssl_min_protocol_version; PostgreSQL's default minimum applies.
 MIN_PROTOCOL: Final = ssl.TLSVersion.TLSv1_2
 PASSPHRASE_COMMAND_TIMEOUT: Final = 30.0
@@ -204,7 +208,7 @@ def client_common_name(sock: ssl.SSLSocket) -> str | None:
 
 def reader(sock: _socket.socket) -> Callable[[int], bytes]:
     """``sock.recv``; for TLS, a recv that also takes the bytes OpenSSL has decrypted already."""
-    if not isinstance(sock, ssl.SSLSocket):
+    if not isinstance(sock, _SSLSocket):
         return sock.recv
     recv, pending = sock.recv, sock.pending
 

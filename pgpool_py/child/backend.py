@@ -19,6 +19,12 @@ from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import Stream, Waiter
 from pgpool_py.tls import TlsStream, handshake
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_poll: Final = select.poll
+_POLLIN: Final = select.POLLIN
+_SSLSocket: Final = ssl.SSLSocket
+
 # Answers one Authentication request of the backend: (code, data) -> bytes to send, or None
 # when nothing is to be sent (SASL final).
 AuthResponder = Callable[[int, bytes], "bytes | None"]
@@ -69,12 +75,12 @@ class BackendConnection:
 def any_broken(conns: Iterable[BackendConnection]) -> bool:
     """Whether one of a pooled slot's connections is readable while idle: closed, or it sent
     a FATAL.  One poll for all of them."""
-    poller = select.poll()
+    poller = _poll()
     for conn in conns:
         sock = conn.stream.sock
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if isinstance(sock, _SSLSocket) and sock.pending():
             return True  # decrypted bytes TLS holds already
-        poller.register(conn.stream.fd, select.POLLIN)
+        poller.register(conn.stream.fd, _POLLIN)
     # EOF, an error, or unsolicited bytes (e.g. a FATAL before the backend exited): not
     # reusable.  A poll, not recv(MSG_PEEK): that raises on the usual answer, "nothing".
     return bool(poller.poll(0))

@@ -23,6 +23,12 @@ from typing import Final
 
 from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD, SSL_REQUEST_CODE
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_monotonic: Final = time.monotonic
+_time: Final = time.time
+_MSG_DONTWAIT: Final = socket.MSG_DONTWAIT
+
 _HEADER: Final = struct.Struct("!dBB")  # deadline (wall clock; inf: none), 1 for a Unix-socket client, answered
 _MAX_MESSAGE: Final = _HEADER.size + 600 + MAX_STARTUP_PAYLOAD + 4  # host and port, the packet so far
 _LENGTH: Final = struct.Struct("!I")
@@ -42,7 +48,7 @@ class PendingClient:
         self.host = host  # "" for a Unix-socket client
         self.port = port
         self.conn_type = conn_type  # "local" (Unix socket) or "host"
-        self.deadline = deadline  # time.time() by which the startup must be done (authentication_timeout)
+        self.deadline = deadline  # _time() by which the startup must be done (authentication_timeout)
         self.data = data  # what arrived so far
         self.answered = answered  # ANSWERED_SSL, ANSWERED_GSS: declined here, before the startup packet
 
@@ -50,7 +56,7 @@ class PendingClient:
         """Take what has arrived, without waiting.  True once the first packet is complete
         (or cannot be a packet: the session reports that), None when the client is gone."""
         try:
-            chunk = self.sock.recv(65536, socket.MSG_DONTWAIT)
+            chunk = self.sock.recv(65536, _MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return self.complete()
         except OSError:
@@ -92,7 +98,7 @@ class PendingClient:
         """The deadline on this process's monotonic clock, as the session counts it."""
         if math.isinf(self.deadline):
             return None
-        return time.monotonic() + (self.deadline - time.time())
+        return _monotonic() + (self.deadline - _time())
 
     def close(self) -> None:
         try:

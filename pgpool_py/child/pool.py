@@ -15,6 +15,11 @@ from typing import Final
 from pgpool_py.child.backend import BackendConnection
 from pgpool_py.shmem.layout import ConnectionInfo, SharedState
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_time: Final = time.time
+_urandom: Final = os.urandom
+
 # pgpool-II never pools these databases.
 NEVER_POOLED_DATABASES: Final = frozenset({"template0", "template1", "postgres", "regression"})
 
@@ -84,7 +89,7 @@ class ConnectionPool:
 
     def register(self, slot: PoolSlot) -> None:
         """Publish a freshly connected slot to shared memory."""
-        now = time.time()
+        now = _time()
         for node_id, conn in slot.conns.items():
             info = self._info(slot, node_id)
             info.backend_id = node_id
@@ -99,9 +104,9 @@ class ConnectionPool:
             info.in_use = True
 
     def mark_connected(self, slot: PoolSlot, reused: bool) -> None:
-        now = time.time()
+        now = _time()
         slot.closetime = 0.0
-        slot.cancel_key = int.from_bytes(os.urandom(4), "big")  # not secrets.randbits: interpreted
+        slot.cancel_key = int.from_bytes(_urandom(4), "big")  # not secrets.randbits: interpreted
         self._proc.current_pool = slot.index
         for node_id in slot.conns:
             info = self._info(slot, node_id)
@@ -112,7 +117,7 @@ class ConnectionPool:
             info.connected = True
 
     def mark_released(self, slot: PoolSlot) -> None:
-        now = time.time()
+        now = _time()
         slot.closetime = now
         self._proc.current_pool = -1
         for node_id in slot.conns:
@@ -153,7 +158,7 @@ class ConnectionPool:
         """
         if connection_life_time <= 0:
             return None
-        now = time.time() if now is None else now
+        now = _time() if now is None else now
         nearest: float | None = None
         for slot in self.slots:
             if slot.in_use and slot.closetime:

@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_monotonic: Final = time.monotonic
+_EPOLLIN: Final = select.EPOLLIN
+
 RECV_SIZE: Final = 65536
 TERMINATE_DRAIN_SECONDS: Final = 10.0  # how long replies due at Terminate are still relayed
 _Q: Final = ord("Q")
@@ -662,18 +667,18 @@ class Router:
         csock = session.sock
         cfd = csock.fileno()
         poller = self.poller
-        poller.register(cfd, select.EPOLLIN)
+        poller.register(cfd, _EPOLLIN)
         for ch in self.channels.values():
-            poller.register(ch.fd, select.EPOLLIN)
-        poller.register(child.sigq.wakeup_fd, select.EPOLLIN)
+            poller.register(ch.fd, _EPOLLIN)
+        poller.register(child.sigq.wakeup_fd, _EPOLLIN)
         cbuf = bytearray(session.client.buf)
         session.client.buf.clear()
         held = False
-        idle_since = time.monotonic()
+        idle_since = _monotonic()
         send_c = csock.sendall
         recv_c = reader(csock)
         by_fd = self.by_fd  # the same dict for the session (_node_lost deletes from it)
-        monotonic = time.monotonic
+        monotonic = _monotonic
 
         terminate_by: float | None = None  # Terminate seen: finish what is in flight first
         chunk = b""  # what the client sent while nothing was buffered: routed without a copy
@@ -688,7 +693,7 @@ class Router:
                     # before the session ends, within a bound.
                     if not self._pending():
                         return self._terminated()
-                    terminate_by = time.monotonic() + TERMINATE_DRAIN_SECONDS
+                    terminate_by = _monotonic() + TERMINATE_DRAIN_SECONDS
                 elif chunk:
                     cbuf += chunk[cut:]
                 else:
@@ -703,7 +708,7 @@ class Router:
                 else:
                     events = poller.poll()
             else:
-                left = terminate_by - time.monotonic()
+                left = terminate_by - _monotonic()
                 if left <= 0:
                     return self._terminated()
                 events = poller.poll(left + 0.001)

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_monotonic: Final = time.monotonic
+_time: Final = time.time
+
 _Q: Final = ord("Q")
 _X: Final = ord("X")
 _S: Final = ord("S")
@@ -86,7 +91,7 @@ class Session:
 
     def run(self) -> None:
         startup: m.StartupMessage | None = None
-        started = time.time()
+        started = _time()
         host = "[local]" if self.conn_type == "local" else pglog.client_host(self.client_addr, self.cfg)
         pglog.log_connection(self.cfg, host, self.client_port)
         try:
@@ -420,7 +425,7 @@ class Session:
         self._notices_on()
         outstanding = 0  # Query/Sync messages whose ReadyForQuery has not come back
         held = False  # a pgpool command waits for earlier replies before we answer it
-        idle_since = time.monotonic()
+        idle_since = _monotonic()
         set_status = child.set_status
         pool = PoolStatements(child.commands)
         batch_open = False  # extended messages went to the backend since the last Sync
@@ -520,7 +525,7 @@ class Session:
                     if not data:
                         raise PeerClosed("client")
                     cbuf += data
-                    idle_since = time.monotonic()
+                    idle_since = _monotonic()
                 else:
                     child.sigq.drain()
                     child.on_interrupt()
@@ -637,7 +642,7 @@ class Session:
             limit, name = self.cfg.client_idle_limit, "client_idle_limit"
         if limit <= 0:
             return -1
-        left = idle_since + limit - time.monotonic()
+        left = idle_since + limit - _monotonic()
         if left <= 0:
             raise SessionError(
                 "unable to read data",
@@ -651,8 +656,8 @@ class Session:
         idle (-1: busy), in wall-clock time; kept only while an idle limit is set, as pgpool-II
         counts it."""
         self._idle_published = idle_since
-        now = time.time()
-        self.child.proc.client_idle_since = 0.0 if idle_since < 0 else now - (time.monotonic() - idle_since)
+        now = _time()
+        self.child.proc.client_idle_since = 0.0 if idle_since < 0 else now - (_monotonic() - idle_since)
 
     def _backend_lost(self, backend: BackendConnection) -> SessionError:
         self.child.backend_failed(backend.node_id, None)
@@ -696,7 +701,7 @@ class Session:
             elif not any(q.strip().upper() == "ABORT" for q in queries):
                 queries.insert(0, "ABORT")
             for sql in queries:
-                run_simple(conn, sql, time.monotonic() + RESET_QUERY_TIMEOUT)
+                run_simple(conn, sql, _monotonic() + RESET_QUERY_TIMEOUT)
             conn.dirty = False
 
 

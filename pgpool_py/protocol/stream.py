@@ -13,6 +13,10 @@ from typing import Callable, Final
 from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_monotonic: Final = time.monotonic
+
 MAX_PASSWORD_MESSAGE: Final = 65536  # a password or SASL response; longer is garbage or an attack
 
 # wait(fds, timeout) -> readable fds; returns [] on a signal or timeout (SignalQueue.wait).
@@ -45,7 +49,7 @@ class Stream:
 
     def _fill(self, deadline: float | None, what: str) -> None:
         while True:
-            timeout = None if deadline is None else deadline - time.monotonic()
+            timeout = None if deadline is None else deadline - _monotonic()
             if timeout is not None and timeout <= 0:
                 raise Timeout(what)
             if not self._wait([self.fd], timeout):

@@ -24,6 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Final, Iterator
 
+# Read per connection: compiled code looks another module's attribute up by name on each
+# use, and keeps a Final name of its own in a C variable.
+_lockf: Final = fcntl.lockf
+_LOCK_EX: Final = fcntl.LOCK_EX
+_LOCK_UN: Final = fcntl.LOCK_UN
+
 MAX_BACKENDS: Final = 128
 REQUEST_QUEUE_SIZE: Final = 10
 MAX_NODE_IDS: Final = 8  # node ids carried per request (pgpool: 128; one request names few nodes)
@@ -391,10 +397,10 @@ class SharedState:
             self._release(which)
 
     def _acquire(self, which: int) -> None:
-        fcntl.lockf(self._lockfile.fileno(), fcntl.LOCK_EX, 1, which)
+        _lockf(self._lockfile.fileno(), _LOCK_EX, 1, which)
 
     def _release(self, which: int) -> None:
-        fcntl.lockf(self._lockfile.fileno(), fcntl.LOCK_UN, 1, which)
+        _lockf(self._lockfile.fileno(), _LOCK_UN, 1, which)
 
     # ------------------------------------------------------------ connection counter
     # Twice per client (a new connection per transaction is a common load): the lock is taken
