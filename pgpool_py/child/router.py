@@ -30,7 +30,7 @@ import struct
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import TYPE_CHECKING, Final
 
 from pgpool_py import log as pglog
@@ -97,6 +97,7 @@ _NO_DATA: Final = ord("n")
 # disable_load_balance_on_write values under which a session's earlier write keeps a
 # transaction's reads on the primary.
 _WRITES_KEEP_READS: Final = frozenset(("always", "trans_transaction"))
+_NO_NODES: Final[frozenset[int]] = frozenset()
 _PARSES_KEPT: Final = 256  # Router.parses: a session's distinct Parse messages remembered, at most
 _FIRST_NORMAL_OID: Final = 16384  # PostgreSQL's FirstNormalObjectId: oids below are built in, the same everywhere
 # lo_creat and lo_create, by their oids in pg_proc (fixed for built-in functions).
@@ -140,10 +141,10 @@ _SESSION_NODES: Final[dict[tuple[int, tuple[int, ...], int], tuple[dict[int, Tar
 class Prepared:
     """A named (or the unnamed) prepared statement of this session."""
 
-    def __init__(self, parse: bytes, verdict: Verdict, nodes: set[int]) -> None:
+    def __init__(self, parse: bytes, verdict: Verdict, nodes: frozenset[int]) -> None:
         self.parse = parse  # the client's Parse message, replayed on another node when needed
         self.verdict = verdict
-        self.nodes = nodes
+        self.nodes = nodes  # a Target's node_set, shared: replaced, never changed
         # Native replication: the text with timestamp.MARKER where it reads the clock; None if
         # it does not, unset until a Bind of it needs to know (_clock_batch).
         self.clock_template: str | None = None
@@ -186,7 +187,7 @@ class BatchScan:
         self.statements: list[tuple[str, Prepared | None]] = []
         self.portals: list[tuple[str, bool]] = []  # Bind (True), Close (False)
         self.needed: list[str] = []  # statements prepared by earlier batches
-        self.pinned: set[int] | None = None  # the nodes of an earlier portal this batch executes
+        self.pinned: frozenset[int] | None = None  # the nodes of an earlier portal this batch executes
         self.binds = 0
         self.bound: list[Verdict] = []  # the verdicts of the statements bound, in order
         self.bound_statement = ""  # the last Bind's statement
@@ -205,6 +206,15 @@ class Target:
     def __init__(self, nodes: tuple[int, ...], answer: int) -> None:
         self.nodes = nodes
         self.answer = answer
+        self._node_set: frozenset[int] | None = None
+
+    @property
+    def node_set(self) -> frozenset[int]:
+        """The nodes as a set, made once: the statements and portals of every extended batch
+        sent here share it (one set less per Parse and per Bind)."""
+        if self._node_set is None:
+            self._node_set = frozenset(self.nodes)
+        return self._node_set
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Target) and self.nodes == other.nodes and self.answer == other.answer
@@ -238,7 +248,7 @@ class Router:
         # drivers parse the same few again and again (the unnamed statement above all).  Only
         # while the session has no temporary table, which could change a verdict.
         self.parses: dict[bytes, tuple[str, Verdict]] = {}
-        self.portals: dict[str, set[int]] = {}
+        self.portals: dict[str, frozenset[int]] = {}
         self.pool = PoolStatements(self.child.commands)  # pgpool's commands as prepared statements
         self.sql_prepared: dict[str, int] = {}  # SQL-level PREPARE name -> node
         self.in_tx = slot.main.tx_status != m.TX_IDLE
@@ -525,7 +535,7 @@ class Router:
             return self._target_of(scan.pinned)
         return self._target(_DEST_BY_RANK[scan.dest_rank], scan.verdict)
 
-    def _target_of(self, nodes: set[int]) -> Target:
+    def _target_of(self, nodes: Set[int]) -> Target:
         """Some nodes (those a portal, a statement or BEGIN reached), answered by the primary
         if it is one of them, else by the first."""
         if len(nodes) == 1:
@@ -550,7 +560,7 @@ class Router:
         """The statement a Parse message prepares, by name, not yet on any node."""
         known = self.parses.get(parse) if not self.temp_tables else None
         if known is not None:
-            return known[0], Prepared(parse, known[1], set())
+            return known[0], Prepared(parse, known[1], _NO_NODES)
         raw_name, text = m.parse_parse_bytes(parse)
         name = raw_name.decode(errors="replace") if raw_name else ""
         verdict = self.classifier.classify_bytes(text)
@@ -558,7 +568,7 @@ class Router:
             if len(self.parses) >= _PARSES_KEPT:
                 self.parses.clear()
             self.parses[parse] = (name, verdict)
-        return name, Prepared(parse, verdict, set())
+        return name, Prepared(parse, verdict, _NO_NODES)
 
     # ------------------------------------------------------------------ sending
 
@@ -842,7 +852,7 @@ class Router:
             if target is self.to_all:
                 target = self._defer_begin(verdict, target, msg)
         cycle = self.open_target
-        if cycle is not None and not set(cycle.nodes) <= set(target.nodes):
+        if cycle is not None and not cycle.node_set <= target.node_set:
             self._close_open_cycle()  # a Flush-ended cycle on nodes the Query does not reach
             return False
         if self.in_flight is not None and not self._can_send(target):
@@ -915,13 +925,13 @@ class Router:
             return self._pool_batch(buf, batch, sync, own_sync)
         verdict = scan.verdict
         target = self._batch_target(scan)
-        if scan.closes and self.native and any(not info.nodes <= set(target.nodes) for info, _c in scan.closes):
+        if scan.closes and self.native and any(not info.nodes <= target.node_set for info, _c in scan.closes):
             # A Close goes wherever its statement is (streaming replication: _close_elsewhere);
             # here every node, whose replies are compared like any others.
             target = self.to_all
         cycle = self.open_target
         if cycle is not None and ((scan.pinned is None and scan.dest_rank == _EITHER_RANK)
-                                  or set(target.nodes) <= set(cycle.nodes)):
+                                  or target.node_set <= cycle.node_set):
             # Until Sync the cycle is one implicit transaction: what may run there stays there.
             # Anything else (a write after reads on a standby) ends it with a Sync of ours
             # (_can_send) and starts a new one where it must go.
@@ -972,16 +982,16 @@ class Router:
         if scan.closes and not self.native:
             self._close_elsewhere(scan.closes, target)
         for info, node in replay:
-            info.nodes.add(node)
+            info.nodes = info.nodes | {node}
         for name, prepared in scan.statements:
             if prepared is None:
                 self.statements.pop(name, None)
             else:
-                prepared.nodes = set(target.nodes)
+                prepared.nodes = target.node_set
                 self.statements[name] = prepared
         for portal, bound in scan.portals:
             if bound:
-                self.portals[portal] = set(target.nodes)
+                self.portals[portal] = target.node_set
             else:
                 self.portals.pop(portal, None)
         if self.pool.statements or self.pool.portals:
@@ -1275,7 +1285,7 @@ class Router:
             error = _error(fresh, fresh_msgs)
             if error is not None:
                 return error
-            info.nodes.add(node)
+            info.nodes = info.nodes | {node}
             error = _error(known, known_msgs)
             if error is not None:
                 return error
@@ -1343,9 +1353,8 @@ class Router:
         self.child.pool.forget_node(self.slot, node)
         self.child.backend_failed(node, None)
         for prepared in self.statements.values():
-            prepared.nodes.discard(node)
-        for nodes in self.portals.values():
-            nodes.discard(node)
+            prepared.nodes = prepared.nodes - {node}
+        self.portals = {name: nodes - {node} for name, nodes in self.portals.items()}
         self.begun.discard(node)
         if self.lb_node == node:
             self.lb_node = self.slot.load_balance_node = self.primary
