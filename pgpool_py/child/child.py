@@ -442,7 +442,7 @@ class Child:
         silent = accepted and client.conn_type == "host" and not client.data
         tls_offered = self.tls_context is not None and client.conn_type != "local"
         try:
-            while done and client.decline_encryption(tls_offered):
+            while done and client.answer_encryption(tls_offered):
                 done = client.complete()
         except OSError:
             done = None  # gone before it heard the answer

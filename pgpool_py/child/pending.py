@@ -10,12 +10,19 @@ the first whose packet is complete.  Before it starts that session it passes the
 (their socket, the bytes read so far and their deadline) through the handoff socket, where
 any idle child takes them over: a SOCK_SEQPACKET pair that main makes before forking, the
 socket travelling as SCM_RIGHTS.
+
+With ``ssl = on`` an SSLRequest is answered "S" here too, and the client stays pending until
+its ClientHello is all in the socket: peeked, not read, as the handshake reads it from the
+socket; SO_RCVLOWAT keeps the accept loop from waking before the missing bytes came.  A
+client that stalls later in the handshake, or in authentication, still holds its child
+until authentication_timeout.
 """
 
 from __future__ import annotations
 
 import _socket
 import math
+import select
 import socket
 import struct
 import time
@@ -28,15 +35,27 @@ from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD
 _monotonic: Final = time.monotonic
 _time: Final = time.time
 _MSG_DONTWAIT: Final = socket.MSG_DONTWAIT
+_MSG_PEEK: Final = socket.MSG_PEEK
+_SOL_SOCKET: Final = socket.SOL_SOCKET
+_SO_RCVLOWAT: Final = socket.SO_RCVLOWAT
+_poll: Final = select.poll
+_POLLRDHUP: Final = select.POLLRDHUP
+
+# A TLS record: type (22, handshake), version, length; a ClientHello fits in one.
+_TLS_HANDSHAKE_RECORD: Final = 22
+_TLS_RECORD_HEADER: Final = 5
+_TLS_RECORD_MAX: Final = _TLS_RECORD_HEADER + 16384 + 2048  # RFC 8446's largest record
 
 _HEADER: Final = struct.Struct("!dBB")  # deadline (wall clock; inf: none), 1 for a Unix-socket client, answered
 _MAX_MESSAGE: Final = _HEADER.size + 600 + MAX_STARTUP_PAYLOAD + 4  # host and port, the packet so far
 _LENGTH: Final = struct.Struct("!I")
 _REQUEST: Final = struct.Struct("!II")  # an SSL or GSSAPI request: length 8, code
 
-# PendingClient.answered: the encryption requests already declined with "N".
+# PendingClient.answered: the encryption requests already answered here ("N", or "S" with
+# ACCEPTED_SSL).
 ANSWERED_SSL: Final = 1
 ANSWERED_GSS: Final = 2
+ACCEPTED_SSL: Final = 4  # "S": the TLS handshake comes next
 
 
 class PendingClient:
@@ -50,11 +69,14 @@ class PendingClient:
         self.conn_type = conn_type  # "local" (Unix socket) or "host"
         self.deadline = deadline  # _time() by which the startup must be done (authentication_timeout)
         self.data = data  # what arrived so far
-        self.answered = answered  # ANSWERED_SSL, ANSWERED_GSS: declined here, before the startup packet
+        self.answered = answered  # ANSWERED_SSL, ANSWERED_GSS, ACCEPTED_SSL: answered here
 
     def read(self) -> bool | None:
         """Take what has arrived, without waiting.  True once the first packet is complete
-        (or cannot be a packet: the session reports that), None when the client is gone."""
+        (or cannot be a packet: the session reports that; after "S", once the ClientHello is
+        in the socket), None when the client is gone."""
+        if self.answered & ACCEPTED_SSL:
+            return self._client_hello_buffered()
         try:
             chunk = self.sock.recv(65536, _MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
@@ -67,32 +89,69 @@ class PendingClient:
         return self.complete()
 
     def complete(self) -> bool:
+        if self.answered & ACCEPTED_SSL:
+            return self._client_hello_buffered() is not False  # gone: the handshake finds out
         if len(self.data) < 4:
             return False
         (length,) = _LENGTH.unpack_from(self.data)
         # A length out of range is complete enough: the session answers it with an error.
         return len(self.data) >= length or not 8 <= length <= MAX_STARTUP_PAYLOAD + 4
 
-    def decline_encryption(self, tls_offered: bool) -> bool:
+    def answer_encryption(self, tls_offered: bool) -> bool:
         """
-        If the complete first packet is an SSL request that ``tls_offered`` says no to, or a
-        GSSAPI request (never offered), answer "N" here: the client stays pending while it
-        sends its startup packet (libpq's sslmode=prefer asks first).  True when it did.
+        If the complete first packet is an SSL or GSSAPI request, answer it here: "S" to an
+        SSL request when ``tls_offered``, else "N" (GSSAPI is never offered).  The client
+        stays pending while it sends its ClientHello or its startup packet (libpq's
+        sslmode=prefer asks first).  True when it did.
         """
         if len(self.data) < 8:
             return False
         length, code = _REQUEST.unpack_from(self.data)
         if length != 8:
             return False
-        if code == SSL_REQUEST_CODE and not tls_offered and not self.answered & ANSWERED_SSL:
+        answer = b"N"
+        if code == SSL_REQUEST_CODE and not self.answered & ANSWERED_SSL:
+            if tls_offered:
+                if len(self.data) > 8:
+                    return False  # plain bytes after the request: the session refuses them
+                answer = b"S"
+                self.answered |= ACCEPTED_SSL
             self.answered |= ANSWERED_SSL
         elif code == GSSENC_REQUEST_CODE and not self.answered & ANSWERED_GSS:
             self.answered |= ANSWERED_GSS
         else:
-            return False  # TLS to negotiate, or a repeated request: the session handles it
-        self.sock.sendall(b"N")
+            return False  # a repeated request: the session refuses it
+        self.sock.sendall(answer)
         self.data = self.data[8:]
         return True
+
+    def _client_hello_buffered(self) -> bool | None:
+        """After "S": whether the client's first TLS record is all in the socket (or is no
+        handshake record: the handshake reports it); None when the client is gone."""
+        try:
+            head = self.sock.recv(_TLS_RECORD_MAX, _MSG_PEEK | _MSG_DONTWAIT)
+            if not head:
+                return None
+        except (BlockingIOError, InterruptedError):
+            head = b""
+        except OSError:
+            return None
+        need = _TLS_RECORD_HEADER
+        if len(head) >= _TLS_RECORD_HEADER:
+            need += (head[3] << 8) | head[4]
+            if head[0] != _TLS_HANDSHAKE_RECORD or need > _TLS_RECORD_MAX:
+                need = 0
+        if len(head) >= need:
+            self.sock.setsockopt(_SOL_SOCKET, _SO_RCVLOWAT, 1)  # the default, for the session
+            return True
+        # The peer's FIN wakes the accept loop whatever the low mark: part of a record and
+        # then a close would wake it again and again.
+        closed = _poll()
+        closed.register(self.sock.fileno(), _POLLRDHUP)
+        if closed.poll(0):
+            return None
+        self.sock.setsockopt(_SOL_SOCKET, _SO_RCVLOWAT, need)
+        return False
 
     def monotonic_deadline(self) -> float | None:
         """The deadline on this process's monotonic clock, as the session counts it."""

@@ -18,7 +18,7 @@ from pgpool_py.child.backend import BackendConnection, any_broken, connect_backe
 from pgpool_py.child.commands import PoolStatements, is_command_text
 from pgpool_py.child.hba import describe_connection, match_hba, no_entry_error
 from pgpool_py.child.passwd import PasswordEntry
-from pgpool_py.child.pending import ANSWERED_GSS, ANSWERED_SSL, PendingClient
+from pgpool_py.child.pending import ACCEPTED_SSL, ANSWERED_GSS, ANSWERED_SSL, PendingClient
 from pgpool_py.child.pool import NEVER_POOLED_DATABASES, PoolSlot
 from pgpool_py.child.router import Router
 from pgpool_py.errors import AuthError, PgError, ProtocolError, SessionError
@@ -161,6 +161,8 @@ class Session:
         deadline = self.startup_deadline
         answered_ssl = bool(self.answered_before & ANSWERED_SSL)
         answered_gss = bool(self.answered_before & ANSWERED_GSS)
+        if self.answered_before & ACCEPTED_SSL:
+            self._start_tls(deadline)  # "S" was answered in the accept loop
         while True:
             packet = self.client.read_startup(deadline)
             if isinstance(packet, m.SSLRequest) and not answered_ssl:
@@ -188,6 +190,13 @@ class Session:
             # Bytes sent before the handshake could be injected by a man in the middle.
             raise ProtocolError("received unencrypted data after SSL request")
         self.client.send(b"S")
+        self._start_tls(deadline)
+
+    def _start_tls(self, deadline: float | None) -> None:
+        """The handshake, once the client has its "S"."""
+        ctx = self.child.tls_context
+        if ctx is None:  # turned off by a reload while the client was pending
+            raise ProtocolError("SSL is no longer offered")
         self.sock = handshake(ctx, self.sock, deadline, server_side=True, who="the client")
         self.tls = True
         self.client = TlsStream(self.sock, "client", self.child.sigq.wait, self.child.on_interrupt)

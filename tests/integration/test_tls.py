@@ -23,6 +23,7 @@ import pytest
 from pgpool_py.cluster import SERVER_USER, PgNode
 from pgpool_py.config.loader import Config, load_config
 from pgpool_py.health import probe
+from pgpool_py.protocol import messages as m
 from pgpool_py.tls import libpq_params
 from tests.tls_certs import Certs, KeyPair, make_ca
 
@@ -235,6 +236,82 @@ def test_bad_or_stalled_handshake_ends_only_that_session(pgpool_factory: Any, se
     with server.connect(sslmode="require") as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert "SSL handshake with the client failed" in server.log_text()
+
+
+class _HandDrivenTls:
+    """A TLS client over a plain socket, driven by hand so that it can stall anywhere: after
+    the server's "S", or part-way through its ClientHello."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock, self.incoming, self.outgoing = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing)
+        with pytest.raises(ssl.SSLWantReadError):
+            self.tls.do_handshake()
+        self.client_hello = self.outgoing.read()
+
+    def _receive(self) -> None:
+        data = self.sock.recv(65536)
+        assert data, "the server closed the connection"
+        self.incoming.write(data)
+
+    def finish_handshake(self) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                self._receive()
+        self.sock.sendall(self.outgoing.read())
+
+    def log_in(self) -> None:
+        """A startup packet through the TLS session, then its replies up to ReadyForQuery."""
+        self.tls.write(m.startup_message(m.PROTOCOL_3_0, {"user": SERVER_USER, "database": "test"}))
+        self.sock.sendall(self.outgoing.read())
+        replies = b""
+        while not replies.endswith(b"Z\x00\x00\x00\x05I"):
+            try:
+                replies += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._receive()
+
+
+def test_clients_that_stall_after_the_ssl_answer_do_not_tie_up_children(pgpool_factory: Any,
+                                                                         server_pair: KeyPair) -> None:
+    """
+    With ssl = on the "S" is answered in the accept loop, and a client stays pending there
+    until its ClientHello is all in: clients that stall after the "S" or part-way through
+    their ClientHello hold neither of the two children (before, each held one until
+    authentication_timeout).  Each is served once it goes on.
+    """
+    server = pgpool_factory(extra={**RAW, **_ssl_conf(server_pair), "num_init_children": 2,
+                                   "authentication_timeout": 30})
+    stalled: list[_HandDrivenTls] = []
+    try:
+        for i in range(6):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(SSL_REQUEST)
+            assert sock.recv(1) == b"S"
+            client = _HandDrivenTls(sock)
+            if i % 2:
+                sock.sendall(client.client_hello[:10])
+            stalled.append(client)
+        started = time.monotonic()
+        with server.connect(sslmode="require") as conn:
+            assert conn.pgconn.ssl_in_use and conn.execute("SELECT 1").fetchone() == (1,)
+        assert time.monotonic() - started < 3
+        for i, client in enumerate(stalled[:2]):
+            client.sock.sendall(client.client_hello[10:] if i % 2 else client.client_hello)
+            client.finish_handshake()
+            client.log_in()
+    finally:
+        for client in stalled:
+            client.sock.close()
+    with server.connect(sslmode="require") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def load_config_text(node: PgNode, text: str, directory: Path) -> Config:

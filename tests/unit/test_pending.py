@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import select
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from pgpool_py.child.pending import ANSWERED_GSS, ANSWERED_SSL, Handoff, PendingClient
+from pgpool_py.child.pending import ACCEPTED_SSL, ANSWERED_GSS, ANSWERED_SSL, Handoff, PendingClient
 from pgpool_py.protocol import messages as m
 
 STARTUP = m.startup_message(m.PROTOCOL_3_0, {"user": "alice", "database": "app"})
@@ -57,15 +59,85 @@ def test_encryption_requests_are_declined_once_each(pair: tuple[socket.socket, s
     pending = PendingClient(server, "", "", "host", math.inf)
     client.sendall(SSL_REQUEST)
     assert pending.read() is True
-    assert pending.decline_encryption(tls_offered=True) is False  # TLS: the session's handshake
-    assert pending.decline_encryption(tls_offered=False) is True
+    assert pending.answer_encryption(tls_offered=False) is True
     assert client.recv(1) == b"N" and pending.data == b"" and pending.answered == ANSWERED_SSL
     client.sendall(GSS_REQUEST)
     pending.read()
-    assert pending.decline_encryption(tls_offered=False) is True and client.recv(1) == b"N"
+    assert pending.answer_encryption(tls_offered=True) is True and client.recv(1) == b"N"  # GSSAPI: never
     client.sendall(SSL_REQUEST)  # asked again: the session refuses it
-    assert pending.read() is True and pending.decline_encryption(tls_offered=False) is False
+    assert pending.read() is True and pending.answer_encryption(tls_offered=True) is False
     assert pending.answered == ANSWERED_SSL | ANSWERED_GSS
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(the client's end, the server's end) of a TCP connection on loopback (TLS is TCP only)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=2)
+        server, _addr = listener.accept()
+    yield client, server
+    client.close()
+    server.close()
+
+
+def _client_hello() -> bytes:
+    """The first TLS record a client sends: its ClientHello."""
+    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(),
+                                                server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    record = outgoing.read()
+    assert record[0] == 22 and len(record) == 5 + int.from_bytes(record[3:5], "big")
+    return record
+
+
+def _wait_readable(sock: socket.socket) -> bool:
+    """What the accept loop's epoll does: wait (briefly) until the socket is readable."""
+    return bool(select.select([sock], [], [], 0.3)[0])
+
+
+def test_ssl_accepted_while_pending_waits_for_the_whole_client_hello_unread(
+        tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    client, server = tcp_pair
+    pending = PendingClient(server, "127.0.0.1", "5000", "host", math.inf)
+    client.sendall(SSL_REQUEST)
+    assert pending.read() is True
+    assert pending.answer_encryption(tls_offered=True) is True
+    assert client.recv(1) == b"S" and pending.answered == ANSWERED_SSL | ACCEPTED_SSL and pending.data == b""
+    assert pending.complete() is False
+    hello = _client_hello()
+    client.sendall(hello[:3])  # not even the record's header
+    assert not _wait_readable(server)  # the low mark keeps the accept loop asleep
+    assert pending.read() is False
+    client.sendall(hello[3:-1])
+    assert _wait_readable(server)  # the header is in: the record's length says what is missing
+    assert pending.read() is False
+    assert not _wait_readable(server)
+    client.sendall(hello[-1:])
+    assert _wait_readable(server)
+    assert pending.read() is True
+    assert server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+    assert server.recv(len(hello) + 1) == hello  # peeked, not taken: the handshake reads it
+
+
+def test_ssl_accepted_while_pending_then_gone_or_not_tls(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    client, server = tcp_pair
+    pending = PendingClient(server, "127.0.0.1", "5000", "host", math.inf, SSL_REQUEST)
+    assert pending.answer_encryption(tls_offered=True) is True and client.recv(1) == b"S"
+    client.sendall(b"GET / HTTP/1.0\r\n")  # not a TLS record: the handshake says so
+    assert pending.read() is True
+    server.recv(100)
+    client.sendall(_client_hello()[:20])
+    client.shutdown(socket.SHUT_WR)  # part of a record, then the client closes
+    assert _wait_readable(server) and pending.read() is None
+
+
+def test_ssl_request_with_plain_bytes_after_it_is_left_to_the_session(
+        tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    client, server = tcp_pair
+    pending = PendingClient(server, "127.0.0.1", "5000", "host", math.inf, SSL_REQUEST + STARTUP)
+    assert pending.answer_encryption(tls_offered=True) is False  # "received unencrypted data after SSL request"
+    assert pending.answered == 0
 
 
 def test_the_handoff_carries_socket_bytes_deadline_and_answers(pair: tuple[socket.socket, socket.socket]) -> None:
