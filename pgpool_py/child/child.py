@@ -30,7 +30,7 @@ from pgpool_py.child.passwd import load_pool_passwd, read_pool_key
 from pgpool_py.child.pending import Handoff, PendingClient
 from pgpool_py.child.pool import ConnectionPool
 from pgpool_py.child.pool import PoolSlot
-from pgpool_py.child.router import parse_redirect_list, weighted_choice
+from pgpool_py.child.router import EPOLL_MAX_EVENTS, parse_redirect_list, weighted_choice
 from pgpool_py.child.session import FastExit, Session, query_rows
 from pgpool_py.routing import Classifier, RoutingSettings
 from pgpool_py.routing.timestamp import ClockCache
@@ -184,7 +184,7 @@ class Child:
         wakes one idle child per connection instead of all of them (the thundering herd that
         cost every child a loop turn and a failed accept()).
         """
-        events = self._accept_poll.poll(-1 if timeout is None else max(timeout, 0.0))
+        events = self._accept_poll.poll(-1 if timeout is None else max(timeout, 0.0), EPOLL_MAX_EVENTS)
         ready = []
         for fd, _ev in events:
             if fd == self.sigq.wakeup_fd:

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 # use, and keeps a Final name of its own in a C variable.
 _monotonic: Final = time.monotonic
 _EPOLLIN: Final = select.EPOLLIN
+# epoll.poll allocates room for maxevents results on each call, by default 1023 of them
+# (12 kB from malloc); level-triggered, ready fds beyond these come with the next call.
+EPOLL_MAX_EVENTS: Final = 8
 
 RECV_SIZE: Final = 65536
 TERMINATE_DRAIN_SECONDS: Final = 10.0  # how long replies due at Terminate are still relayed
@@ -714,14 +717,14 @@ class Router:
             if terminate_by is None:
                 if session.idle_limited:
                     timeout = session.idle_timeout(self.in_flight is not None, idle_since)
-                    events = poller.poll(timeout / 1000 if timeout > 0 else timeout)
+                    events = poller.poll(timeout / 1000 if timeout > 0 else timeout, EPOLL_MAX_EVENTS)
                 else:
-                    events = poller.poll()
+                    events = poller.poll(-1, EPOLL_MAX_EVENTS)
             else:
                 left = terminate_by - _monotonic()
                 if left <= 0:
                     return self._terminated()
-                events = poller.poll(left + 0.001)
+                events = poller.poll(left + 0.001, EPOLL_MAX_EVENTS)
             for fd, _ev in events:
                 chan = by_fd.get(fd)
                 if chan is not None:
