@@ -67,7 +67,7 @@ class PendingClient:
         self.host = host  # "" for a Unix-socket client
         self.port = port
         self.conn_type = conn_type  # "local" (Unix socket) or "host"
-        self.deadline = deadline  # _time() by which the startup must be done (authentication_timeout)
+        self.deadline = deadline  # time.time() by which the startup must be done (authentication_timeout)
         self.data = data  # what arrived so far
         self.answered = answered  # ANSWERED_SSL, ANSWERED_GSS, ACCEPTED_SSL: answered here
 
