@@ -38,8 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Read per connection: compiled code looks another module's attribute up by name on each
-# use, and keeps a Final name of its own in a C variable.
+# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
 _SSLSocket: Final = ssl.SSLSocket
 
 # pgpool-II 4.3 has no ssl_min_protocol_version; PostgreSQL's default minimum applies.

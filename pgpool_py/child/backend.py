@@ -19,8 +19,7 @@ from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import Stream, Waiter
 from pgpool_py.tls import TlsStream, handshake
 
-# Read per connection: compiled code looks another module's attribute up by name on each
-# use, and keeps a Final name of its own in a C variable.
+# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
 _poll: Final = select.poll
 _POLLIN: Final = select.POLLIN
 _SSLSocket: Final = ssl.SSLSocket

@@ -48,8 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Read per connection: compiled code looks another module's attribute up by name on each
-# use, and keeps a Final name of its own in a C variable.
+# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
 _monotonic: Final = time.monotonic
 _time: Final = time.time
 _getppid: Final = os.getppid

@@ -30,8 +30,7 @@ from typing import Final
 
 from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD, SSL_REQUEST_CODE
 
-# Read per connection: compiled code looks another module's attribute up by name on each
-# use, and keeps a Final name of its own in a C variable.
+# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
 _monotonic: Final = time.monotonic
 _time: Final = time.time
 _MSG_DONTWAIT: Final = socket.MSG_DONTWAIT

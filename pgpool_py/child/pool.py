@@ -15,8 +15,7 @@ from typing import Final
 from pgpool_py.child.backend import BackendConnection
 from pgpool_py.shmem.layout import ConnectionInfo, SharedState
 
-# Read per connection: compiled code looks another module's attribute up by name on each
-# use, and keeps a Final name of its own in a C variable.
+# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
 _time: Final = time.time
 _urandom: Final = os.urandom
 

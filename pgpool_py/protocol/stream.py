@@ -13,8 +13,7 @@ from typing import Callable, Final
 from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
 
-# Read per connection: compiled code looks another module's attribute up by name on each
-# use, and keeps a Final name of its own in a C variable.
+# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
 _monotonic: Final = time.monotonic
 
 MAX_PASSWORD_MESSAGE: Final = 65536  # a password or SASL response; longer is garbage or an attack

@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Final, Iterator
 
-# Read per connection: compiled code looks another module's attribute up by name on each
-# use, and keeps a Final name of its own in a C variable.
+# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
 _lockf: Final = fcntl.lockf
 _LOCK_EX: Final = fcntl.LOCK_EX
 _LOCK_UN: Final = fcntl.LOCK_UN
