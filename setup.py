@@ -28,6 +28,7 @@ COMPILED = [
     "pgpool_py/proctitle.py",
     "pgpool_py/shmem/layout.py",
     "pgpool_py/child/commands.py",
+    "pgpool_py/stdlib.py",  # the standard library's names they read, as C variables
 ]
 
 

@@ -32,14 +32,12 @@ from typing import TYPE_CHECKING, Final
 
 from pgpool_py.errors import ConfigError, ProtocolError
 from pgpool_py.protocol.stream import Stream
+from pgpool_py.stdlib import SSLSocket
 
 if TYPE_CHECKING:
     from pgpool_py.config.loader import Config
 
 log = logging.getLogger(__name__)
-
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_SSLSocket: Final = ssl.SSLSocket
 
 # pgpool-II 4.3 has no ssl_min_protocol_version; PostgreSQL's default minimum applies.
 MIN_PROTOCOL: Final = ssl.TLSVersion.TLSv1_2
@@ -207,7 +205,7 @@ def client_common_name(sock: ssl.SSLSocket) -> str | None:
 
 def reader(sock: _socket.socket) -> Callable[[int], bytes]:
     """``sock.recv``; for TLS, a recv that also takes the bytes OpenSSL has decrypted already."""
-    if not isinstance(sock, _SSLSocket):
+    if not isinstance(sock, SSLSocket):
         return sock.recv
     recv, pending = sock.recv, sock.pending
 

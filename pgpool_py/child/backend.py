@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import _socket
 import os
-import select
 import socket
 import ssl
 import time
@@ -17,12 +16,8 @@ from typing import Callable, Final, Iterable
 from pgpool_py.errors import PgError, SessionError
 from pgpool_py.protocol import messages as m
 from pgpool_py.protocol.stream import Stream, Waiter
+from pgpool_py.stdlib import POLLIN, SSLSocket, poll
 from pgpool_py.tls import TlsStream, handshake
-
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_poll: Final = select.poll
-_POLLIN: Final = select.POLLIN
-_SSLSocket: Final = ssl.SSLSocket
 
 # Answers one Authentication request of the backend: (code, data) -> bytes to send, or None
 # when nothing is to be sent (SASL final).
@@ -74,12 +69,12 @@ class BackendConnection:
 def any_broken(conns: Iterable[BackendConnection]) -> bool:
     """Whether one of a pooled slot's connections is readable while idle: closed, or it sent
     a FATAL.  One poll for all of them."""
-    poller = _poll()
+    poller = poll()
     for conn in conns:
         sock = conn.stream.sock
-        if isinstance(sock, _SSLSocket) and sock.pending():
+        if isinstance(sock, SSLSocket) and sock.pending():
             return True  # decrypted bytes TLS holds already
-        poller.register(conn.stream.fd, _POLLIN)
+        poller.register(conn.stream.fd, POLLIN)
     # EOF, an error, or unsolicited bytes (e.g. a FATAL before the backend exited): not
     # reusable.  A poll, not recv(MSG_PEEK): that raises on the usual answer, "nothing".
     return bool(poller.poll(0))

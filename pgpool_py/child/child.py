@@ -17,7 +17,6 @@ import select
 import signal
 import socket
 import random
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
@@ -42,19 +41,12 @@ from pgpool_py.protocol import messages as m
 from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import BackendStatus, ChildStatus, RequestDetail, RequestKind, SharedState
 from pgpool_py.signals import SignalQueue
+from pgpool_py.stdlib import AF_UNIX, EPOLLIN, SOCK_STREAM, getppid, monotonic, wall_time
 
 if TYPE_CHECKING:
     from pgpool_py.config import Config
 
 log = logging.getLogger(__name__)
-
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_monotonic: Final = time.monotonic
-_time: Final = time.time
-_getppid: Final = os.getppid
-_EPOLLIN: Final = select.EPOLLIN
-_SOCK_STREAM: Final = socket.SOCK_STREAM
-_AF_UNIX: Final = socket.AF_UNIX
 
 # (pool_hba.conf rules, pool_passwd entries, TLS context for clients or None)
 AuthFiles = tuple[list[Any], dict[str, Any], Any, Any]
@@ -252,7 +244,7 @@ class Child:
         sql = ("SELECT p.provolatile FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n "
                f"ON n.oid = p.pronamespace WHERE {where}")
         try:
-            rows = query_rows(conn, sql, _monotonic() + VOLATILITY_QUERY_TIMEOUT)
+            rows = query_rows(conn, sql, monotonic() + VOLATILITY_QUERY_TIMEOUT)
         except PgError:
             return "v"
         kinds = {r[0] for r in rows}
@@ -335,24 +327,24 @@ class Child:
         self._handoff_fd = self.handoff.recv_end.fileno()
         self._accept_poll.register(self._handoff_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         self._accept_poll.register(self.sigq.wakeup_fd, select.EPOLLIN)
-        if _getppid() != self.main_pid:
+        if getppid() != self.main_pid:
             return ExitCode.NO_RESTART
         proc = self.proc
         proc.pid = os.getpid()
-        proc.start_time = _time()
+        proc.start_time = wall_time()
         proc.connected = False
         proc.client_connection_count = 0
         proc.need_to_restart = False
         proc.current_pool = -1
         self.set_status(ChildStatus.WAIT_FOR_CONNECT)
-        idle_since = _monotonic()
+        idle_since = monotonic()
         try:
             while True:
                 try:
                     self.on_interrupt()
                 except FastExit:
                     return ExitCode.NO_RESTART
-                if self.stop_requested or _getppid() != self.main_pid:
+                if self.stop_requested or getppid() != self.main_pid:
                     return ExitCode.NO_RESTART
                 if proc.need_to_restart:
                     return ExitCode.RESTART
@@ -364,7 +356,7 @@ class Child:
                 cfg = self.cfg
                 timeout = self.pool.expire(cfg.connection_life_time)
                 if cfg.child_life_time > 0 and proc.connected:
-                    left = idle_since + cfg.child_life_time - _monotonic()
+                    left = idle_since + cfg.child_life_time - monotonic()
                     if left <= 0:
                         log.debug("child life %d seconds expired", cfg.child_life_time)
                         return ExitCode.RESTART
@@ -383,7 +375,7 @@ class Child:
                     client = self._take(fd)
                     if client is not None:
                         code = self._serve(client)
-                        idle_since = _monotonic()
+                        idle_since = monotonic()
                         if code is not None:
                             return code
                         break
@@ -460,12 +452,12 @@ class Child:
             return None
         fd = client.sock.fileno()
         self.pending[fd] = client
-        self._accept_poll.register(fd, _EPOLLIN)
+        self._accept_poll.register(fd, EPOLLIN)
         return None
 
     def _expire_pending(self) -> float | None:
         """Close the pending clients past authentication_timeout; seconds until the next deadline."""
-        now = _time()
+        now = wall_time()
         nearest: float | None = None
         for fd, client in list(self.pending.items()):
             left = client.deadline - now
@@ -502,10 +494,10 @@ class Child:
         family = self._family_by_fd[fd]
         # The C socket type: socket.socket's __init__ and close() are bytecode, three calls
         # per client; the session needs nothing the subclass adds (ssl wraps either).
-        sock = _socket.socket(family, _SOCK_STREAM, 0, fd_accepted)
+        sock = _socket.socket(family, SOCK_STREAM, 0, fd_accepted)
         timeout = self.cfg.authentication_timeout
-        deadline = _time() + timeout if timeout > 0 else math.inf
-        if family == _AF_UNIX:
+        deadline = wall_time() + timeout if timeout > 0 else math.inf
+        if family == AF_UNIX:
             return PendingClient(sock, "", "", "local", deadline)
         # TCP_NODELAY and SO_KEEPALIVE come from the listen socket (listen.open_listeners).
         return PendingClient(sock, str(addr[0]), str(addr[1]), "host", deadline)
@@ -555,7 +547,7 @@ class Child:
                 proc.connected = True
                 proc.client_connection_count += 1
                 proc.client_idle_since = 0.0
-                proc.wait_for_connect_since = _time()  # child_life_time counts from here
+                proc.wait_for_connect_since = wall_time()  # child_life_time counts from here
         if exit_code is not None:
             return exit_code
         if cfg.child_max_connections > 0 and proc.client_connection_count >= cfg.child_max_connections:

@@ -22,23 +22,13 @@ from __future__ import annotations
 
 import _socket
 import math
-import select
 import socket
 import struct
 import time
 from typing import Final
 
 from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD, SSL_REQUEST_CODE
-
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_monotonic: Final = time.monotonic
-_time: Final = time.time
-_MSG_DONTWAIT: Final = socket.MSG_DONTWAIT
-_MSG_PEEK: Final = socket.MSG_PEEK
-_SOL_SOCKET: Final = socket.SOL_SOCKET
-_SO_RCVLOWAT: Final = socket.SO_RCVLOWAT
-_poll: Final = select.poll
-_POLLRDHUP: Final = select.POLLRDHUP
+from pgpool_py.stdlib import MSG_DONTWAIT, MSG_PEEK, POLLRDHUP, SOL_SOCKET, SO_RCVLOWAT, monotonic, poll, wall_time
 
 # A TLS record: type (22, handshake), version, length; a ClientHello fits in one.
 _TLS_HANDSHAKE_RECORD: Final = 22
@@ -77,7 +67,7 @@ class PendingClient:
         if self.answered & ACCEPTED_SSL:
             return self._client_hello_buffered()
         try:
-            chunk = self.sock.recv(65536, _MSG_DONTWAIT)
+            chunk = self.sock.recv(65536, MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return self.complete()
         except OSError:
@@ -128,7 +118,7 @@ class PendingClient:
         """After "S": whether the client's first TLS record is all in the socket (or is no
         handshake record: the handshake reports it); None when the client is gone."""
         try:
-            head = self.sock.recv(_TLS_RECORD_MAX, _MSG_PEEK | _MSG_DONTWAIT)
+            head = self.sock.recv(_TLS_RECORD_MAX, MSG_PEEK | MSG_DONTWAIT)
             if not head:
                 return None
         except (BlockingIOError, InterruptedError):
@@ -141,22 +131,22 @@ class PendingClient:
             if head[0] != _TLS_HANDSHAKE_RECORD or need > _TLS_RECORD_MAX:
                 need = 0
         if len(head) >= need:
-            self.sock.setsockopt(_SOL_SOCKET, _SO_RCVLOWAT, 1)  # the default, for the session
+            self.sock.setsockopt(SOL_SOCKET, SO_RCVLOWAT, 1)  # the default, for the session
             return True
         # The peer's FIN wakes the accept loop whatever the low mark: part of a record and
         # then a close would wake it again and again.
-        closed = _poll()
-        closed.register(self.sock.fileno(), _POLLRDHUP)
+        closed = poll()
+        closed.register(self.sock.fileno(), POLLRDHUP)
         if closed.poll(0):
             return None
-        self.sock.setsockopt(_SOL_SOCKET, _SO_RCVLOWAT, need)
+        self.sock.setsockopt(SOL_SOCKET, SO_RCVLOWAT, need)
         return False
 
     def monotonic_deadline(self) -> float | None:
         """The deadline on this process's monotonic clock, as the session counts it."""
         if math.isinf(self.deadline):
             return None
-        return _monotonic() + (self.deadline - _time())
+        return monotonic() + (self.deadline - wall_time())
 
     def close(self) -> None:
         try:

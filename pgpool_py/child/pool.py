@@ -7,17 +7,12 @@ SHOW POOL_POOLS, PCP and cancel routing read.
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field
 from typing import Final
 
 from pgpool_py.child.backend import BackendConnection
 from pgpool_py.shmem.layout import ConnectionInfo, SharedState
-
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_time: Final = time.time
-_urandom: Final = os.urandom
+from pgpool_py.stdlib import urandom, wall_time
 
 # pgpool-II never pools these databases.
 NEVER_POOLED_DATABASES: Final = frozenset({"template0", "template1", "postgres", "regression"})
@@ -88,7 +83,7 @@ class ConnectionPool:
 
     def register(self, slot: PoolSlot) -> None:
         """Publish a freshly connected slot to shared memory."""
-        now = _time()
+        now = wall_time()
         for node_id, conn in slot.conns.items():
             info = self._info(slot, node_id)
             info.backend_id = node_id
@@ -103,9 +98,9 @@ class ConnectionPool:
             info.in_use = True
 
     def mark_connected(self, slot: PoolSlot, reused: bool) -> None:
-        now = _time()
+        now = wall_time()
         slot.closetime = 0.0
-        slot.cancel_key = int.from_bytes(_urandom(4), "big")  # not secrets.randbits: interpreted
+        slot.cancel_key = int.from_bytes(urandom(4), "big")  # not secrets.randbits: interpreted
         self._proc.current_pool = slot.index
         for node_id in slot.conns:
             info = self._info(slot, node_id)
@@ -116,7 +111,7 @@ class ConnectionPool:
             info.connected = True
 
     def mark_released(self, slot: PoolSlot) -> None:
-        now = _time()
+        now = wall_time()
         slot.closetime = now
         self._proc.current_pool = -1
         for node_id in slot.conns:
@@ -157,7 +152,7 @@ class ConnectionPool:
         """
         if connection_life_time <= 0:
             return None
-        now = _time() if now is None else now
+        now = wall_time() if now is None else now
         nearest: float | None = None
         for slot in self.slots:
             if slot.in_use and slot.closetime:

@@ -44,6 +44,7 @@ from pgpool_py.requests import register_node_operation_request
 from pgpool_py.routing import timestamp
 from pgpool_py.routing.classify import DEST_RANK, Dest, StatementKind, Verdict, addressed_to_pgpool_bytes
 from pgpool_py.shmem.layout import STATEMENT_COUNTERS, ChildStatus, RequestDetail, RequestKind
+from pgpool_py.stdlib import EPOLLIN, monotonic
 from pgpool_py.tls import reader
 
 if TYPE_CHECKING:
@@ -53,9 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_monotonic: Final = time.monotonic
-_EPOLLIN: Final = select.EPOLLIN
 # epoll.poll allocates room for maxevents results on each call, by default 1023 of them
 # (12 kB from malloc); level-triggered, ready fds beyond these come with the next call.
 EPOLL_MAX_EVENTS: Final = 8
@@ -679,18 +677,17 @@ class Router:
         csock = session.sock
         cfd = csock.fileno()
         poller = self.poller
-        poller.register(cfd, _EPOLLIN)
+        poller.register(cfd, EPOLLIN)
         for ch in self.channels.values():
-            poller.register(ch.fd, _EPOLLIN)
-        poller.register(child.sigq.wakeup_fd, _EPOLLIN)
+            poller.register(ch.fd, EPOLLIN)
+        poller.register(child.sigq.wakeup_fd, EPOLLIN)
         cbuf = bytearray(session.client.buf)
         session.client.buf.clear()
         held = False
-        idle_since = _monotonic()
+        idle_since = monotonic()
         send_c = csock.sendall
         recv_c = reader(csock)
         by_fd = self.by_fd  # the same dict for the session (_node_lost deletes from it)
-        monotonic = _monotonic
 
         terminate_by: float | None = None  # Terminate seen: finish what is in flight first
         chunk = b""  # what the client sent while nothing was buffered: routed without a copy
@@ -705,7 +702,7 @@ class Router:
                     # before the session ends, within a bound.
                     if not self._pending():
                         return self._terminated()
-                    terminate_by = _monotonic() + TERMINATE_DRAIN_SECONDS
+                    terminate_by = monotonic() + TERMINATE_DRAIN_SECONDS
                 elif chunk:
                     cbuf += chunk[cut:]
                 else:
@@ -720,7 +717,7 @@ class Router:
                 else:
                     events = poller.poll(-1, EPOLL_MAX_EVENTS)
             else:
-                left = terminate_by - _monotonic()
+                left = terminate_by - monotonic()
                 if left <= 0:
                     return self._terminated()
                 events = poller.poll(left + 0.001, EPOLL_MAX_EVENTS)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 import select
-import socket
 import ssl
-import time
 from typing import TYPE_CHECKING, Final
 
 from pgpool_py.child import auth as client_auth
@@ -29,6 +27,7 @@ from pgpool_py.protocol.scanner import ReplyScanner
 from pgpool_py.routing.classify import POOL_PREFIX_WINDOW, addressed_to_pgpool_bytes
 from pgpool_py.protocol.stream import PeerClosed, Stream
 from pgpool_py.shmem.layout import ChildStatus
+from pgpool_py.stdlib import monotonic, wall_time
 from pgpool_py.tls import TlsStream, client_common_name, handshake, reader
 
 if TYPE_CHECKING:
@@ -36,10 +35,6 @@ if TYPE_CHECKING:
     from pgpool_py.config.loader import Config
 
 log = logging.getLogger(__name__)
-
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_monotonic: Final = time.monotonic
-_time: Final = time.time
 
 _Q: Final = ord("Q")
 _X: Final = ord("X")
@@ -90,7 +85,7 @@ class Session:
 
     def run(self) -> None:
         startup: m.StartupMessage | None = None
-        started = _time()
+        started = wall_time()
         host = "[local]" if self.conn_type == "local" else pglog.client_host(self.client_addr, self.cfg)
         pglog.log_connection(self.cfg, host, self.client_port)
         try:
@@ -433,7 +428,7 @@ class Session:
         self._notices_on()
         outstanding = 0  # Query/Sync messages whose ReadyForQuery has not come back
         held = False  # a pgpool command waits for earlier replies before we answer it
-        idle_since = _monotonic()
+        idle_since = monotonic()
         set_status = child.set_status
         pool = PoolStatements(child.commands)
         batch_open = False  # extended messages went to the backend since the last Sync
@@ -533,7 +528,7 @@ class Session:
                     if not data:
                         raise PeerClosed("client")
                     cbuf += data
-                    idle_since = _monotonic()
+                    idle_since = monotonic()
                 else:
                     child.sigq.drain()
                     child.on_interrupt()
@@ -650,7 +645,7 @@ class Session:
             limit, name = self.cfg.client_idle_limit, "client_idle_limit"
         if limit <= 0:
             return -1
-        left = idle_since + limit - _monotonic()
+        left = idle_since + limit - monotonic()
         if left <= 0:
             raise SessionError(
                 "unable to read data",
@@ -664,8 +659,8 @@ class Session:
         idle (-1: busy), in wall-clock time; kept only while an idle limit is set, as pgpool-II
         counts it."""
         self._idle_published = idle_since
-        now = _time()
-        self.child.proc.client_idle_since = 0.0 if idle_since < 0 else now - (_monotonic() - idle_since)
+        now = wall_time()
+        self.child.proc.client_idle_since = 0.0 if idle_since < 0 else now - (monotonic() - idle_since)
 
     def _backend_lost(self, backend: BackendConnection) -> SessionError:
         self.child.backend_failed(backend.node_id, None)
@@ -709,7 +704,7 @@ class Session:
             elif not any(q.strip().upper() == "ABORT" for q in queries):
                 queries.insert(0, "ABORT")
             for sql in queries:
-                run_simple(conn, sql, _monotonic() + RESET_QUERY_TIMEOUT)
+                run_simple(conn, sql, monotonic() + RESET_QUERY_TIMEOUT)
             conn.dirty = False
 
 

@@ -7,14 +7,11 @@ its own batched I/O.
 from __future__ import annotations
 
 import _socket
-import time
 from typing import Callable, Final
 
 from pgpool_py.errors import ProtocolError, SessionError
 from pgpool_py.protocol import messages as m
-
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_monotonic: Final = time.monotonic
+from pgpool_py.stdlib import monotonic
 
 MAX_PASSWORD_MESSAGE: Final = 65536  # a password or SASL response; longer is garbage or an attack
 
@@ -48,7 +45,7 @@ class Stream:
 
     def _fill(self, deadline: float | None, what: str) -> None:
         while True:
-            timeout = None if deadline is None else deadline - _monotonic()
+            timeout = None if deadline is None else deadline - monotonic()
             if timeout is not None and timeout <= 0:
                 raise Timeout(what)
             if not self._wait([self.fd], timeout):

@@ -24,10 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Final, Iterator
 
-# Other modules' attributes read per connection, as Final aliases (docs/design.md: mypyc).
-_lockf: Final = fcntl.lockf
-_LOCK_EX: Final = fcntl.LOCK_EX
-_LOCK_UN: Final = fcntl.LOCK_UN
+from pgpool_py.stdlib import LOCK_EX, LOCK_UN, lockf
 
 MAX_BACKENDS: Final = 128
 REQUEST_QUEUE_SIZE: Final = 10
@@ -396,10 +393,10 @@ class SharedState:
             self._release(which)
 
     def _acquire(self, which: int) -> None:
-        _lockf(self._lockfile.fileno(), _LOCK_EX, 1, which)
+        lockf(self._lockfile.fileno(), LOCK_EX, 1, which)
 
     def _release(self, which: int) -> None:
-        _lockf(self._lockfile.fileno(), _LOCK_UN, 1, which)
+        lockf(self._lockfile.fileno(), LOCK_UN, 1, which)
 
     # ------------------------------------------------------------ connection counter
     # Twice per client (a new connection per transaction is a common load): the lock is taken
