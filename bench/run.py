@@ -2,7 +2,8 @@
 Side-by-side benchmark: pgbench through pgpool-py, pgpool-II and PgBouncer, against PostgreSQL directly.
 
     python bench/run.py [--rounds 2] [--duration 10] [--reuse DIR] [--quick] [--profile [WORKLOAD]]
-                        [--targets NAMES] [--workloads PART] [--compare REV] [--instructions]
+                        [--targets NAMES] [--workloads PART] [--compare REV] [--sched-batch]
+                        [--instructions]
 
 Builds a primary + streaming standby on 127.0.0.1 (``pgbench -i -s 10`` on the primary),
 starts each pooler in its own session with the same settings (streaming mode, load
@@ -18,7 +19,8 @@ Results go to the terminal and to bench/results/<UTC time>.md.  ``--profile`` in
 samples pgpool-py's processes with py-spy under one workload (``-S`` simple, 8 clients,
 unless named) and prints the source lines and functions where their time goes.
 ``--compare REV`` adds pgpool-py as of a git revision as one more target, to measure a
-change against the code before it in the same interleaved run.  ``--instructions`` counts
+change against the code before it in the same interleaved run; ``--sched-batch`` adds the
+same pgpool-py started under Linux's SCHED_BATCH policy (docs/operations.md).  ``--instructions`` counts
 instead, under valgrind's callgrind, the instructions pgpool-py's child executes per
 transaction of each workload (one client): a measure that the machine's load does not move.
 
@@ -107,6 +109,7 @@ class Workload:
 
 
 TARGET_NAMES = ("direct", "pgpool-py", "pgpool-II", "PgBouncer")
+SCHED_BATCH_TARGET = "pgpool-py-batch"  # --sched-batch: pgpool-py under chrt --batch 0
 WORKLOADS = [
     Workload("`-S` simple, 8 clients", ("-S", "-M", "simple"), 8),
     Workload("`-S` simple, 32 clients", ("-S", "-M", "simple"), 32),
@@ -444,6 +447,9 @@ def start_targets(args: argparse.Namespace, nodes: list[PgNode], work: str, targ
     if args.compare:
         start_pgpool(targets, f"pgpool-py@{args.compare}", [sys.executable, "-m", "pgpool_py"], nodes, work,
                      env=revision_env(args.compare, work, env))
+    if args.sched_batch:
+        start_pgpool(targets, SCHED_BATCH_TARGET, [sys.executable, "-m", "pgpool_py"], nodes, work, env=env,
+                     wrapper=["chrt", "--batch", "0"])
     pgpool_ii = "pgpool-II" in args.targets and find_program(PGPOOL_II, "pgpool2")
     if pgpool_ii:
         start_pgpool(targets, "pgpool-II", [pgpool_ii], nodes, work)
@@ -507,6 +513,7 @@ def results_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> 
     names = [t.name for t in targets]
     ratios = [(a, b) for a, b in (("pgpool-py", "pgpool-II"), ("pgpool-py", "PgBouncer")) if b in names]
     ratios += [("pgpool-py", n) for n in names if n.startswith("pgpool-py@")]
+    ratios += [(SCHED_BATCH_TARGET, "pgpool-py")] if SCHED_BATCH_TARGET in names else []
     head = ["pgbench workload"] + names + [f"{a} / {b}" for a, b in ratios]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for label in dict.fromkeys(label for label, _ in cells):  # the workloads measured, in order
@@ -841,7 +848,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare", metavar="REV",
                    help="also run pgpool-py as of git revision REV (target pgpool-py@REV), taking turns "
                         "with the working tree: what a change is worth, in one interleaved run")
+    p.add_argument("--sched-batch", action="store_true",
+                   help=f"also run pgpool-py under SCHED_BATCH (`chrt --batch 0`, target {SCHED_BATCH_TARGET}), "
+                        "taking turns with pgpool-py as it is started by default")
     args = p.parse_args(argv)
+    if args.sched_batch and (args.instructions or args.profile or "pgpool-py" not in args.targets):
+        p.error("--sched-batch needs pgpool-py among --targets, and neither --instructions nor --profile")
     args.targets = [n.strip() for n in args.targets.split(",") if n.strip()]
     unknown = [n for n in args.targets if n not in TARGET_NAMES]
     if unknown or not args.targets:
