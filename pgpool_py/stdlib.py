@@ -18,6 +18,8 @@ from typing import Final
 monotonic: Final = time.monotonic
 wall_time: Final = time.time
 getppid: Final = os.getppid
+os_read: Final = os.read
+os_write: Final = os.write
 urandom: Final = os.urandom
 lockf: Final = fcntl.lockf
 LOCK_EX: Final = fcntl.LOCK_EX

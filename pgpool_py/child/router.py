@@ -45,7 +45,7 @@ from pgpool_py.routing import timestamp
 from pgpool_py.routing.classify import DEST_RANK, Dest, StatementKind, Verdict, addressed_to_pgpool_bytes
 from pgpool_py.shmem.layout import STATEMENT_COUNTERS, ChildStatus, RequestDetail, RequestKind
 from pgpool_py.stdlib import EPOLLIN, monotonic
-from pgpool_py.tls import reader
+from pgpool_py.tls import reader, writer
 
 if TYPE_CHECKING:
     from pgpool_py.child.pool import PoolSlot
@@ -159,6 +159,7 @@ class NodeChannel:
         self.fd = sock.fileno()
         self.sock = sock  # a TLS connection's SSLSocket too
         self.recv: Callable[[int], bytes] = reader(sock)  # drains what TLS decrypted already
+        self.send: Callable[[bytes | bytearray | memoryview], None] = writer(sock)
         self.scanner = scanner
         self.pending = 0  # ReadyForQuery still due from this node
         # ParseCompletes and CloseCompletes of our Parses and Closes sent ahead of a batch, to swallow.
@@ -593,7 +594,7 @@ class Router:
                     log.info("DB node id: %d backend pid: %d statement: %s", node, self.slot.conns[node].pid,
                              _describe(self.deferred_begin))
             try:  # _write, inline: this runs for every statement
-                ch.sock.sendall(data)
+                ch.send(data)
             except OSError:
                 raise self.session._backend_lost(self.slot.conns[node]) from None
             ch.used = True
@@ -612,7 +613,7 @@ class Router:
 
     def _write(self, node: int, data: bytes) -> None:
         try:
-            self.channels[node].sock.sendall(data)
+            self.channels[node].send(data)
         except OSError:
             raise self.session._backend_lost(self.slot.conns[node]) from None
 
@@ -685,9 +686,10 @@ class Router:
         session.client.buf.clear()
         held = False
         idle_since = monotonic()
-        send_c = csock.sendall
+        send_c = writer(csock)
         recv_c = reader(csock)
         by_fd = self.by_fd  # the same dict for the session (_node_lost deletes from it)
+        wait = poller.poll  # bound once: compiled, poller.poll(...) looks the method up per call
 
         terminate_by: float | None = None  # Terminate seen: finish what is in flight first
         chunk = b""  # what the client sent while nothing was buffered: routed without a copy
@@ -713,14 +715,14 @@ class Router:
             if terminate_by is None:
                 if session.idle_limited:
                     timeout = session.idle_timeout(self.in_flight is not None, idle_since)
-                    events = poller.poll(timeout / 1000 if timeout > 0 else timeout, EPOLL_MAX_EVENTS)
+                    events = wait(timeout / 1000 if timeout > 0 else timeout, EPOLL_MAX_EVENTS)
                 else:
-                    events = poller.poll(-1, EPOLL_MAX_EVENTS)
+                    events = wait(-1, EPOLL_MAX_EVENTS)
             else:
                 left = terminate_by - monotonic()
                 if left <= 0:
                     return self._terminated()
-                events = poller.poll(left + 0.001, EPOLL_MAX_EVENTS)
+                events = wait(left + 0.001, EPOLL_MAX_EVENTS)
             for fd, _ev in events:
                 chan = by_fd.get(fd)
                 if chan is not None:

@@ -28,7 +28,7 @@ from pgpool_py.routing.classify import POOL_PREFIX_WINDOW, addressed_to_pgpool_b
 from pgpool_py.protocol.stream import PeerClosed, Stream
 from pgpool_py.shmem.layout import ChildStatus
 from pgpool_py.stdlib import monotonic, wall_time
-from pgpool_py.tls import TlsStream, client_common_name, handshake, reader
+from pgpool_py.tls import TlsStream, client_common_name, handshake, reader, writer
 
 if TYPE_CHECKING:
     from pgpool_py.child.child import Child
@@ -422,8 +422,7 @@ class Session:
         self.client.buf.clear()
         split = m.split_messages
         recv_b, recv_c = reader(bsock), reader(csock)
-        send_c = csock.sendall
-        send_b = bsock.sendall
+        send_c, send_b = writer(csock), writer(bsock)
         scanner = self._raw_scanner = ReplyScanner(backend.tx_status)
         self._notices_on()
         outstanding = 0  # Query/Sync messages whose ReadyForQuery has not come back

@@ -19,6 +19,7 @@ from pgpool_py.tls import (
     libpq_params,
     reader,
     server_context,
+    writer,
 )
 from tests.tls_certs import Certs, KeyPair
 
@@ -101,10 +102,38 @@ def test_reader_drains_decrypted_bytes(tmp_path: Path, certs: Certs, server_pair
     client.sendall(b"x" * 1000)  # one TLS record
     # A small read leaves the rest of the record inside OpenSSL, invisible to poll().
     assert len(reader(server)(10)) == 1000
-    plain_a, plain_b = socket.socketpair()
-    assert reader(plain_a) == plain_a.recv
-    for s in (server, client, plain_a, plain_b):
+    for s in (server, client):
         s.close()
+
+
+def test_reader_and_writer_of_a_plain_socket_use_its_descriptor() -> None:
+    plain_a, plain_b = socket.socketpair()
+    write_all = writer(plain_a)
+    assert write_all != plain_a.sendall  # os.write on the descriptor
+    big = bytes(range(256)) * 4096  # more than the socket buffer takes at once
+    received = bytearray()
+    done = threading.Thread(target=lambda: received.extend(_recv_exactly(plain_b, len(big) + 6)))
+    done.start()
+    write_all(big)
+    write_all(bytearray(b"abc"))
+    write_all(memoryview(b"xdefx")[1:4])
+    done.join(10)
+    assert received == big + b"abcdef"
+    plain_b.sendall(b"reply")
+    assert reader(plain_a)(100) == b"reply"
+    plain_b.close()
+    assert reader(plain_a)(100) == b""
+    plain_a.close()
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def test_tls_stream_reads_what_openssl_holds(tmp_path: Path, certs: Certs, server_pair: KeyPair) -> None:
