@@ -840,7 +840,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "default: %(const)s): where its time goes")
     p.add_argument("--instructions", action="store_true",
                    help="pgpool-py (--compare REV, pgpool-II if a target) under valgrind's callgrind: "
-                        "instructions per transaction of its child, one client per workload; repeatable to ~1%%")
+                        "instructions per transaction of its child, one client per workload; steadier than tps, not exact")
     p.add_argument("--targets", metavar="NAMES", default=",".join(TARGET_NAMES),
                    help="comma-separated subset of %(default)s (while working on one of them)")
     p.add_argument("--workloads", metavar="PART", action="append",
