@@ -207,7 +207,8 @@ def reader(sock: _socket.socket) -> Callable[[int], bytes]:
     """``sock.recv`` on a relay's blocking socket; for TLS, a recv that also takes the bytes
     OpenSSL has decrypted already.  A plain socket is read with ``os.read``: the same system
     call, but a socket method's argument parsing and method lookup cost ~400 instructions
-    more per call (docs/performance.md)."""
+    more per call (docs/performance.md).  It holds the descriptor's number, not the socket:
+    drop it when the socket is closed, before the number can be reused."""
     if not isinstance(sock, SSLSocket):
         fd = sock.fileno()
 
@@ -230,7 +231,7 @@ def reader(sock: _socket.socket) -> Callable[[int], bytes]:
 
 def writer(sock: _socket.socket) -> Callable[[bytes | bytearray | memoryview], None]:
     """``sock.sendall`` on a relay's blocking socket, for a plain one with ``os.write`` (see
-    ``reader``)."""
+    ``reader``, also for how long it may be used)."""
     if isinstance(sock, SSLSocket):
         return sock.sendall
     fd = sock.fileno()
