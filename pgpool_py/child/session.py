@@ -231,7 +231,7 @@ class Session:
             self._authenticate_client(method, user, entry)
             pooled.load_balance_node = child.choose_load_balance_node(pooled, self, startup)
             child.pool.mark_connected(pooled, reused=True)
-            self.client.send(self._welcome(pooled))
+            self._send_welcome(pooled)
             return pooled
 
         password: str | None = None
@@ -276,7 +276,7 @@ class Session:
         child.pool.mark_connected(slot, reused=False)
         for node_id in conns:
             child.backend_connected(node_id)
-        self.client.send(self._welcome(slot))
+        self._send_welcome(slot)
         return slot
 
     def _connect(self, node_id: int, startup: m.StartupMessage, respond: object) -> BackendConnection:
@@ -373,9 +373,12 @@ class Session:
             self.client_failed = True  # a client that leaves or stalls here is no backend failure
             raise
 
-    def _welcome(self, slot: PoolSlot) -> bytes:
+    def _send_welcome(self, slot: PoolSlot) -> None:
         main = slot.main
-        return (
+        # Logged in: SHOW POOL_PROCESSES says Idle (not Connecting) until the first statement,
+        # from before the client can know it is logged in and ask.
+        self.child.set_status(ChildStatus.IDLE if main.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
+        self.client.send(
             m.AUTHENTICATION_OK
             + main.param_messages()
             + m.backend_key_data(main.pid, slot.cancel_key.to_bytes(4, "big"))
@@ -385,8 +388,6 @@ class Session:
     # ------------------------------------------------------------------ relay
 
     def _relay(self, slot: PoolSlot) -> None:
-        # Logged in: SHOW POOL_PROCESSES says Idle (not Connecting) until the first statement.
-        self.child.set_status(ChildStatus.IDLE if slot.main.tx_status == m.TX_IDLE else ChildStatus.IDLE_IN_TRANS)
         if self.cfg.clustering_mode != "raw":
             self.router = Router(self, slot)
             self._notices_on()

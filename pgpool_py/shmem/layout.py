@@ -254,7 +254,7 @@ class ConnectionInfo(ctypes.Structure):
         ("minor", ctypes.c_int),
         ("pid", ctypes.c_int),  # backend pid (host order; PCP renders it)
         ("key", ctypes.c_uint32),  # cancel key, big-endian int: we speak protocol 3.0 to backends
-        # The key the current client was given instead (Session._welcome): a cancel is honoured
+        # The key the current client was given instead (Session._send_welcome): a cancel is honoured
         # only with it, so one left over from an earlier client of this connection does nothing.
         ("client_key", ctypes.c_uint32),
         ("counter", ctypes.c_int),
