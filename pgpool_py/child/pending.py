@@ -24,7 +24,6 @@ import _socket
 import math
 import socket
 import struct
-import time
 from typing import Final
 
 from pgpool_py.protocol.messages import GSSENC_REQUEST_CODE, MAX_STARTUP_PAYLOAD, SSL_REQUEST_CODE

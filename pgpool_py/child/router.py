@@ -27,7 +27,6 @@ import random
 import re
 import select
 import struct
-import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Set

@@ -17,7 +17,6 @@ import _ctypes  # noqa: F401  (compiled: mypyc refers to ctypes.Structure as _ct
 import contextlib
 import ctypes
 import enum
-import fcntl
 import mmap
 import tempfile
 import time
