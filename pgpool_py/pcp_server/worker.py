@@ -39,7 +39,6 @@ from pgpool_py.requests import register_node_operation_request
 from pgpool_py.shmem.layout import (
     MAX_BACKENDS,
     BackendStatus,
-    ChildStatus,
     LockId,
     RequestDetail,
     RequestKind,
