@@ -3,7 +3,7 @@ Side-by-side benchmark: pgbench through pgpool-py, pgpool-II and PgBouncer, agai
 
     python bench/run.py [--rounds 2] [--duration 10] [--reuse DIR] [--quick] [--profile [WORKLOAD]]
                         [--targets NAMES] [--workloads PART] [--compare REV] [--sched-batch]
-                        [--instructions]
+                        [--no-load-balance] [--instructions]
 
 Builds a primary + streaming standby on 127.0.0.1 (``pgbench -i -s 10`` on the primary),
 starts each pooler in its own session with the same settings (streaming mode, load
@@ -20,7 +20,9 @@ samples pgpool-py's processes with py-spy under one workload (``-S`` simple, 8 c
 unless named) and prints the source lines and functions where their time goes.
 ``--compare REV`` adds pgpool-py as of a git revision as one more target, to measure a
 change against the code before it in the same interleaved run; ``--sched-batch`` adds the
-same pgpool-py started under Linux's SCHED_BATCH policy (docs/operations.md).  ``--instructions`` counts
+same pgpool-py started under Linux's SCHED_BATCH policy (docs/operations.md), and
+``--no-load-balance`` the same pgpool-py with ``load_balance_mode = off``, which routes as
+PgBouncer does: every query to the primary.  ``--instructions`` counts
 instead, under valgrind's callgrind, the instructions pgpool-py's child executes per
 transaction of each workload (one client): a measure that the machine's load does not move.
 
@@ -110,6 +112,7 @@ class Workload:
 
 TARGET_NAMES = ("direct", "pgpool-py", "pgpool-II", "PgBouncer")
 SCHED_BATCH_TARGET = "pgpool-py-batch"  # --sched-batch: pgpool-py under chrt --batch 0
+NO_LOAD_BALANCE_TARGET = "pgpool-py-nolb"  # --no-load-balance: every query to the primary, as PgBouncer
 WORKLOADS = [
     Workload("`-S` simple, 8 clients", ("-S", "-M", "simple"), 8),
     Workload("`-S` simple, 32 clients", ("-S", "-M", "simple"), 32),
@@ -450,6 +453,9 @@ def start_targets(args: argparse.Namespace, nodes: list[PgNode], work: str, targ
     if args.sched_batch:
         start_pgpool(targets, SCHED_BATCH_TARGET, [sys.executable, "-m", "pgpool_py"], nodes, work, env=env,
                      wrapper=["chrt", "--batch", "0"])
+    if args.no_load_balance:
+        start_pgpool(targets, NO_LOAD_BALANCE_TARGET, [sys.executable, "-m", "pgpool_py"], nodes, work, env=env,
+                     settings={"load_balance_mode": False})
     pgpool_ii = "pgpool-II" in args.targets and find_program(PGPOOL_II, "pgpool2")
     if pgpool_ii:
         start_pgpool(targets, "pgpool-II", [pgpool_ii], nodes, work)
@@ -514,6 +520,8 @@ def results_table(targets: list[Target], cells: dict[tuple[str, str], Cell]) -> 
     ratios = [(a, b) for a, b in (("pgpool-py", "pgpool-II"), ("pgpool-py", "PgBouncer")) if b in names]
     ratios += [("pgpool-py", n) for n in names if n.startswith("pgpool-py@")]
     ratios += [(SCHED_BATCH_TARGET, "pgpool-py")] if SCHED_BATCH_TARGET in names else []
+    ratios += [(NO_LOAD_BALANCE_TARGET, b) for b in ("pgpool-py", "PgBouncer")
+               if NO_LOAD_BALANCE_TARGET in names and b in names]
     head = ["pgbench workload"] + names + [f"{a} / {b}" for a, b in ratios]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for label in dict.fromkeys(label for label, _ in cells):  # the workloads measured, in order
@@ -851,9 +859,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sched-batch", action="store_true",
                    help=f"also run pgpool-py under SCHED_BATCH (`chrt --batch 0`, target {SCHED_BATCH_TARGET}), "
                         "taking turns with pgpool-py as it is started by default")
+    p.add_argument("--no-load-balance", action="store_true",
+                   help=f"also run pgpool-py with load_balance_mode = off (target {NO_LOAD_BALANCE_TARGET}): "
+                        "every query to the primary, as PgBouncer routes them")
     args = p.parse_args(argv)
-    if args.sched_batch and (args.instructions or args.profile or "pgpool-py" not in args.targets):
-        p.error("--sched-batch needs pgpool-py among --targets, and neither --instructions nor --profile")
+    for option, asked in (("--sched-batch", args.sched_batch), ("--no-load-balance", args.no_load_balance)):
+        if asked and (args.instructions or args.profile or "pgpool-py" not in args.targets):
+            p.error(f"{option} needs pgpool-py among --targets, and neither --instructions nor --profile")
     args.targets = [n.strip() for n in args.targets.split(",") if n.strip()]
     unknown = [n for n in args.targets if n not in TARGET_NAMES]
     if unknown or not args.targets:
@@ -907,7 +919,8 @@ def main(argv: list[str] | None = None) -> int:
         body = measure(args, targets, work)
         stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
         report = (f"# pgpool-py benchmark, {stamp}\n\n`{command}` — {args.rounds} round(s) of {args.duration:g} s "
-                  f"runs, median; `pgbench -j 2`, scale {SCALE}; poolers: streaming mode, load balancing, "
+                  f"runs, median; `pgbench -j 2`, scale {SCALE}; poolers: streaming mode, load balancing"
+                  f"{f' (not {NO_LOAD_BALANCE_TARGET})' if args.no_load_balance else ''}, "
                   f"{NUM_INIT_CHILDREN} children, max_pool {MAX_POOL}; PgBouncer in session mode. "
                   f"Each cell: tps, average latency (ratio to direct).\n\n"
                   f"{setting}; load average {load_at_start} at the start, {load_average()} at the end; "
