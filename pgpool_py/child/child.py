@@ -134,7 +134,7 @@ class Child:
         self.in_session = False
         self.proc = shm.procs[index]
         self._status: ChildStatus | None = None  # what set_status last wrote
-        self._status_cells, self._status_index = shm.int_cell(self.proc, "status")
+        self._status_cells, self._status_index = shm.cell(self.proc, "status")
         self._classifier: Classifier | None = None
         self._volatility: dict[tuple[str, str], str | None] = {}
         self.table_clocks = ClockCache()  # native replication: tables' clock defaults (timestamp.py)

@@ -46,13 +46,34 @@ class PoolSlot:
         return self.conns[self.main_node]
 
 
+class SessionCells:
+    """
+    The fields of a pooled connection's ConnectionInfo that every session writes, at its
+    start and end, as shared-memory cells (SharedState.cell): a ctypes field by name costs
+    several times as much, and a connection per transaction is a common load.
+    """
+
+    def __init__(self, shm: SharedState, info: ConnectionInfo) -> None:
+        self.counter = shm.cell(info, "counter")
+        self.client_key = shm.cell(info, "client_key")
+        self.client_connection_time = shm.cell(info, "client_connection_time")
+        self.client_disconnection_time = shm.cell(info, "client_disconnection_time")
+        self.connected = shm.cell(info, "connected")
+
+
 class ConnectionPool:
     def __init__(self, shm: SharedState, child_index: int, max_pool: int) -> None:
         self.shm = shm
         self.child_index = child_index
         self.slots = [PoolSlot(i) for i in range(max_pool)]
         self._infos: dict[tuple[int, int], ConnectionInfo] = {}
-        self._proc = shm.procs[child_index]  # this child's block, looked up once like _infos
+        self._cells: dict[tuple[int, int], SessionCells] = {}
+        self._current_pool = shm.cell(shm.procs[child_index], "current_pool")
+        # Cancel keys, 4 bytes each, read from the kernel a page at a time.  Empty until the
+        # child's first session: a buffer filled before the fork would give every child the
+        # same keys.
+        self._random = b""
+        self._random_at = 0
 
     def _info(self, slot: PoolSlot, node_id: int) -> ConnectionInfo:
         """A connection's block in shared memory; looked up once (each ctypes index makes an object)."""
@@ -61,6 +82,20 @@ class ConnectionPool:
         if info is None:
             info = self._infos[key] = self.shm.conn(self.child_index, slot.index, node_id)
         return info
+
+    def _session_cells(self, slot: PoolSlot, node_id: int) -> SessionCells:
+        key = (slot.index, node_id)
+        cells = self._cells.get(key)
+        if cells is None:
+            cells = self._cells[key] = SessionCells(self.shm, self._info(slot, node_id))
+        return cells
+
+    def _cancel_key(self) -> int:
+        at = self._random_at
+        if at + 4 > len(self._random):
+            self._random, at = urandom(4096), 0
+        self._random_at = at + 4
+        return int.from_bytes(self._random[at : at + 4], "big")
 
     def find(self, user: str, database: str, major: int, startup_key: bytes) -> PoolSlot | None:
         for slot in self.slots:
@@ -100,24 +135,32 @@ class ConnectionPool:
     def mark_connected(self, slot: PoolSlot, reused: bool) -> None:
         now = wall_time()
         slot.closetime = 0.0
-        slot.cancel_key = int.from_bytes(urandom(4), "big")  # not secrets.randbits: interpreted
-        self._proc.current_pool = slot.index
+        slot.cancel_key = key = self._cancel_key()
+        cells, index = self._current_pool
+        cells[index] = slot.index
         for node_id in slot.conns:
-            info = self._info(slot, node_id)
+            info = self._session_cells(slot, node_id)
             if reused:
-                info.counter += 1
-            info.client_connection_time = now
-            info.client_key = slot.cancel_key
-            info.connected = True
+                cells, index = info.counter
+                cells[index] += 1
+            cells, index = info.client_connection_time
+            cells[index] = now
+            cells, index = info.client_key
+            cells[index] = key
+            cells, index = info.connected
+            cells[index] = True
 
     def mark_released(self, slot: PoolSlot) -> None:
         now = wall_time()
         slot.closetime = now
-        self._proc.current_pool = -1
+        cells, index = self._current_pool
+        cells[index] = -1
         for node_id in slot.conns:
-            info = self._info(slot, node_id)
-            info.client_disconnection_time = now
-            info.connected = False
+            info = self._session_cells(slot, node_id)
+            cells, index = info.client_disconnection_time
+            cells[index] = now
+            cells, index = info.connected
+            cells[index] = False
 
     def discard(self, slot: PoolSlot, terminate: bool = True) -> None:
         for node_id, conn in slot.conns.items():
@@ -128,8 +171,9 @@ class ConnectionPool:
             info.pid = 0
         slot.conns = {}
         slot.closetime = 0.0
-        if self._proc.current_pool == slot.index:
-            self._proc.current_pool = -1
+        cells, index = self._current_pool
+        if cells[index] == slot.index:
+            cells[index] = -1
 
     def forget_node(self, slot: PoolSlot, node_id: int) -> None:
         """Drop one node's (dead) connection from a slot; the rest of the slot lives on."""

@@ -75,7 +75,13 @@ class StartupMessage:
 
     def pool_key_bytes(self) -> bytes:
         """The startup options sorted by name, as pgpool-II compares them for pool reuse."""
-        return b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in sorted(self.params.items()))
+        params = self.params
+        parts: list[str] = []
+        for name in sorted(params):  # names, not (name, value) pairs: no tuple per option
+            parts.append(name)
+            parts.append(params[name])
+        parts.append("")  # each value ends with a NUL too
+        return "\0".join(parts).encode()
 
     def to_backend_bytes(self) -> bytes:
         """The startup packet we send to a backend: always protocol 3.0, known options only."""

@@ -18,7 +18,7 @@ def shm() -> Iterator[SharedState]:
 
 
 def test_a_status_cell_is_that_child_s_status_field(shm: SharedState) -> None:
-    cells, index = shm.int_cell(shm.procs[2], "status")
+    cells, index = shm.cell(shm.procs[2], "status")
     cells[index] = ChildStatus.IDLE_IN_TRANS
     assert [p.status for p in shm.procs] == [0, 0, ChildStatus.IDLE_IN_TRANS, 0]
     assert shm.procs[2].pid == 0 and shm.procs[2].need_to_restart is False  # its neighbours untouched
@@ -35,3 +35,17 @@ def test_counter_cells_are_each_child_s_counters_and_the_show_commands_add_them_
     assert shm.statement_counts(1) == {**dict.fromkeys(STATEMENT_COUNTERS, 0), "select_cnt": 5, "error_cnt": 1}
     assert shm.statement_counts(MAX_BACKENDS - 1)["select_cnt"] == 7
     assert shm.statement_counts(0) == dict.fromkeys(STATEMENT_COUNTERS, 0)
+
+
+def test_cells_of_each_scalar_type_are_their_connection_info_fields(shm: SharedState) -> None:
+    info = shm.conn(1, 1, 2)
+    cells = {name: shm.cell(info, name) for name in ("counter", "client_key", "client_connection_time", "connected")}
+    for name, value in (("counter", 7), ("client_key", 0xFFFF_FFFE), ("client_connection_time", 1234.5),
+                        ("connected", True)):
+        array, index = cells[name]
+        array[index] = value
+    assert (info.counter, info.client_key, info.client_connection_time, info.connected) == (7, 0xFFFF_FFFE, 1234.5, True)
+    # The fields around them, and the same block of the other connections, are untouched.
+    assert (info.pid, info.key, info.create_time, info.client_disconnection_time, info.in_use) == (0, 0, 0.0, 0.0, False)
+    others = [shm.conn(c, p, n) for c in range(4) for p in range(2) for n in range(MAX_BACKENDS) if (c, p, n) != (1, 1, 2)]
+    assert not any(o.counter or o.client_key or o.client_connection_time or o.connected for o in others)
