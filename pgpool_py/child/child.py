@@ -139,6 +139,10 @@ class Child:
         self._volatility: dict[tuple[str, str], str | None] = {}
         self.table_clocks = ClockCache()  # native replication: tables' clock defaults (timestamp.py)
         self._rng = random.Random()
+        # The relay's epoll (relay_poller), kept from session to session with the pooled
+        # backends' sockets in it; by descriptor, the socket object registered.
+        self._relay_poll: select.epoll | None = None
+        self._relay_watched: dict[int, object] = {}
         # Set by the router for the session being served.
         self.session_temp_tables: set[str] = set()
         self.volatility_lookup: Callable[[str], str | None] | None = None
@@ -195,6 +199,31 @@ class Child:
         # either, and written through a memoryview, cheaper than the ctypes field.
         if self._status is not status:
             self._status_cells[self._status_index] = self._status = status
+
+    def relay_poller(self) -> select.epoll:
+        """
+        The epoll the router waits on: one per child, not one per session (its creation, a
+        registration per node and its closing were five system calls per connection).  It
+        holds the signal doorbell, the session's client while the router runs, and each
+        backend socket from its first session until it is closed (which removes it).
+        """
+        poller = self._relay_poll
+        if poller is None:
+            poller = self._relay_poll = select.epoll()
+            poller.register(self.sigq.wakeup_fd, EPOLLIN)
+        return poller
+
+    def relay_watch(self, fd: int, sock: object) -> None:
+        """Have the relay's epoll report ``sock`` (a backend's), unless it does already."""
+        if self._relay_watched.get(fd) is not sock:
+            # A new socket, or a new one with a closed one's number: closing took that out.
+            self.relay_poller().register(fd, EPOLLIN)
+            self._relay_watched[fd] = sock
+
+    def relay_forget(self, fd: int) -> None:
+        """A backend socket the relay must no longer report (its node is lost)."""
+        if self._relay_watched.pop(fd, None) is not None:
+            self.relay_poller().unregister(fd)
 
     def set_title(self, title: str) -> None:
         proctitle.set_title(title)

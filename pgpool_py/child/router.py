@@ -25,7 +25,6 @@ import _socket
 import logging
 import random
 import re
-import select
 import struct
 import zlib
 from collections import deque
@@ -664,12 +663,21 @@ class Router:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> None:
-        # epoll: unlike poll(), the kernel keeps the interest list between waits.
-        self.poller = select.epoll()
+        # epoll: unlike poll(), the kernel keeps the interest list between waits, and the
+        # child's keeps the backends' sockets between sessions: only the client is added.
+        child = self.child
+        self.poller = poller = child.relay_poller()
+        for ch in self.channels.values():
+            child.relay_watch(ch.fd, ch.sock)
+        cfd = self.session.sock.fileno()
+        poller.register(cfd, EPOLLIN)
         try:
             self._run()
         finally:
-            self.poller.close()
+            try:
+                poller.unregister(cfd)
+            except OSError:
+                pass  # the client's socket is closed already, which took it out
 
     def _run(self) -> None:
         session = self.session
@@ -677,10 +685,6 @@ class Router:
         csock = session.sock
         cfd = csock.fileno()
         poller = self.poller
-        poller.register(cfd, EPOLLIN)
-        for ch in self.channels.values():
-            poller.register(ch.fd, EPOLLIN)
-        poller.register(child.sigq.wakeup_fd, EPOLLIN)
         cbuf = bytearray(session.client.buf)
         session.client.buf.clear()
         held = False
@@ -1346,7 +1350,7 @@ class Router:
         target = self.in_flight
         if node == self.primary or ch.pending or (target is not None and node in target.nodes):
             raise self.session._backend_lost(self.slot.conns[node])
-        self.poller.unregister(ch.fd)
+        self.child.relay_forget(ch.fd)
         del self.channels[node]
         del self.by_fd[ch.fd]
         self._nodes_changed()
