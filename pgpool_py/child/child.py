@@ -217,7 +217,10 @@ class Child:
         """Have the relay's epoll report ``sock`` (a backend's), unless it does already."""
         if self._relay_watched.get(fd) is not sock:
             # A new socket, or a new one with a closed one's number: closing took that out.
-            self.relay_poller().register(fd, EPOLLIN)
+            try:
+                self.relay_poller().register(fd, EPOLLIN)
+            except FileExistsError:
+                pass  # the same open socket under another object: watched already
             self._relay_watched[fd] = sock
 
     def relay_forget(self, fd: int) -> None:

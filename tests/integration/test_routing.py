@@ -56,6 +56,35 @@ def test_weight_zero_keeps_reads_off_the_standby(pgpool_factory: Any, pg_cluster
     assert _answers(server, 40) == Counter({"False": 40})
 
 
+def _value(sock: Any, sql: str) -> str | None:
+    """One simple query's single value; a socket timeout says the reply never came."""
+    sock.sendall(m.query(sql))
+    reply = read_until(sock)
+    msgs = m.split_messages(reply)[0]
+    assert not any(typ == ord("E") for typ, _s, _e in msgs), reply
+    return [m.parse_data_row(reply[start + 5 : end]) for typ, start, end in msgs if typ == ord("D")][0][0]
+
+
+def test_sessions_reach_both_nodes_after_their_pooled_connections_were_replaced(
+        pgpool_factory: Any, pg_cluster: Any) -> None:
+    # The relay waits on one epoll per child, where a pooled connection's socket stays between
+    # sessions.  With one child and one pool slot, a session to the other database evicts the
+    # slot and a server-side kill breaks it: the new sockets mostly get the closed ones'
+    # numbers, and must be watched all the same, or the session waits for a reply forever.
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "backend_weight0": 0,
+                                               "num_init_children": 1, "max_pool": 1})
+    for round in range(8):
+        with server.raw_session(5.0, database="test" if round % 2 == 0 else "template1") as sock:
+            assert _value(sock, "SELECT pg_is_in_recovery()") == "t"  # the standby
+            assert _value(sock, "SELECT txid_current() > 0") == "t"  # the primary
+            assert _value(sock, "SELECT pg_is_in_recovery()") == "t"
+            sock.sendall(m.TERMINATE)
+        if round == 4:
+            for node in pg_cluster:  # the pooled connections to "test", killed while idle
+                node.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = 'test' AND pid <> pg_backend_pid()")
+
+
 def test_writes_and_writing_reads_go_to_the_primary(pgpool_factory: Any, pg_cluster: Any) -> None:
     # With the standby weighted 100:1 a read lands there almost always; whatever must not go
     # there would fail on it ("cannot execute ... in a read-only transaction").
