@@ -292,7 +292,7 @@ class Child:
         primary = slot.main_node
         if len(nodes) == 1 or not cfg.load_balance_mode:
             return primary
-        weights = {n: shm.backends[n].weight for n in nodes}
+        weights = shm.weights(nodes)
         app = startup.application_name if startup is not None else ""
         preferred = None
         for items, subject in ((cfg.app_name_redirect_preference_list, app),

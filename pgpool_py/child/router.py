@@ -1660,8 +1660,8 @@ def weighted_choice(weights: dict[int, float], rng: random.Random) -> int:
     if total <= 0:
         return min(weights)
     point = rng.random() * total
-    for node, weight in sorted(weights.items()):
-        point -= weight
+    for node in sorted(weights):
+        point -= weights[node]
         if point < 0:
             return node
     return max(weights)

@@ -319,6 +319,7 @@ class SharedState:
         # Each node's status and the node count as integer cells: every new session asks which
         # nodes are valid, and indexing ctypes arrays makes an object per node.
         self._status_at = [self.cell(self.backends[n], "status")[1] for n in range(MAX_BACKENDS)]
+        self._weight_at = [self.cell(self.backends[n], "weight")[1] for n in range(MAX_BACKENDS)]
         self._num_backends_at = self.cell(self.req, "num_backends")[1]
         self.size = total
         self.req.main_node_id = -1
@@ -471,6 +472,11 @@ class SharedState:
     def valid_nodes(self) -> list[int]:
         cells, status_at = self._int_cells, self._status_at
         return [n for n in range(cells[self._num_backends_at]) if cells[status_at[n]] in VALID_STATUSES]
+
+    def weights(self, nodes: list[int]) -> dict[int, float]:
+        """The nodes' backend_weight, unnormalized, as main last wrote them (each new session)."""
+        cells, weight_at = self._cells[ctypes.c_double], self._weight_at
+        return {n: cells[weight_at[n]] for n in nodes}
 
     def set_backend_status(self, node: int, status: BackendStatus) -> None:
         """Main only."""

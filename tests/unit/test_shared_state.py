@@ -49,3 +49,9 @@ def test_cells_of_each_scalar_type_are_their_connection_info_fields(shm: SharedS
     assert (info.pid, info.key, info.create_time, info.client_disconnection_time, info.in_use) == (0, 0, 0.0, 0.0, False)
     others = [shm.conn(c, p, n) for c in range(4) for p in range(2) for n in range(MAX_BACKENDS) if (c, p, n) != (1, 1, 2)]
     assert not any(o.counter or o.client_key or o.client_connection_time or o.connected for o in others)
+
+
+def test_weights_are_the_backend_weight_fields(shm: SharedState) -> None:
+    shm.backends[0].weight, shm.backends[1].weight, shm.backends[2].weight = 1.0, 0.0, 2.5
+    assert shm.weights([0, 1, 2]) == {0: 1.0, 1: 0.0, 2: 2.5}
+    assert shm.weights([2]) == {2: 2.5}
