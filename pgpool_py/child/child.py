@@ -205,7 +205,8 @@ class Child:
         The epoll the router waits on: one per child, not one per session (its creation, a
         registration per node and its closing were five system calls per connection).  It
         holds the signal doorbell, the session's client while the router runs, and each
-        backend socket from its first session until it is closed (which removes it).
+        backend socket from its first session until it is closed (which removes it) or
+        wakes a session of another pool slot (relay_forget).
         """
         poller = self._relay_poll
         if poller is None:
@@ -224,9 +225,15 @@ class Child:
             self._relay_watched[fd] = sock
 
     def relay_forget(self, fd: int) -> None:
-        """A backend socket the relay must no longer report (its node is lost)."""
-        if self._relay_watched.pop(fd, None) is not None:
+        """
+        A backend socket the relay must no longer report: its node is lost, or it belongs to
+        another pool slot and woke the session (level-triggered, it would go on doing so).
+        """
+        self._relay_watched.pop(fd, None)
+        try:
             self.relay_poller().unregister(fd)
+        except OSError:
+            pass  # not in it (closed already)
 
     def set_title(self, title: str) -> None:
         proctitle.set_title(title)

@@ -684,6 +684,7 @@ class Router:
         child = self.child
         csock = session.sock
         cfd = csock.fileno()
+        wakeup_fd = child.sigq.wakeup_fd
         poller = self.poller
         cbuf = bytearray(session.client.buf)
         session.client.buf.clear()
@@ -762,9 +763,13 @@ class Router:
                         cbuf += data
                     else:
                         chunk = data
-                else:
+                elif fd == wakeup_fd:
                     child.sigq.drain()
                     child.on_interrupt()
+                else:
+                    # Another pool slot's connection, pooled (its server closed it, say): it
+                    # stays out of the relay's epoll until a session uses it again.
+                    child.relay_forget(fd)
 
     def _process_client(self, cbuf: bytes | bytearray, send_c: object) -> tuple[bool, int]:
         """

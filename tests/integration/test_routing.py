@@ -6,12 +6,14 @@ split, and native replication.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import struct
 import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,7 +22,7 @@ import pytest
 
 from pgpool_py.cluster import HOST, SERVER_USER
 from pgpool_py.protocol import messages as m
-from tests.fix_pgpool import read_until
+from tests.fix_pgpool import _group_members, read_until
 
 # pg_is_in_recovery() is VOLATILE: pgpool-II keeps volatile functions on the primary unless
 # they are listed as read-only.
@@ -83,6 +85,46 @@ def test_sessions_reach_both_nodes_after_their_pooled_connections_were_replaced(
             for node in pg_cluster:  # the pooled connections to "test", killed while idle
                 node.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                           " WHERE datname = 'test' AND pid <> pg_backend_pid()")
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_another_pooled_connection_closed_by_its_server_does_not_wake_a_session(
+        pgpool_factory: Any, pg_cluster: Any) -> None:
+    # The relay's epoll keeps every pooled connection's socket between sessions, those of
+    # other pool slots too.  One the server closes while another slot's session runs must
+    # not wake that session again and again (level-triggered, nobody reads it): the session
+    # would spin at full CPU until it ends.
+    primary = pg_cluster[0]
+    if primary.psql("SELECT count(*) FROM pg_database WHERE datname = 'other_db'") == "0":
+        primary.psql("CREATE DATABASE other_db")
+    wait_replayed(pg_cluster)
+    server = pgpool_factory(pg_cluster, extra={**READ_ONLY, "num_init_children": 1, "max_pool": 2})
+    with server.raw_session(5.0) as sock:  # slot 0: "test", pooled when it ends
+        assert _value(sock, "SELECT txid_current() > 0") == "t"
+        assert _value(sock, "SELECT pg_is_in_recovery() IS NOT NULL") == "t"
+        sock.sendall(m.TERMINATE)
+    with server.raw_session(5.0, database="other_db") as sock:  # slot 1, same child
+        assert _value(sock, "SELECT txid_current() > 0") == "t"
+        assert _value(sock, "SELECT pg_is_in_recovery() IS NOT NULL") == "t"
+        for node in pg_cluster:  # slot 0's connections, closed by their servers
+            node.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'test'")
+        child = next(pid for pid in _group_members(server.pid)
+                     if b"other_db" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        before = _cpu_seconds(child)
+        time.sleep(1.0)  # the session idle
+        spent = _cpu_seconds(child) - before
+        assert spent < 0.3, f"the idle session's child spent {spent:.2f} s of CPU in 1 s"
+        assert _value(sock, "SELECT txid_current() > 0") == "t"
+        sock.sendall(m.TERMINATE)
+    with server.raw_session(5.0) as sock:  # slot 0 again: found broken, connected afresh
+        assert _value(sock, "SELECT txid_current() > 0") == "t"
+        assert _value(sock, "SELECT pg_is_in_recovery() IS NOT NULL") == "t"
+        sock.sendall(m.TERMINATE)
 
 
 def test_writes_and_writing_reads_go_to_the_primary(pgpool_factory: Any, pg_cluster: Any) -> None:
