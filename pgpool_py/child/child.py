@@ -32,6 +32,7 @@ from pgpool_py.child.pool import PoolSlot
 from pgpool_py.child.router import EPOLL_MAX_EVENTS, parse_redirect_list, weighted_choice
 from pgpool_py.child.session import FastExit, Session, query_rows
 from pgpool_py.routing import Classifier, RoutingSettings
+from pgpool_py.routing.classify import VOLATILITY_UNKNOWN
 from pgpool_py.routing.timestamp import ClockCache
 from pgpool_py.config import reload_config
 from pgpool_py.errors import ConfigError, PgError
@@ -271,11 +272,16 @@ class Child:
             )
         return self._classifier
 
-    def function_volatility(self, conn: BackendConnection, database: str, name: str) -> str | None:
-        """pg_proc.provolatile, asked on the session's primary connection and kept per database."""
+    def function_volatility(self, conn: BackendConnection | None, database: str, name: str) -> str | None:
+        """
+        pg_proc.provolatile, asked on the session's primary connection and kept per database;
+        VOLATILITY_UNKNOWN when it is not known yet and ``conn`` is None (busy).
+        """
         key = (database, name)
         if key in self._volatility:
             return self._volatility[key]
+        if conn is None:
+            return VOLATILITY_UNKNOWN
         schema, _, func = name.rpartition(".")
         where = "p.proname = " + _literal(func)
         if schema:

@@ -329,7 +329,8 @@ class Router:
     def _function_volatility(self, name: str) -> str | None:
         """pg_proc.provolatile of ``name`` ('v', 's', 'i'; None: no such function)."""
         if self.in_flight is not None:
-            return "v"  # the primary connection is busy: assume the worst
+            # The primary connection is busy: known already, or counted as writing this time.
+            return self.child.function_volatility(None, self.slot.database, name)
         self._drain_ours(self.channels[self.primary])
         return self.child.function_volatility(self.slot.conns[self.primary], self.slot.database, name)
 
@@ -563,7 +564,7 @@ class Router:
         raw_name, text = m.parse_parse_bytes(parse)
         name = raw_name.decode(errors="replace") if raw_name else ""
         verdict = self.classifier.classify_bytes(text)
-        if not verdict.uses_temp_table:
+        if not verdict.uses_temp_table and not self.classifier.guessed:
             if len(self.parses) >= _PARSES_KEPT:
                 self.parses.clear()
             self.parses[parse] = (name, verdict)

@@ -254,6 +254,9 @@ class RoutingSettings:
 
 
 FunctionVolatility = Callable[[str], "str | None"]
+# function_volatility's answer when it cannot ask now (the primary connection is busy): the
+# call counts as writing, and the verdict is not cached, as the next asking may know better.
+VOLATILITY_UNKNOWN: Final = "?"
 TempTables = Callable[[], AbstractSet[str]]
 
 # Statements whose verdict cannot depend on a literal, so that texts differing only in
@@ -269,7 +272,8 @@ class Classifier:
 
     ``function_volatility(name)`` answers pg_proc.provolatile ('v', 's' or 'i') for a function
     name as written (``f`` or ``schema.f``), or None if there is no such function (pgpool then
-    counts it as not volatile). It is asked only when both function lists are empty; without
+    counts it as not volatile), or VOLATILITY_UNKNOWN when it cannot ask now (a verdict that
+    depends on that is not cached). It is asked only when both function lists are empty; without
     it every function call counts as writing, since a wrong "read" fails on a standby.
     ``temp_tables()`` returns the session's temporary table names; it is asked on every call,
     outside the cache, for load-balanceable queries that name a relation.
@@ -294,6 +298,7 @@ class Classifier:
         cache_size: int = 1024,
     ) -> None:
         self._function_volatility = function_volatility
+        self.guessed = False  # the last verdict counted a function as writing without knowing
         self._temp_tables = temp_tables
         self._cache_size = cache_size
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
@@ -335,13 +340,16 @@ class Classifier:
         with the same digit key then has the same masked key, since masking looks at where
         the digits are and never at their values, and so the same verdict.
         """
+        self.guessed = False
         key = text.translate(_DIGITS_AS_ZERO)
         verdict = self._by_digits.get(key)
         if verdict is None:
             verdict = self._by_bytes.get(text)
             if verdict is None:
                 verdict, masked = self._lookup(text.decode(errors="replace"))
-                if masked is None:
+                if self.guessed:
+                    pass  # asked again next time
+                elif masked is None:
                     # Seen before as text, or no masked key ($n, comments, quoted names): by itself.
                     _add_bounded(self._by_bytes, text, verdict, self._cache_size)
                 elif _DIGIT.search(masked) is None and _shareable(verdict):
@@ -351,6 +359,7 @@ class Classifier:
     def _lookup(self, sql: str) -> tuple[Verdict, str | None]:
         """The text's verdict from the caches or the parser, and its masked key (None when
         not computed: a cache hit, or a pattern list in use)."""
+        self.guessed = False
         verdict = self._cache.get(sql)
         if verdict is not None:
             self._cache.move_to_end(sql)
@@ -361,6 +370,8 @@ class Classifier:
         verdict = self._by_literals.get(key) if key is not None else None
         if verdict is None:
             verdict = self._classify_uncached(sql)
+            if self.guessed:
+                return verdict, None
             _add_bounded(self._cache, sql, verdict, self._cache_size)
             if key is not None and _shareable(verdict):
                 _add_bounded(self._by_literals, key, verdict, self._cache_size)
@@ -385,7 +396,7 @@ class Classifier:
             verdict = self._shapes.get(shape)
             if verdict is None:
                 verdict, shareable = self._classify_tree(_parse(sql))
-                if shareable:
+                if shareable and not self.guessed:
                     _add_bounded(self._shapes, shape, verdict, self._cache_size)
             else:
                 self._shapes.move_to_end(shape)
@@ -527,8 +538,15 @@ class Classifier:
             elif self._write_functions:
                 if any(pattern.search(name) for pattern in self._write_functions):
                     return name
-            elif self._function_volatility is None or self._function_volatility(name) == "v":
+            elif self._function_volatility is None:
                 return name
+            else:
+                volatility = self._function_volatility(name)
+                if volatility == VOLATILITY_UNKNOWN:
+                    self.guessed = True
+                    return name
+                if volatility == "v":
+                    return name
         return None
 
 

@@ -412,6 +412,21 @@ def test_without_volatility_lookup_functions_count_as_writes() -> None:
     assert c.classify("SELECT 1 FROM t").dest is EITHER
 
 
+def test_a_verdict_on_a_volatility_not_known_yet_is_not_kept() -> None:
+    # The router cannot ask pg_proc while the primary connection is busy: the call counts as
+    # writing that once, and the text is classified again when it comes back.
+    answers = ["?", "s", "?", "s"]
+    c = Classifier(function_volatility=lambda name: answers.pop(0))
+    for classify, sql in ((c.classify, "SELECT count(*) FROM t"),
+                          (lambda text: c.classify_bytes(text.encode()), "SELECT max(x) FROM u")):
+        first = classify(sql)
+        assert first.dest is PRIMARY and c.guessed
+        second = classify(sql)
+        assert second.dest is EITHER and not c.guessed
+        assert classify(sql).dest is EITHER  # kept now: not asked again
+    assert answers == []
+
+
 def test_unknown_function_is_not_volatile() -> None:
     # pgpool's pg_proc query finds no VOLATILE function of that name: a read.
     assert Classifier(function_volatility=lambda name: None).classify("SELECT nosuch(1)").dest is EITHER
