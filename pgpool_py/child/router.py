@@ -25,6 +25,7 @@ import _socket
 import logging
 import random
 import re
+import select
 import struct
 import zlib
 from collections import deque
@@ -667,26 +668,24 @@ class Router:
         # epoll: unlike poll(), the kernel keeps the interest list between waits, and the
         # child's keeps the backends' sockets between sessions: only the client is added.
         child = self.child
-        self.poller = poller = child.relay_poller()
+        poller = child.relay_poller()
         for ch in self.channels.values():
             child.relay_watch(ch.fd, ch.sock)
         cfd = self.session.sock.fileno()
         poller.register(cfd, EPOLLIN)
         try:
-            self._run()
+            self._run(poller, cfd)
         finally:
             try:
                 poller.unregister(cfd)
             except OSError:
                 pass  # the client's socket is closed already, which took it out
 
-    def _run(self) -> None:
+    def _run(self, poller: select.epoll, cfd: int) -> None:
         session = self.session
         child = self.child
         csock = session.sock
-        cfd = csock.fileno()
         wakeup_fd = child.sigq.wakeup_fd
-        poller = self.poller
         cbuf = bytearray(session.client.buf)
         session.client.buf.clear()
         held = False
